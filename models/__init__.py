@@ -1,0 +1,34 @@
+"""The one-map database: SQLAlchemy 2 tables only (no queries, no HTTP)."""
+
+from models.alert import AlertEvent, WebhookDelivery, WebhookSubscription
+from models.base import Base
+from models.camera import Camera, CameraPreset
+from models.case import Case, CaseEvent, Evidence
+from models.client import ApiClient, ClientJurisdiction, IdempotencyKey
+from models.detection import Detection, LayerHit
+from models.jurisdiction import Jurisdiction
+from models.layer import Layer, LayerFeature, LayerVersion
+from models.scene import IngestJob, Scene
+
+__all__ = [
+    "AlertEvent",
+    "ApiClient",
+    "Base",
+    "Camera",
+    "CameraPreset",
+    "Case",
+    "CaseEvent",
+    "ClientJurisdiction",
+    "Detection",
+    "Evidence",
+    "IdempotencyKey",
+    "IngestJob",
+    "Jurisdiction",
+    "Layer",
+    "LayerFeature",
+    "LayerHit",
+    "LayerVersion",
+    "Scene",
+    "WebhookDelivery",
+    "WebhookSubscription",
+]

@@ -1,0 +1,58 @@
+"""Tower cameras and their PTZ presets, each preset with its image-to-ground calibration."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from enum import StrEnum
+from typing import Any
+
+from shapely.geometry.base import BaseGeometry
+from sqlalchemy import Enum, Float, ForeignKey, Integer, String, UniqueConstraint
+from sqlalchemy.orm import Mapped, mapped_column
+
+from models.base import BigId, Base, Json, Timestamped, UTCDateTime
+from models.geo import Geometry, Spatial
+
+
+class CameraHealth(StrEnum):
+    ok = "ok"
+    moved = "moved"
+    obstructed = "obstructed"
+    night_ir = "night_ir"
+    no_signal = "no_signal"
+    unknown = "unknown"
+
+
+class Camera(Spatial, Timestamped, Base):
+    __tablename__ = "camera"
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    code: Mapped[str] = mapped_column(String(64), unique=True)  # the id cameras report with
+    name: Mapped[str] = mapped_column(String(200), default="")
+    height_m: Mapped[float | None] = mapped_column(Float)
+    jurisdiction_id: Mapped[int | None] = mapped_column(ForeignKey("jurisdiction.id"), index=True)
+    health: Mapped[CameraHealth] = mapped_column(
+        Enum(CameraHealth, native_enum=False), default=CameraHealth.unknown
+    )
+    last_seen_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    geom: Mapped[BaseGeometry] = mapped_column(Geometry("POINT"))  # tower position
+
+
+class CameraPreset(Spatial, Timestamped, Base):
+    """A PTZ preset: what the camera sees from one stored pose."""
+
+    __tablename__ = "camera_preset"
+    __table_args__ = (UniqueConstraint("camera_id", "preset"),)
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    camera_id: Mapped[int] = mapped_column(ForeignKey("camera.id"), index=True)
+    preset: Mapped[str] = mapped_column(String(32))
+    image_width: Mapped[int] = mapped_column(Integer)
+    image_height: Mapped[int] = mapped_column(Integer)
+    # [{"pixel": [col, row], "lon": .., "lat": ..}, ...]
+    control_points: Mapped[list[dict[str, Any]]] = mapped_column(Json, default=list)
+    homography: Mapped[list[list[float]] | None] = mapped_column(Json)  # image → ground, 3×3
+    rms_error_m: Mapped[float | None] = mapped_column(Float)
+    calibrated_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    # The ground the preset can actually see (its viewshed), for coverage and blind spots.
+    geom: Mapped[BaseGeometry | None] = mapped_column(Geometry("POLYGON"), nullable=True)

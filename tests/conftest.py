@@ -1,0 +1,95 @@
+"""Shared fixtures: a migrated database on SQLite and, when configured, PostgreSQL + PostGIS.
+
+Database tests take the `db_session` (or `db_engine`) fixture and then run once per backend.
+PostgreSQL runs when TIANXUN_TEST_POSTGRES_URL points at an empty database with PostGIS.
+Each test runs inside a transaction that is rolled back at the end.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from alembic import command
+from sqlalchemy import Engine
+from sqlalchemy.orm import Session
+
+from service.db import alembic_config, create_db_engine
+
+POSTGRES_URL = os.environ.get("TIANXUN_TEST_POSTGRES_URL")
+SHARED_CD = Path(__file__).resolve().parents[2] / "shared" / "data" / "cd"
+BACKENDS = ["sqlite", "postgresql"]
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        if {"db_engine", "db_session", "db_url"} & set(getattr(item, "fixturenames", ())):
+            item.add_marker(pytest.mark.db)
+
+
+def migrate(url: str) -> None:
+    config = alembic_config(url)
+    config.attributes["configure_logger"] = False
+    command.upgrade(config, "head")
+
+
+@pytest.fixture(scope="session")
+def sqlite_url(tmp_path_factory: pytest.TempPathFactory) -> str:
+    url = f"sqlite:///{tmp_path_factory.mktemp('db') / 'test.db'}"
+    migrate(url)
+    return url
+
+
+@pytest.fixture(scope="session")
+def postgres_url() -> str:
+    if not POSTGRES_URL:
+        pytest.skip("TIANXUN_TEST_POSTGRES_URL not set: PostgreSQL tests run in .ci/run")
+    migrate(POSTGRES_URL)
+    return POSTGRES_URL
+
+
+@pytest.fixture(params=BACKENDS)
+def db_url(request: pytest.FixtureRequest) -> str:
+    """A migrated database URL, once per backend."""
+    url: str = request.getfixturevalue(f"{request.param}_url")
+    return url
+
+
+_engines: dict[str, Engine] = {}
+
+
+@pytest.fixture
+def db_engine(db_url: str) -> Engine:
+    if db_url not in _engines:
+        _engines[db_url] = create_db_engine(db_url)
+    return _engines[db_url]
+
+
+@pytest.fixture
+def db_session(db_engine: Engine) -> Iterator[Session]:
+    """A session joined to an outer transaction that is rolled back after the test."""
+    with db_engine.connect() as connection:
+        outer = connection.begin()
+        session = Session(bind=connection, join_transaction_mode="create_savepoint")
+        try:
+            yield session
+        finally:
+            session.close()
+            outer.rollback()
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _dispose_engines() -> Iterator[None]:
+    yield
+    for engine in _engines.values():
+        engine.dispose()
+
+
+@pytest.fixture
+def shared_cd() -> Path:
+    """The external labelled pairs (read-only, never copied); tests skip without them."""
+    if not SHARED_CD.is_dir():
+        pytest.skip(f"{SHARED_CD} is absent")
+    return SHARED_CD
