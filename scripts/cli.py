@@ -39,5 +39,8 @@ def db_check() -> None:
     command.check(alembic_config(Settings().database_url))
 
 
+# Sub-commands from other modules register below, one line each.
+
+
 if __name__ == "__main__":
     app()
