@@ -34,7 +34,9 @@ def include_name(name: str | None, type_: str, parent_names: Any) -> bool:
     return True
 
 
-def compare_type(context: Any, inspected: Any, metadata: Any, inspected_type: Any, metadata_type: Any) -> bool | None:
+def compare_type(
+    context: Any, inspected: Any, metadata: Any, inspected_type: Any, metadata_type: Any
+) -> bool | None:
     if isinstance(metadata_type, Geometry):
         return False  # reflected as PostGIS geometry or BLOB; both are what the type makes
     return None

@@ -9,7 +9,7 @@ from typing import Any
 from sqlalchemy import Boolean, Enum, ForeignKey, Index, Integer, String, Text, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column
 
-from models.base import BigId, Base, Json, Timestamped, UTCDateTime, utcnow
+from models.base import Base, BigId, Json, Timestamped, UTCDateTime, utcnow
 
 
 class AlertEvent(Base):

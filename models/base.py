@@ -56,7 +56,9 @@ class Base(DeclarativeBase):
 class Timestamped:
     """`created_at` / `updated_at` set by the database clock's Python twin (UTC)."""
 
-    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, server_default=func.now())
+    created_at: Mapped[datetime] = mapped_column(
+        UTCDateTime, default=utcnow, server_default=func.now()
+    )
     updated_at: Mapped[datetime] = mapped_column(
         UTCDateTime, default=utcnow, onupdate=utcnow, server_default=func.now()
     )

@@ -10,7 +10,7 @@ from shapely.geometry.base import BaseGeometry
 from sqlalchemy import Enum, Float, ForeignKey, Integer, String, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column
 
-from models.base import BigId, Base, Json, Timestamped, UTCDateTime
+from models.base import Base, BigId, Json, Timestamped, UTCDateTime
 from models.geo import Geometry, Spatial
 
 

@@ -21,7 +21,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.orm import Mapped, mapped_column
 
-from models.base import BigId, Base, Json, Timestamped, UTCDateTime, utcnow
+from models.base import Base, BigId, Json, Timestamped, UTCDateTime, utcnow
 from models.geo import Geometry, Spatial
 
 
@@ -47,7 +47,9 @@ class Case(Spatial, Timestamped, Base):
     __table_args__ = (Index(None, "status", "priority"), Index(None, "last_seen_at"))
 
     id: Mapped[int] = mapped_column(BigId, primary_key=True)
-    code: Mapped[str] = mapped_column(String(32), unique=True)  # human reference, e.g. C-2024-000123
+    code: Mapped[str] = mapped_column(
+        String(32), unique=True
+    )  # human reference, e.g. C-2024-000123
     status: Mapped[CaseStatus] = mapped_column(
         Enum(CaseStatus, native_enum=False), default=CaseStatus.new
     )

@@ -120,7 +120,6 @@ def sqlite_rtree_ddl(table: str) -> list[str]:
         f'CREATE TRIGGER {rtree}_au AFTER UPDATE OF minx, miny, maxx, maxy ON "{table}" BEGIN '
         f"DELETE FROM {rtree} WHERE id = OLD.id; {insert} END",
         f'CREATE TRIGGER {rtree}_ad AFTER DELETE ON "{table}" BEGIN '
-
         f"DELETE FROM {rtree} WHERE id = OLD.id; END",
     ]
 

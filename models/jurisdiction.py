@@ -8,7 +8,7 @@ from shapely.geometry.base import BaseGeometry
 from sqlalchemy import Enum, Float, ForeignKey, String
 from sqlalchemy.orm import Mapped, mapped_column
 
-from models.base import BigId, Base, Timestamped
+from models.base import Base, BigId, Timestamped
 from models.geo import Geometry, Spatial
 
 

@@ -10,7 +10,7 @@ from shapely.geometry.base import BaseGeometry
 from sqlalchemy import BigInteger, Enum, ForeignKey, Index, Integer, String, Text, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column
 
-from models.base import BigId, Base, Json, Timestamped, UTCDateTime, utcnow
+from models.base import Base, BigId, Json, Timestamped, UTCDateTime, utcnow
 from models.geo import Geometry, Spatial
 
 

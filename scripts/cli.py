@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import typer
-from alembic import command
 
+from alembic import command
 from service.db import alembic_config
 from service.settings import Settings
 
@@ -22,9 +22,7 @@ def serve(
     """Run the HTTP API."""
     import uvicorn
 
-    uvicorn.run(
-        "service.main:create_app", factory=True, host=host, port=port, workers=workers
-    )
+    uvicorn.run("service.main:create_app", factory=True, host=host, port=port, workers=workers)
 
 
 @db_app.command("upgrade")

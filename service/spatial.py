@@ -16,6 +16,7 @@ import shapely
 from pyproj import CRS, Transformer
 from shapely.geometry import box
 from shapely.geometry.base import BaseGeometry
+from shapely.prepared import prep
 from sqlalchemy import ColumnElement, Float, Integer, Select, column, func, select, table
 from sqlalchemy.orm import Session
 
@@ -69,7 +70,7 @@ def bbox_clause(model: Any, bbox: BBox, dialect: str) -> ColumnElement[bool]:
     """Rows whose bounding box overlaps `bbox`, answered from the spatial index."""
     if dialect == "postgresql":
         envelope = func.ST_MakeEnvelope(*bbox.as_tuple(), SRID)
-        return model.geom.op("&&")(envelope)
+        return model.geom.bool_op("&&")(envelope)
     rtree = _rtree(model)
     candidates = select(rtree.c.id).where(
         rtree.c.minx <= bbox.maxx,
@@ -84,7 +85,7 @@ def intersects_clause(model: Any, geom: BaseGeometry, dialect: str) -> ColumnEle
     """The exact predicate where the database can evaluate it, else the index filter alone."""
     if dialect == "postgresql":
         shape = func.ST_GeomFromWKB(shapely.to_wkb(geom), SRID)
-        return model.geom.op("&&")(shape) & func.ST_Intersects(model.geom, shape)
+        return model.geom.bool_op("&&")(shape) & func.ST_Intersects(model.geom, shape)
     return bbox_clause(model, BBox.of(geom), dialect)
 
 
@@ -109,7 +110,7 @@ def iter_intersecting(
             statement = statement.limit(limit)
         yield from session.scalars(statement)
         return
-    prepared = shapely.prepared.prep(geom)
+    prepared = prep(geom)
     found = 0
     for row in session.scalars(statement.execution_options(yield_per=batch_size)):
         if prepared.intersects(row.geom):

@@ -3,13 +3,21 @@
 from __future__ import annotations
 
 import pytest
-from alembic import command
 from sqlalchemy import create_engine, inspect
 
+from alembic import command
 from models import Base
 from service.db import alembic_config
 
-SPATIAL_TABLES = ["jurisdiction", "layer_feature", "camera", "camera_preset", "scene", "detection", "case"]
+SPATIAL_TABLES = [
+    "jurisdiction",
+    "layer_feature",
+    "camera",
+    "camera_preset",
+    "scene",
+    "detection",
+    "case",
+]
 
 
 def _config(url: str):  # type: ignore[no-untyped-def]
@@ -23,7 +31,11 @@ def _tables_and_indexes(url: str) -> tuple[set[str], set[str]]:
     try:
         inspector = inspect(engine)
         tables = set(inspector.get_table_names())
-        indexes = {ix["name"] for t in tables & set(Base.metadata.tables) for ix in inspector.get_indexes(t)}
+        indexes = {
+            ix["name"]
+            for t in tables & set(Base.metadata.tables)
+            for ix in inspector.get_indexes(t)
+        }
     finally:
         engine.dispose()
     return tables, indexes
