@@ -6,9 +6,9 @@ from logging.config import fileConfig
 from typing import Any
 
 import geoalchemy2  # noqa: F401  (teaches reflection the PostGIS `geometry` type)
+from alembic import context
 from sqlalchemy import Connection
 
-from alembic import context
 from models import Base
 from models.geo import Geometry
 from service.db import create_db_engine

@@ -12,10 +12,10 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from alembic import command
 from sqlalchemy import Engine
 from sqlalchemy.orm import Session
 
-from alembic import command
 from service.db import alembic_config, create_db_engine
 
 POSTGRES_URL = os.environ.get("TIANXUN_TEST_POSTGRES_URL")

@@ -8,9 +8,9 @@ Create Date: 2026-11-28 16:04:44.362113
 from collections.abc import Sequence
 
 import sqlalchemy as sa
+from alembic import op
 from sqlalchemy.dialects import postgresql
 
-from alembic import op
 from models.geo import Geometry, gist_index_name, sqlite_rtree_ddl, sqlite_rtree_drop_ddl
 
 revision: str = "0001"

@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import pytest
+from alembic import command
 from sqlalchemy import create_engine, inspect
 
-from alembic import command
 from models import Base
 from service.db import alembic_config
 
