@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from dataclasses import dataclass
 from functools import lru_cache
-from typing import Any, TypeVar
+from typing import Any
 
 import shapely
 from pyproj import CRS, Transformer
@@ -23,9 +23,6 @@ from sqlalchemy.orm import Session
 from models.geo import SRID, rtree_name
 
 M2_PER_MU = 10_000 / 15  # 1 mu = 666.67 m²
-
-T = TypeVar("T")
-
 
 @dataclass(frozen=True)
 class BBox:
@@ -91,13 +88,13 @@ def intersects_clause(model: Any, geom: BaseGeometry, dialect: str) -> ColumnEle
 
 def iter_intersecting(
     session: Session,
-    statement: Select[tuple[T]],
+    statement: Select[Any],
     model: Any,
     geom: BaseGeometry,
     *,
     limit: int | None = None,
     batch_size: int = 500,
-) -> Iterator[T]:
+) -> Iterator[Any]:
     """Entities of `statement` (which selects `model`) whose geometry intersects `geom`.
 
     The statement may carry other filters and an ORDER BY; `limit` counts exact matches,
