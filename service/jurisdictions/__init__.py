@@ -1,0 +1,1 @@
+"""Administrative areas (city → district → township → village) and their import."""

@@ -1,0 +1,1 @@
+"""Legal layers ("3+X"): versioned imports of the control lines and legal-use areas."""
