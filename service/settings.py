@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-from pydantic import field_validator
+from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -23,6 +23,37 @@ class Settings(BaseSettings):
     # Layer imports: polygons with more vertices than this are split on a grid so that the
     # spatial index stays selective.
     layer_max_vertices: int = 2_000
+    # Ingest: size limits are enforced while the body streams in; path ingest reads only
+    # files under these directories.
+    max_snapshot_bytes: int = 20 * 2**20
+    max_tile_bytes: int = 4 * 2**30
+    max_snapshot_pixels: int = 40_000_000
+    ingest_roots: list[Path] = []
+    capture_clock_skew_seconds: float = 300.0
+    # Ingest queue: a lease a heartbeat extends; failed jobs retry with exponential backoff.
+    lease_seconds: float = 60.0
+    max_attempts: int = 5
+    retry_base_seconds: float = 10.0
+    retry_max_seconds: float = 3600.0
+    worker_poll_seconds: float = 1.0
+    # Extra modules that register queue tasks when the worker starts (e.g. the analysis step).
+    task_modules: list[str] = []
+    # Screening and cases: a detection within this distance of a case seen within the window
+    # joins it (one case per place); approved parcels must cover this fraction of a detection.
+    case_merge_window_days: float = Field(30.0, gt=0)
+    case_merge_buffer_m: float = Field(20.0, ge=0)
+    min_overlap_fraction_for_approval: float = Field(0.8, gt=0, le=1)
+    # A dismissal as farming activity or approved use silences that kind of alarm there.
+    suppression_days: float = Field(90.0, ge=0)
+    case_code_prefix: str = "TX"
+    # Hours allowed in a state before the case is overdue (on-site check within a working day).
+    case_due_hours: dict[str, float] = {
+        "new": 24.0,
+        "dispatched": 24.0,
+        "verifying": 24.0,
+        "confirmed": 72.0,
+        "rectifying": 720.0,
+    }
 
     @field_validator("area_crs")
     @classmethod

@@ -1,0 +1,1 @@
+"""Alerts: the outbox written with each case change; feeds and webhooks read from it."""

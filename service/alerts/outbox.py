@@ -1,0 +1,61 @@
+"""The alert outbox: one row per case change, written in the same transaction as the change."""
+
+from __future__ import annotations
+
+from enum import StrEnum
+from typing import Any
+
+from sqlalchemy.orm import Session
+
+from models import AlertEvent, Case
+
+
+class AlertType(StrEnum):
+    case_created = "case_created"
+    case_updated = "case_updated"  # outline grown or confidence raised
+    case_reopened = "case_reopened"  # a rebound over a rectified or closed case
+
+
+def record_alert(
+    case: Case,
+    *,
+    session: Session,
+    event_type: AlertType,
+    reason: str,
+    details: dict[str, Any] | None = None,
+) -> AlertEvent:
+    """Add the outbox row for a change to `case`; flushes so the row has its sequence id.
+
+    The id is the feed's replay cursor: it comes from the database (an autoincrement that
+    SQLite never reuses, a sequence on PostgreSQL), so it only grows. Because the row is part
+    of the caller's transaction, a rolled-back change leaves no alert behind.
+    """
+    session.flush()
+    alert = AlertEvent(
+        event_type=event_type.value,
+        case_id=case.id,
+        jurisdiction_id=case.jurisdiction_id,
+        priority=case.priority,
+        backfill=case.backfill,
+        payload=_case_summary(case) | {"reason": reason} | (details or {}),
+    )
+    session.add(alert)
+    session.flush()
+    return alert
+
+
+def _case_summary(case: Case) -> dict[str, Any]:
+    minx, miny, maxx, maxy = case.geom.bounds
+    return {
+        "code": case.code,
+        "status": str(case.status),
+        "case_version": case.version,
+        "confidence": round(case.confidence, 4),
+        "confidence_level": str(case.confidence_level),
+        "area_m2": round(case.area_m2, 2),
+        "change_types": list(case.change_types),
+        "sources": list(case.sources),
+        "bbox": [minx, miny, maxx, maxy],
+        "last_seen_at": case.last_seen_at.isoformat(),
+        "escalated": case.escalated,
+    }

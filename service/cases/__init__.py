@@ -1,0 +1,1 @@
+"""Cases, one per place: opened, extended and reopened from detections; hash-chained history."""
