@@ -8,12 +8,13 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
-OURS = {"service", "detection", "models", "scripts", "tests"}
+OURS = {"service", "detection", "models", "scripts", "tests", "simulator"}
 FORBIDDEN = {
     "detection": OURS - {"detection"} | {"fastapi", "sqlalchemy", "starlette", "alembic"},
     "models": {"service", "scripts", "tests", "fastapi", "detection"},
     "service": {"scripts", "tests"},
     "scripts": {"tests"},
+    "simulator": {"service", "models", "scripts", "tests"},
 }
 
 
