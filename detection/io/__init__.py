@@ -3,6 +3,7 @@
 `raster`: hardened reading of GeoTIFF/COG, PNG, JPEG, BMP and ENVI into a `Raster`, mask writing.
 `bands`: band roles (blue, nir, ...) from descriptions, names and wavelengths.
 `datasets`: labelled change-detection pairs in the A/ B/ label/ layout.
+`snapshot`: hardened decoding of camera snapshot JPEGs, at reduced resolution.
 """
 
 from detection.io.bands import band_role_from_name, band_role_from_wavelength

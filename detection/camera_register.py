@@ -1,0 +1,245 @@
+"""Registration of a camera snapshot onto its preset reference: phase correlation, then features."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+from numpy.typing import NDArray
+from scipy import fft, ndimage
+from skimage.feature import ORB, match_descriptors
+from skimage.measure import ransac
+from skimage.transform import ProjectiveTransform, warp
+
+
+@dataclass(frozen=True)
+class RegisterParams:
+    """How hard to try before declaring a camera moved.
+
+    Attributes
+    ----------
+    max_shift : float
+        Largest sway or jitter accepted from phase correlation, fraction of the image width.
+    min_correlation : float
+        Smallest normalised correlation of high-passed images after alignment, fraction.
+    feature_fallback : bool
+        Try ORB features + RANSAC homography when phase correlation fails (slow, ~0.1 s).
+    """
+
+    max_shift: float = 0.03
+    min_correlation: float = 0.2
+    feature_fallback: bool = True
+
+
+@dataclass(frozen=True)
+class Registration:
+    """The outcome of registering a snapshot onto its reference.
+
+    Attributes
+    ----------
+    method : str
+        ``"shift"``, ``"homography"`` or ``"failed"``.
+    shift : tuple of float
+        (rows, cols) translation applied to the snapshot, working pixels.
+    correlation : float
+        Normalised correlation of the high-passed images after alignment, fraction.
+    matrix : ndarray of shape (3, 3) or None
+        Snapshot-to-reference homography in (col, row) when ``method == "homography"``.
+    """
+
+    method: str
+    shift: tuple[float, float]
+    correlation: float
+    matrix: NDArray[np.float64] | None = None
+
+
+def structure_image(gray: NDArray[np.float32]) -> NDArray[np.float32]:
+    """High-pass a grayscale image (rows, cols) so that exposure and haze do not steer alignment."""
+    # Band-pass: the fine end drops sensor noise and aliasing that half a pixel decorrelates.
+    detail = ndimage.gaussian_filter(gray, 1.0) - ndimage.uniform_filter(gray, size=9)
+    return (detail / (float(detail.std()) + 1e-6)).astype(np.float32)
+
+
+def _correlation(a: NDArray[np.float32], b: NDArray[np.float32], valid: NDArray[np.bool_]) -> float:
+    x, y = a[valid], b[valid]
+    if x.size < 100:
+        return 0.0
+    x = x - x.mean()
+    y = y - y.mean()
+    denominator = float(np.sqrt((x * x).sum() * (y * y).sum()))
+    return float((x * y).sum() / denominator) if denominator > 0 else 0.0
+
+
+def _spans(shift: int, size: int) -> tuple[slice, slice]:
+    # Source and destination spans of a whole-pixel shift along one axis.
+    shift = max(-size, min(size, shift))
+    source = slice(max(-shift, 0), size - max(shift, 0))
+    target = slice(max(shift, 0), size - max(-shift, 0))
+    return source, target
+
+
+def shift_image(image: NDArray[np.float32], shift: tuple[float, float]) -> NDArray[np.float32]:
+    """Translate an image (rows, cols[, bands]) by (rows, cols) rounded to whole pixels.
+
+    Whole-pixel shifts are one block copy where interpolation would cost ten times more; half a
+    working pixel of error is below what the change score sees. Uncovered borders repeat the
+    nearest content (they are masked out of the change score anyway).
+    """
+    rows, cols = image.shape[:2]
+    row_from, row_to = _spans(round(shift[0]), rows)
+    col_from, col_to = _spans(round(shift[1]), cols)
+    out = np.empty_like(image)
+    out[row_to, col_to] = image[row_from, col_from]
+    if row_to.start > 0:
+        out[: row_to.start] = out[row_to.start]
+    if row_to.stop < rows:
+        out[row_to.stop :] = out[row_to.stop - 1]
+    if col_to.start > 0:
+        out[:, : col_to.start] = out[:, col_to.start : col_to.start + 1]
+    if col_to.stop < cols:
+        out[:, col_to.stop :] = out[:, col_to.stop - 1 : col_to.stop]
+    return out
+
+
+def shift_valid_mask(shape: tuple[int, int], shift: tuple[float, float]) -> NDArray[np.bool_]:
+    """Pixels (rows, cols) that still hold image content after shifting by (rows, cols)."""
+    rows, cols = shape
+    valid = np.ones(shape, dtype=bool)
+    dr, dc = (abs(round(s)) for s in shift)
+    if shift[0] > 0:
+        valid[: min(dr, rows)] = False
+    elif shift[0] < 0:
+        valid[max(rows - dr, 0) :] = False
+    if shift[1] > 0:
+        valid[:, : min(dc, cols)] = False
+    elif shift[1] < 0:
+        valid[:, max(cols - dc, 0) :] = False
+    return valid
+
+
+def _window(shape: tuple[int, int]) -> NDArray[np.float32]:
+    return np.outer(np.hanning(shape[0]), np.hanning(shape[1])).astype(np.float32)
+
+
+def _bounded_peak(correlation: NDArray[np.floating], limit: int) -> tuple[float, float]:
+    # Farmland is nearly periodic (parcels, furrows), so the global correlation peak can sit one
+    # parcel away; sway and jitter are small, so only shifts up to `limit` are considered.
+    centred = np.fft.fftshift(correlation)
+    centre = np.array(centred.shape) // 2
+    rows = slice(max(centre[0] - limit, 1), min(centre[0] + limit + 1, centred.shape[0] - 1))
+    cols = slice(max(centre[1] - limit, 1), min(centre[1] + limit + 1, centred.shape[1] - 1))
+    window = centred[rows, cols]
+    peak_row, peak_col = np.unravel_index(int(np.argmax(window)), window.shape)
+    row, col = peak_row + rows.start, peak_col + cols.start
+    offsets = []
+    for before, at, after in (
+        (centred[row - 1, col], centred[row, col], centred[row + 1, col]),
+        (centred[row, col - 1], centred[row, col], centred[row, col + 1]),
+    ):
+        curvature = before - 2 * at + after
+        offsets.append(0.5 * (before - after) / curvature if curvature < 0 else 0.0)
+    return float(row - centre[0] + offsets[0]), float(col - centre[1] + offsets[1])
+
+
+def _by_phase(
+    reference: NDArray[np.float32],
+    moving: NDArray[np.float32],
+    judged: NDArray[np.bool_],
+    params: RegisterParams,
+) -> Registration:
+    window = _window(reference.shape)
+    spectrum = fft.rfft2(reference * window) * np.conj(fft.rfft2(moving * window))
+    correlation = fft.irfft2(spectrum, s=reference.shape)
+    limit = max(1, int(params.max_shift * reference.shape[1]))
+    drow, dcol = _bounded_peak(correlation, limit)
+    aligned = shift_image(moving, (drow, dcol))
+    valid = shift_valid_mask(reference.shape, (drow, dcol)) & judged
+    return Registration("shift", (drow, dcol), _correlation(reference, aligned, valid))
+
+
+def _by_features(
+    reference: NDArray[np.float32], moving: NDArray[np.float32]
+) -> Registration | None:
+    # Half resolution and few scales keep this fallback near 0.1 s; it only runs when the
+    # shift model fails (a PTZ preset that came back rotated or zoomed).
+    orb = ORB(n_keypoints=250, fast_threshold=0.05, n_scales=4, downscale=1.4)
+    points, descriptors = [], []
+    for image in (reference[::2, ::2], moving[::2, ::2]):
+        try:
+            orb.detect_and_extract(image)
+        except RuntimeError:  # too few keypoints in a blank or foggy frame
+            return None
+        points.append(orb.keypoints[:, ::-1] * 2.0)  # half-res (row, col) → (col, row)
+        descriptors.append(orb.descriptors)
+    matches = match_descriptors(descriptors[1], descriptors[0], cross_check=True, max_ratio=0.8)
+    if len(matches) < 12:
+        return None
+    source, target = points[1][matches[:, 0]], points[0][matches[:, 1]]
+    model, inliers = ransac(
+        (source, target),
+        ProjectiveTransform,
+        min_samples=4,
+        residual_threshold=3.0,
+        max_trials=500,
+        rng=0,
+    )
+    if model is None or inliers is None or inliers.sum() < 10:
+        return None
+    return Registration("homography", (0.0, 0.0), 0.0, np.asarray(model.params))
+
+
+def register_snapshot(
+    reference: NDArray[np.float32],
+    moving: NDArray[np.float32],
+    *,
+    judged: NDArray[np.bool_] | None = None,
+    params: RegisterParams,
+) -> Registration:
+    """Find how the snapshot moved relative to the reference.
+
+    Parameters
+    ----------
+    reference, moving : ndarray of shape (rows, cols), float32
+        :func:`structure_image` of the reference and of the snapshot at working resolution.
+    judged : ndarray of shape (rows, cols), bool, optional
+        Where alignment quality is judged (the watched ground): the horizon and the on-screen
+        text line up even when the camera points at other fields. Default: everywhere.
+    params : RegisterParams
+        Limits on shift and on alignment quality.
+
+    Returns
+    -------
+    Registration
+        ``method == "failed"`` when neither a shift nor a homography aligns them well.
+    """
+    judged = np.ones(reference.shape, dtype=bool) if judged is None else judged
+    by_phase = _by_phase(reference, moving, judged, params)
+    if by_phase.method == "shift" and by_phase.correlation >= params.min_correlation:
+        return by_phase
+    if params.feature_fallback:
+        by_features = _by_features(reference, moving)
+        if by_features is not None and by_features.matrix is not None:
+            aligned = warp_image(moving, by_features)
+            valid = warp_valid_mask(moving.shape, by_features) & judged
+            correlation = _correlation(reference, aligned, valid)
+            if correlation >= params.min_correlation:
+                return Registration("homography", (0.0, 0.0), correlation, by_features.matrix)
+    return Registration("failed", by_phase.shift, by_phase.correlation)
+
+
+def warp_image(image: NDArray[np.float32], registration: Registration) -> NDArray[np.float32]:
+    """Bring an image (rows, cols[, bands]) onto the reference grid."""
+    if registration.method == "homography" and registration.matrix is not None:
+        inverse = ProjectiveTransform(np.linalg.inv(registration.matrix))
+        return warp(image, inverse, order=1, mode="edge", preserve_range=True).astype(np.float32)
+    return shift_image(image, registration.shift)
+
+
+def warp_valid_mask(shape: tuple[int, ...], registration: Registration) -> NDArray[np.bool_]:
+    """Pixels (rows, cols) of the reference grid that the registered snapshot covers."""
+    rows_cols = (int(shape[0]), int(shape[1]))
+    if registration.method == "homography" and registration.matrix is not None:
+        inverse = ProjectiveTransform(np.linalg.inv(registration.matrix))
+        ones = np.ones(rows_cols, dtype=np.float32)
+        return warp(ones, inverse, order=0, cval=0.0) > 0.5
+    return shift_valid_mask(rows_cols, registration.shift)

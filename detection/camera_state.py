@@ -1,0 +1,183 @@
+"""What the camera detector returns per snapshot, and the per-preset state between snapshots."""
+
+from __future__ import annotations
+
+import io
+import json
+from dataclasses import dataclass
+from datetime import datetime
+
+import numpy as np
+from numpy.typing import NDArray
+
+from detection.camera_reference import ReferenceModel
+
+_STATE_FORMAT = 1
+
+
+@dataclass(frozen=True)
+class HealthEvent:
+    """Something about the camera rather than the ground: moved, obstructed, night_ir, no_signal."""
+
+    kind: str
+    captured_at: datetime
+    detail: str
+
+
+@dataclass(frozen=True)
+class CameraDetection:
+    """A persistent change.
+
+    Attributes
+    ----------
+    detection_id : int
+        Sequence number within the preset's state.
+    onset, confirmed_at : datetime
+        Capture time of the first snapshot showing it, and of the snapshot confirming it (UTC).
+    type : str
+        A guess: building_or_hardening, soil_works, machinery_or_object or land_change.
+    confidence : float
+        Fraction in (0, 1).
+    area_m2 : float
+        Ground area of ``ground``, square metres.
+    outline : shapely Polygon or MultiPolygon
+        In full-resolution image coordinates (col, row).
+    ground : shapely Polygon or MultiPolygon
+        On the map, lon/lat degrees (EPSG:4326).
+    """
+
+    detection_id: int
+    onset: datetime
+    confirmed_at: datetime
+    type: str
+    confidence: float
+    area_m2: float
+    outline: object
+    ground: object
+
+
+@dataclass(frozen=True)
+class SnapshotResult:
+    """What one snapshot produced. ``rejection`` is set (and nothing else) for unusable input."""
+
+    captured_at: datetime
+    detections: tuple[CameraDetection, ...] = ()
+    health: tuple[HealthEvent, ...] = ()
+    rejection: str | None = None
+    message: str = ""
+    registration: str = ""
+    shift_px: tuple[float, float] = (0.0, 0.0)
+    candidates: NDArray[np.bool_] | None = None
+
+
+@dataclass(frozen=True)
+class CameraState:
+    """Everything the detector remembers about one preset between snapshots.
+
+    Attributes
+    ----------
+    shape : tuple of int
+        Working resolution (rows, cols).
+    references : dict of str to ReferenceModel
+        Background per illumination mode ("day", "ir").
+    streak : ndarray of shape (rows, cols), uint8
+        Consecutive analysed snapshots in which each pixel was a change candidate.
+    streak_start : ndarray of shape (rows, cols), int64
+        Capture time (POSIX seconds) of the first snapshot of each pixel's streak.
+    open_mask : ndarray of shape (rows, cols), bool
+        Pixels of changes already reported; never absorbed into the background.
+    last_captured_at : datetime or None
+        Capture time of the last snapshot accepted in order.
+    last_mode : str
+        Illumination mode of the last analysed snapshot.
+    accepted : int
+        Snapshots analysed so far (drives the background update cadence).
+    next_detection_id : int
+        The id the next detection gets.
+    failures : int
+        Consecutive snapshots that could not be registered (a moved camera after a while).
+    """
+
+    shape: tuple[int, int]
+    references: dict[str, ReferenceModel]
+    streak: NDArray[np.uint8]
+    streak_start: NDArray[np.int64]
+    open_mask: NDArray[np.bool_]
+    last_captured_at: datetime | None = None
+    last_mode: str = "day"
+    accepted: int = 0
+    next_detection_id: int = 1
+    failures: int = 0
+
+    @classmethod
+    def empty(cls, shape: tuple[int, int]) -> CameraState:
+        """A state with no background yet for working resolution (rows, cols)."""
+        return cls(
+            shape=shape,
+            references={},
+            streak=np.zeros(shape, dtype=np.uint8),
+            streak_start=np.zeros(shape, dtype=np.int64),
+            open_mask=np.zeros(shape, dtype=bool),
+        )
+
+    def to_bytes(self) -> bytes:
+        """Serialise to a compressed ``.npz`` (no pickles) for storage between snapshots."""
+        meta = {
+            "format": _STATE_FORMAT,
+            "shape": list(self.shape),
+            "last_captured_at": self.last_captured_at.isoformat()
+            if self.last_captured_at
+            else None,
+            "last_mode": self.last_mode,
+            "accepted": self.accepted,
+            "next_detection_id": self.next_detection_id,
+            "failures": self.failures,
+            "references": {m: [r.count, r.added] for m, r in self.references.items()},
+        }
+        arrays: dict[str, NDArray[np.generic]] = {
+            "meta": np.array(json.dumps(meta)),
+            "streak": self.streak,
+            "streak_start": self.streak_start,
+            "open_mask": self.open_mask,
+        }
+        for mode, ref in self.references.items():
+            arrays[f"{mode}_frames"] = ref.frames
+            arrays[f"{mode}_median"] = ref.median
+            arrays[f"{mode}_spread"] = ref.spread
+        buffer = io.BytesIO()
+        np.savez_compressed(buffer, **arrays)  # type: ignore[arg-type]
+        return buffer.getvalue()
+
+    @classmethod
+    def from_bytes(cls, data: bytes) -> CameraState:
+        """Inverse of :meth:`to_bytes`."""
+        with np.load(io.BytesIO(data), allow_pickle=False) as stored:
+            meta = json.loads(str(stored["meta"]))
+            if meta.get("format") != _STATE_FORMAT:
+                raise ValueError(
+                    f"camera state format {meta.get('format')} is not {_STATE_FORMAT}: "
+                    "start the preset from an empty state"
+                )
+            references = {
+                mode: ReferenceModel(
+                    frames=stored[f"{mode}_frames"],
+                    count=count,
+                    added=added,
+                    median=stored[f"{mode}_median"],
+                    spread=stored[f"{mode}_spread"],
+                )
+                for mode, (count, added) in meta["references"].items()
+            }
+            last = meta["last_captured_at"]
+            return cls(
+                shape=(int(meta["shape"][0]), int(meta["shape"][1])),
+                references=references,
+                streak=stored["streak"],
+                streak_start=stored["streak_start"],
+                open_mask=stored["open_mask"],
+                last_captured_at=datetime.fromisoformat(last) if last else None,
+                last_mode=meta["last_mode"],
+                accepted=int(meta["accepted"]),
+                next_detection_id=int(meta["next_detection_id"]),
+                failures=int(meta["failures"]),
+            )

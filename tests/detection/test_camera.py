@@ -1,0 +1,234 @@
+"""The tower-camera detector on synthetic sequences with known answers."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+import numpy as np
+import pytest
+from numpy.typing import NDArray
+from shapely.geometry import Polygon
+
+from detection.camera import (
+    CameraParams,
+    CameraState,
+    SnapshotResult,
+    process_snapshot,
+)
+from detection.io.snapshot import InvalidSnapshotError
+from detection.geolocate import Calibration, calibration_from_mapping, ground_area_m2
+from tests.detection.test_camera_scene import Scene
+
+START = datetime(2024, 5, 1, 8, 0, tzinfo=UTC)
+PATCH = (-10.0, 190.0, 10.0, 210.0, (0.78, 0.78, 0.74))  # a 20 m × 20 m concrete pad
+PARAMS = CameraParams()
+
+
+@pytest.fixture(scope="module")
+def scene() -> Scene:
+    return Scene()
+
+
+@pytest.fixture(scope="module")
+def calibration(scene: Scene) -> Calibration:
+    return calibration_from_mapping(scene.calibration_mapping())
+
+
+def run(
+    frames: list[NDArray[np.uint8]], calibration: Calibration, state: CameraState | None = None
+) -> tuple[CameraState, list[SnapshotResult]]:
+    results = []
+    for index, frame in enumerate(frames):
+        state, result = process_snapshot(
+            state,
+            frame,
+            START + timedelta(minutes=10 * index),
+            calibration=calibration,
+            params=PARAMS,
+        )
+        results.append(result)
+    assert state is not None
+    return state, results
+
+
+def detections(results: list[SnapshotResult]) -> list[tuple[int, object]]:
+    return [(i, d) for i, r in enumerate(results) for d in r.detections]
+
+
+def background(scene: Scene, count: int) -> list[NDArray[np.uint8]]:
+    return [scene.render(noise_seed=i) for i in range(count)]
+
+
+def test_identical_frames_show_no_change(scene: Scene, calibration: Calibration) -> None:
+    frame = scene.render()
+    _, results = run([frame] * 8, calibration)
+    assert detections(results) == []
+    assert all(r.candidates is None or not r.candidates.any() for r in results)
+
+
+def test_a_known_sway_is_recovered(scene: Scene, calibration: Calibration) -> None:
+    frames = [*background(scene, 3), scene.render(noise_seed=9, shift=(-4, 7))]
+    _, results = run(frames, calibration)
+    assert results[-1].registration == "shift"
+    np.testing.assert_allclose(results[-1].shift_px, (4.0, -7.0), atol=0.3)
+    assert not results[-1].candidates.any()
+
+
+def test_a_change_persisting_three_snapshots_is_detected_with_its_onset(
+    scene: Scene, calibration: Calibration
+) -> None:
+    frames = background(scene, 5) + [
+        scene.render(noise_seed=10 + i, patches=[PATCH], shift=(i % 2, -i)) for i in range(4)
+    ]
+    _, results = run(frames, calibration)
+    found = detections(results)
+    assert [index for index, _ in found] == [7]  # the third snapshot showing it
+    detection = found[0][1]
+    assert detection.onset == START + timedelta(minutes=50)
+    assert detection.confirmed_at == START + timedelta(minutes=70)
+    truth = Polygon(scene.lonlat(np.array([[-10, 190], [10, 190], [10, 210], [-10, 210]])))
+    overlap = ground_area_m2(calibration, detection.ground.intersection(truth))
+    union = ground_area_m2(calibration, detection.ground.union(truth))
+    assert overlap / union >= 0.5
+    assert detection.area_m2 == pytest.approx(400, rel=0.6)
+    assert detection.type == "building_or_hardening"
+
+
+def test_a_change_seen_twice_does_not_alarm_yet(scene: Scene, calibration: Calibration) -> None:
+    frames = background(scene, 5) + [scene.render(noise_seed=20, patches=[PATCH])] * 2
+    _, results = run(frames, calibration)
+    assert detections(results) == []
+
+
+def test_a_reported_change_is_neither_repeated_nor_absorbed(
+    scene: Scene, calibration: Calibration
+) -> None:
+    frames = background(scene, 4) + [
+        scene.render(noise_seed=30 + i, patches=[PATCH]) for i in range(12)
+    ]
+    state, results = run(frames, calibration)
+    assert len(detections(results)) == 1
+    # Twelve snapshots later the background still shows the field, not the pad.
+    assert state.open_mask.any()
+    assert results[-1].candidates.any()
+
+
+def test_passing_vehicles_never_alarm(scene: Scene, calibration: Calibration) -> None:
+    rng = np.random.default_rng(3)
+    frames = [
+        scene.render(
+            noise_seed=i,
+            blobs=[(rng.uniform(-150, 150), rng.uniform(120, 500), 3.0) for _ in range(3)],
+        )
+        for i in range(20)
+    ]
+    _, results = run(frames, calibration)
+    assert detections(results) == []
+    assert any(r.candidates is not None and r.candidates.any() for r in results)
+
+
+def test_a_vehicle_in_the_first_frame_does_not_haunt_the_background(
+    scene: Scene, calibration: Calibration
+) -> None:
+    first = scene.render(noise_seed=0, blobs=[(0.0, 150.0, 4.0)])
+    _, results = run([first, *background(scene, 9)], calibration)
+    assert detections(results) == []
+
+
+def test_an_exposure_jump_is_not_change(scene: Scene, calibration: Calibration) -> None:
+    frames = background(scene, 4) + [
+        scene.render(noise_seed=40 + i, gain=1.45, offset=-0.05) for i in range(4)
+    ]
+    _, results = run(frames, calibration)
+    assert detections(results) == []
+    assert results[-1].candidates.sum() < 10
+
+
+def test_the_same_patch_outside_the_farmland_is_ignored(
+    scene: Scene, calibration: Calibration
+) -> None:
+    outside = (450.0, 190.0, 470.0, 210.0, PATCH[4])  # east of the 400 m farmland edge
+    frames = background(scene, 4) + [
+        scene.render(noise_seed=50 + i, patches=[outside]) for i in range(4)
+    ]
+    _, results = run(frames, calibration)
+    assert detections(results) == []
+
+
+def test_state_survives_a_round_trip_between_snapshots(
+    scene: Scene, calibration: Calibration
+) -> None:
+    frames = background(scene, 5) + [
+        scene.render(noise_seed=60 + i, patches=[PATCH]) for i in range(3)
+    ]
+    state, _ = run(frames[:6], calibration)
+    restored = CameraState.from_bytes(state.to_bytes())
+    for index, frame in enumerate(frames[6:], start=6):
+        restored, result = process_snapshot(
+            restored,
+            frame,
+            START + timedelta(minutes=10 * index),
+            calibration=calibration,
+            params=PARAMS,
+        )
+    assert len(result.detections) == 1
+    assert result.detections[0].onset == START + timedelta(minutes=50)
+
+
+def test_out_of_order_and_future_snapshots_are_refused(
+    scene: Scene, calibration: Calibration
+) -> None:
+    frame = scene.render()
+    state, _ = run([frame, frame], calibration)
+    with pytest.raises(InvalidSnapshotError, match="capture order") as error:
+        process_snapshot(state, frame, START, calibration=calibration, params=PARAMS)
+    assert error.value.reason == "out_of_order"
+    later = START + timedelta(days=2)
+    with pytest.raises(InvalidSnapshotError, match="future") as error:
+        process_snapshot(
+            state,
+            frame,
+            later,
+            calibration=calibration,
+            params=PARAMS,
+            now=START + timedelta(days=1),
+        )
+    assert error.value.reason == "future"
+
+
+def test_camera_problems_become_health_events_not_changes(
+    scene: Scene, calibration: Calibration
+) -> None:
+    blank = np.full_like(scene.render(), 3)
+    elsewhere = Scene(seed=99, ground_to_image=scene.ground_to_image[:, [1, 0, 2]])
+    # Something on the lens: bright and dark, but with none of the ground's texture.
+    ramp = np.linspace(60, 140, 270)[:, None, None] * np.array([1.0, 0.8, 0.6])
+    covered = np.broadcast_to(ramp, blank.shape).astype(np.uint8)
+    gray = scene.render(noise_seed=70).mean(axis=-1, keepdims=True).repeat(3, axis=-1)
+    frames = [
+        *background(scene, 4),
+        blank,
+        elsewhere.render(noise_seed=1),
+        covered,
+        gray.astype(np.uint8),
+    ]
+    _, results = run(frames, calibration)
+    kinds = [[event.kind for event in r.health] for r in results[4:]]
+    assert kinds == [["no_signal"], ["moved"], ["obstructed"], ["night_ir"]]
+    assert detections(results) == []
+
+
+def test_a_frame_of_the_wrong_size_is_refused(scene: Scene, calibration: Calibration) -> None:
+    with pytest.raises(InvalidSnapshotError) as error:
+        process_snapshot(None, scene.render()[:200], START, calibration=calibration, params=PARAMS)
+    assert error.value.reason == "wrong_size"
+
+
+def test_ploughing_a_whole_parcel_does_not_alarm(scene: Scene, calibration: Calibration) -> None:
+    # The scene's parcels are 25 m × 40 m cells; this one turns to bare brown soil.
+    ploughed = (0.0, 200.0, 25.0, 240.0, (0.45, 0.32, 0.2))
+    frames = background(scene, 4) + [
+        scene.render(noise_seed=80 + i, patches=[ploughed]) for i in range(6)
+    ]
+    _, results = run(frames, calibration)
+    assert detections(results) == []

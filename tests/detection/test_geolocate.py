@@ -1,0 +1,131 @@
+"""Camera geolocation: fitting, refusing bad calibrations, projecting, footprints and areas."""
+
+from __future__ import annotations
+
+import copy
+
+import numpy as np
+import pytest
+from shapely.geometry import Polygon
+
+from detection.errors import CalibrationError
+from detection.geolocate import (
+    GeolocateParams,
+    calibration_from_mapping,
+    ground_area_m2,
+    ground_footprint,
+    image_geometry_to_lonlat,
+    image_to_lonlat,
+    lonlat_to_image,
+    watched_ground,
+    watched_image_region,
+)
+from tests.detection.test_camera_scene import Scene
+
+
+@pytest.fixture(scope="module")
+def scene() -> Scene:
+    return Scene()
+
+
+def test_exact_control_points_fit_with_near_zero_rms(scene: Scene) -> None:
+    calibration = calibration_from_mapping(scene.calibration_mapping())
+    assert calibration.rms_error_m < 0.01
+    assert calibration.epsg == 32651  # UTM 51N for 120.1° E
+
+
+def test_projecting_ground_points_recovers_their_pixels(scene: Scene) -> None:
+    calibration = calibration_from_mapping(scene.calibration_mapping())
+    pixels = np.array([[100.0, 400.0], [960.0, 700.0], [1800.0, 1050.0]])
+    lonlat = scene.lonlat(scene.ground_of_pixels(pixels))
+    np.testing.assert_allclose(lonlat_to_image(calibration, lonlat), pixels, atol=0.05)
+    np.testing.assert_allclose(image_to_lonlat(calibration, pixels), lonlat, atol=1e-8)
+
+
+def test_three_control_points_are_refused(scene: Scene) -> None:
+    data = scene.calibration_mapping()
+    data["control_points"] = data["control_points"][:3]
+    with pytest.raises(CalibrationError, match="at least 4"):
+        calibration_from_mapping(data)
+
+
+def test_collinear_control_points_are_refused(scene: Scene) -> None:
+    data = scene.calibration_mapping()
+    # Points 0, 1 and 2 lie on one image row; 3 more along one ground line make it degenerate.
+    data["control_points"] = data["control_points"][:3] * 2
+    with pytest.raises(CalibrationError, match="collinear"):
+        calibration_from_mapping(data)
+
+
+def test_four_points_with_three_on_a_line_are_refused(scene: Scene) -> None:
+    data = scene.calibration_mapping()
+    points = data["control_points"]
+    data["control_points"] = [points[0], points[1], points[2], points[4]]
+    with pytest.raises(CalibrationError, match="one line"):
+        calibration_from_mapping(data)
+
+
+def test_a_calibration_above_the_rms_limit_is_refused(scene: Scene) -> None:
+    data = scene.calibration_mapping()
+    shifted = copy.deepcopy(data)
+    shifted["control_points"][4]["lat"] += 0.0003  # about 33 m north
+    with pytest.raises(CalibrationError, match="RMS error"):
+        calibration_from_mapping(shifted, params=GeolocateParams(max_rms_m=5.0))
+    loose = calibration_from_mapping(shifted, params=GeolocateParams(max_rms_m=50.0))
+    assert 5.0 < loose.rms_error_m < 50.0
+
+
+def test_swapped_lon_lat_is_refused_with_a_hint(scene: Scene) -> None:
+    data = scene.calibration_mapping()
+    for point in data["control_points"]:
+        point["lon"], point["lat"] = point["lat"], point["lon"]
+    with pytest.raises(CalibrationError):
+        calibration_from_mapping(data)
+
+
+@pytest.mark.parametrize(
+    ("field", "value", "message"),
+    [
+        ("camera_id", "", "camera_id"),
+        ("image_size", [1920], "image_size"),
+        ("control_points", "none", "control_points"),
+        ("farmland", {"type": "Point", "coordinates": [120.1, 30.2]}, "Polygon"),
+    ],
+)
+def test_malformed_calibration_fields_are_named(
+    scene: Scene, field: str, value: object, message: str
+) -> None:
+    data = scene.calibration_mapping()
+    data[field] = value
+    with pytest.raises(CalibrationError, match=message):
+        calibration_from_mapping(data)
+
+
+def test_footprint_covers_the_ground_in_view_up_to_the_range(scene: Scene) -> None:
+    calibration = calibration_from_mapping(scene.calibration_mapping(farmland=False))
+    params = GeolocateParams(max_range_m=1000.0)
+    footprint = ground_footprint(calibration, params=params)
+    near = scene.lonlat(np.array([[0.0, 100.0]]))[0]
+    beyond = scene.lonlat(np.array([[0.0, 1500.0]]))[0]
+    behind = scene.lonlat(np.array([[0.0, -50.0]]))[0]
+    assert footprint.contains(Polygon.from_bounds(*near, *(near + 1e-5)))
+    assert not footprint.intersects(Polygon.from_bounds(*beyond, *(beyond + 1e-5)))
+    assert not footprint.intersects(Polygon.from_bounds(*behind, *(behind + 1e-5)))
+    assert 1e5 < ground_area_m2(calibration, footprint) < np.pi * 1000.0**2
+
+
+def test_watched_ground_is_the_farmland_in_view(scene: Scene) -> None:
+    calibration = calibration_from_mapping(scene.calibration_mapping())
+    watched = watched_ground(calibration)
+    # The farmland is 800 m × 630 m; the camera sees a wedge of it.
+    assert 0 < ground_area_m2(calibration, watched) < 800 * 630
+    region = watched_image_region(calibration)
+    assert region.bounds[3] <= 1080 and region.bounds[1] > 200  # below the horizon
+
+
+def test_a_pixel_rectangle_maps_to_its_ground_area(scene: Scene) -> None:
+    calibration = calibration_from_mapping(scene.calibration_mapping())
+    corners = np.array([[-10.0, 190.0], [10.0, 190.0], [10.0, 210.0], [-10.0, 210.0]])
+    outline = Polygon(scene.pixels_of_ground(corners))
+    ground = image_geometry_to_lonlat(calibration, outline)
+    assert ground_area_m2(calibration, ground) == pytest.approx(400.0, rel=0.01)
