@@ -7,9 +7,10 @@ from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
 
-from service import health
+from service import health, metrics
 from service.db import create_db_engine, create_session_factory
 from service.errors import register_error_handlers
+from service.ingest import router as ingest
 from service.logging import configure_logging, request_id_middleware
 from service.settings import Settings
 
@@ -40,4 +41,6 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.middleware("http")(request_id_middleware)
     register_error_handlers(app)
     app.include_router(health.router)
+    app.include_router(ingest.router)
+    app.include_router(metrics.router)
     return app

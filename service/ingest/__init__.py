@@ -1,0 +1,1 @@
+"""Ingest: uploads of camera snapshots and remote-sensing tiles into content-addressed scenes."""

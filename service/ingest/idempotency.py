@@ -1,0 +1,148 @@
+"""Safe retries of ingest POSTs: an `Idempotency-Key` header and the answer stored for it.
+
+Same key and same request → the stored answer again; same key, other request → 422; the
+first request still running → 409. The key is reserved in its own committed transaction so
+that a concurrent retry sees it, and the answer is stored in the transaction that does the
+work, so either both persist or neither does.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+from sqlalchemy import delete, func, select
+from sqlalchemy.orm import Session, sessionmaker
+
+from models.base import utcnow
+from models.client import IdempotencyKey
+from service.db import SQLITE_IMMEDIATE, create_session_factory, transaction
+from service.errors import ConflictError, InvalidInputError
+
+# A reservation older than this belongs to a request whose process died: it may be reused.
+ABANDONED_AFTER = timedelta(minutes=5)
+MAX_KEY_LENGTH = 200
+
+
+@dataclass(frozen=True)
+class Answer:
+    status_code: int
+    body: dict[str, Any]
+    replayed: bool  # True when the answer is the stored one of an earlier request
+
+
+Work = Callable[[Session], tuple[int, dict[str, Any]]]
+
+
+def request_fingerprint(*parts: str | Iterable[tuple[str, str]]) -> str:
+    """A digest of what makes two requests "the same" (method, path, parameters, body hash)."""
+    digest = hashlib.sha256()
+    for part in parts:
+        text = part if isinstance(part, str) else "&".join(f"{k}={v}" for k, v in sorted(part))
+        digest.update(text.encode() + b"\x00")
+    return digest.hexdigest()
+
+
+def check_key(key: str) -> str:
+    if not key or len(key) > MAX_KEY_LENGTH or not key.isascii() or not key.isprintable():
+        raise InvalidInputError(
+            f"Idempotency-Key must be 1 to {MAX_KEY_LENGTH} printable ASCII characters, e.g. a UUID"
+        )
+    return key
+
+
+def _find(session: Session, key: str) -> IdempotencyKey | None:
+    # Keys are per client once authentication exists; until then all share client None.
+    statement = select(IdempotencyKey).where(
+        IdempotencyKey.client_id.is_(None), IdempotencyKey.key == key
+    )
+    return session.scalars(statement).first()
+
+
+def _serialise_key(session: Session, key: str) -> None:
+    # The unique constraint does not cover client_id NULL on PostgreSQL, so reservations of
+    # one key are serialised with a transaction-scoped advisory lock (SQLite: BEGIN IMMEDIATE).
+    if session.get_bind().dialect.name == "postgresql":
+        session.execute(select(func.pg_advisory_xact_lock(func.hashtext(key))))
+
+
+def reserve_key(
+    *, session: Session, key: str, fingerprint: str, now: datetime | None = None
+) -> Answer | None:
+    """Reserve `key` for this request (None), or the stored answer of an identical one."""
+    now = now or utcnow()
+    _serialise_key(session, key)
+    row = _find(session, key)
+    if row is None:
+        session.add(
+            IdempotencyKey(client_id=None, key=key, request_hash=fingerprint, created_at=now)
+        )
+        session.flush()
+        return None
+    if row.request_hash != fingerprint:
+        raise InvalidInputError(
+            f"Idempotency-Key {key!r} was already used for a different request; "
+            "use a new key for a new request"
+        )
+    if row.status_code is None:
+        if row.created_at > now - ABANDONED_AFTER:
+            raise ConflictError(
+                f"the request with Idempotency-Key {key!r} is still being processed; "
+                "retry in a few seconds"
+            )
+        row.created_at = now  # its first request died: this one takes over
+        session.flush()
+        return None
+    return Answer(row.status_code, dict(row.response or {}), replayed=True)
+
+
+def record_answer(*, session: Session, key: str, status_code: int, body: dict[str, Any]) -> None:
+    row = _find(session, key)
+    if row is None:
+        raise LookupError(f"Idempotency-Key {key!r} was not reserved")
+    row.status_code = status_code
+    row.response = body
+    session.flush()
+
+
+def release_key(*, session: Session, key: str) -> None:
+    """Forget an unanswered reservation, so that the client's retry is processed afresh."""
+    session.execute(
+        delete(IdempotencyKey).where(
+            IdempotencyKey.client_id.is_(None),
+            IdempotencyKey.key == key,
+            IdempotencyKey.status_code.is_(None),
+        )
+    )
+
+
+def run_idempotent(
+    factory: sessionmaker[Session], *, key: str | None, fingerprint: str, work: Work
+) -> Answer:
+    """Run `work` in one transaction, at most once per key; replay its answer on retries."""
+    if key is None:
+        with transaction(factory) as session:
+            status_code, body = work(session)
+        return Answer(status_code, body, replayed=False)
+    key = check_key(key)
+    with transaction(_immediate(factory)) as session:
+        stored = reserve_key(session=session, key=key, fingerprint=fingerprint)
+    if stored is not None:
+        return stored
+    try:
+        with transaction(factory) as session:
+            status_code, body = work(session)
+            record_answer(session=session, key=key, status_code=status_code, body=body)
+    except BaseException:
+        with transaction(factory) as session:
+            release_key(session=session, key=key)
+        raise
+    return Answer(status_code, body, replayed=False)
+
+
+def _immediate(factory: sessionmaker[Session]) -> sessionmaker[Session]:
+    bind = factory.kw["bind"]
+    return create_session_factory(bind.execution_options(**SQLITE_IMMEDIATE))

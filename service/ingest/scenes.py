@@ -1,0 +1,248 @@
+"""Scenes from uploads: camera snapshots and remote-sensing tiles, each with its STAC item.
+
+The same bytes are one scene (sha256 is unique): a duplicate upload returns the existing
+scene. A new scene is stored, recorded as `received` and queued for validation.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import pystac
+from pystac.extensions.file import FileExtension
+from pystac.extensions.projection import ProjectionExtension
+from shapely.geometry import mapping
+from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
+
+from models.base import utcnow
+from models.camera import Camera, CameraPreset
+from models.scene import IngestJob, Scene, SceneKind, SceneStatus
+from service.errors import InvalidInputError, NotFoundError
+from service.ingest.store import StagedObject, commit_object, discard
+from service.queue import enqueue
+from service.settings import Settings
+
+VALIDATE_TASK = "validate"
+# Older capture times come from cameras whose clock was reset, not from real archives.
+EARLIEST_CAPTURE = datetime(1972, 7, 23, tzinfo=UTC)  # Landsat 1, the first land imagery
+
+
+@dataclass(frozen=True)
+class IngestResult:
+    scene: Scene
+    created: bool  # False when the bytes were already stored as this scene
+
+
+def get_scene(*, session: Session, scene_id: int) -> Scene | None:
+    return session.get(Scene, scene_id)
+
+
+def get_scene_or_raise(*, session: Session, scene_id: int) -> Scene:
+    scene = get_scene(session=session, scene_id=scene_id)
+    if scene is None:
+        raise NotFoundError(f"scene {scene_id} does not exist")
+    return scene
+
+
+def scene_jobs(*, session: Session, scene_id: int) -> list[IngestJob]:
+    return list(
+        session.scalars(
+            select(IngestJob).where(IngestJob.scene_id == scene_id).order_by(IngestJob.id)
+        )
+    )
+
+
+def get_preset_or_raise(*, session: Session, camera_code: str, preset: str) -> CameraPreset:
+    # Unprintable codes (NUL bytes break PostgreSQL text) cannot name a registered camera.
+    printable = camera_code.isprintable() and preset.isprintable()
+    camera = (
+        session.scalars(select(Camera).where(Camera.code == camera_code)).one_or_none()
+        if printable
+        else None
+    )
+    if camera is None:
+        raise NotFoundError(f"camera {camera_code!r} is not registered; register it first")
+    found = session.scalars(
+        select(CameraPreset).where(
+            CameraPreset.camera_id == camera.id, CameraPreset.preset == preset
+        )
+    ).one_or_none()
+    if found is None:
+        raise NotFoundError(
+            f"camera {camera_code!r} has no preset {preset!r}; register the preset first"
+        )
+    return found
+
+
+def check_acquired_at(
+    value: datetime, *, skew_seconds: float, now: datetime | None = None
+) -> datetime:
+    """The capture time in UTC; naive times and times in the future are refused."""
+    if value.tzinfo is None or value.utcoffset() is None:
+        raise InvalidInputError(
+            f"capture time {value.isoformat()} has no timezone: send ISO 8601 with an offset, "
+            "e.g. 2026-11-28T08:30:00+08:00"
+        )
+    try:
+        value = value.astimezone(UTC)
+    except OverflowError as error:
+        raise InvalidInputError(f"capture time {value.isoformat()} is out of range") from error
+    if value < EARLIEST_CAPTURE:
+        raise InvalidInputError(
+            f"capture time {value.isoformat()} is before {EARLIEST_CAPTURE.year}: "
+            "check the sender's clock (a camera that lost its time often reports 1970)"
+        )
+    now = now or utcnow()
+    if value > now + timedelta(seconds=skew_seconds):
+        raise InvalidInputError(
+            f"capture time {value.isoformat()} is in the future (server time "
+            f"{now.isoformat()}); check the sender's clock"
+        )
+    return value
+
+
+def ingest_snapshot(
+    *,
+    session: Session,
+    settings: Settings,
+    staged: StagedObject,
+    camera_code: str,
+    preset: str,
+    captured_at: datetime,
+    source: str = "",
+) -> IngestResult:
+    """Record a camera snapshot (JPEG bytes already staged) and queue its validation."""
+    try:
+        found = get_preset_or_raise(session=session, camera_code=camera_code, preset=preset)
+        acquired_at = check_acquired_at(
+            captured_at, skew_seconds=settings.capture_clock_skew_seconds
+        )
+    except Exception:
+        discard(staged)
+        raise
+    return _record_scene(
+        session,
+        settings,
+        staged,
+        kind=SceneKind.camera_snapshot,
+        acquired_at=acquired_at,
+        camera_preset_id=found.id,
+        sensor="tower-camera",
+        source=source,
+    )
+
+
+def ingest_tile(
+    *,
+    session: Session,
+    settings: Settings,
+    staged: StagedObject,
+    acquired_at: datetime,
+    sensor: str = "",
+    source: str = "",
+) -> IngestResult:
+    """Record a remote-sensing tile (GeoTIFF bytes already staged) and queue its validation."""
+    try:
+        acquired_at = check_acquired_at(
+            acquired_at, skew_seconds=settings.capture_clock_skew_seconds
+        )
+        if len(sensor) > 100 or not sensor.isprintable():
+            raise InvalidInputError(
+                "sensor must be at most 100 printable characters, e.g. 'GF-2 PMS'"
+            )
+    except Exception:
+        discard(staged)
+        raise
+    return _record_scene(
+        session,
+        settings,
+        staged,
+        kind=SceneKind.rs_tile,
+        acquired_at=acquired_at,
+        camera_preset_id=None,
+        sensor=sensor,
+        source=source,
+    )
+
+
+def _find_by_sha256(session: Session, sha256: str) -> Scene | None:
+    return session.scalars(select(Scene).where(Scene.sha256 == sha256)).one_or_none()
+
+
+def _record_scene(
+    session: Session, settings: Settings, staged: StagedObject, **fields: Any
+) -> IngestResult:
+    existing = _find_by_sha256(session, staged.sha256)
+    if existing is not None:
+        discard(staged)
+        return IngestResult(existing, created=False)
+    stored = commit_object(staged, settings.data_dir)
+    scene = Scene(
+        sha256=stored.sha256,
+        storage_uri=stored.storage_uri,
+        size_bytes=stored.size_bytes,
+        media_type=stored.media_type,
+        status=SceneStatus.received,
+        received_at=utcnow(),
+        bands=[],
+        **fields,
+    )
+    try:
+        with session.begin_nested():
+            session.add(scene)
+            session.flush()
+    except IntegrityError:
+        # The same bytes arrived in a concurrent request that committed first.
+        existing = _find_by_sha256(session, stored.sha256)
+        if existing is None:
+            raise
+        return IngestResult(existing, created=False)
+    refresh_stac_item(session=session, scene=scene)
+    enqueue(
+        session=session, scene_id=scene.id, task=VALIDATE_TASK, max_attempts=settings.max_attempts
+    )
+    session.flush()
+    return IngestResult(scene, created=True)
+
+
+def refresh_stac_item(*, session: Session, scene: Scene) -> None:
+    preset = session.get(CameraPreset, scene.camera_preset_id) if scene.camera_preset_id else None
+    camera = session.get(Camera, preset.camera_id) if preset is not None else None
+    scene.stac_item = build_stac_item(scene, camera=camera, preset=preset)
+
+
+def build_stac_item(
+    scene: Scene, *, camera: Camera | None = None, preset: CameraPreset | None = None
+) -> dict[str, Any]:
+    """The scene as a STAC 1.1 Item: where, when, which sensor, and its one data asset."""
+    geom = scene.geom if scene.geom is not None else (preset.geom if preset else None)
+    properties: dict[str, Any] = {
+        "tianxun:kind": scene.kind.value,
+        "tianxun:status": scene.status.value,
+        "created": scene.received_at.isoformat(),
+    }
+    if scene.sensor:
+        properties["instruments"] = [scene.sensor]
+    if camera is not None and preset is not None:
+        properties["tianxun:camera"] = camera.code
+        properties["tianxun:preset"] = preset.preset
+        properties["tianxun:calibrated"] = preset.homography is not None
+    item = pystac.Item(
+        id=scene.sha256,
+        geometry=mapping(geom) if geom is not None else None,
+        bbox=list(geom.bounds) if geom is not None else None,
+        datetime=scene.acquired_at,
+        properties=properties,
+    )
+    asset = pystac.Asset(href=scene.storage_uri, media_type=scene.media_type, roles=["data"])
+    item.add_asset("data", asset)
+    FileExtension.ext(asset, add_if_missing=True).size = scene.size_bytes
+    if scene.crs is not None and scene.width is not None and scene.height is not None:
+        projection = ProjectionExtension.ext(item, add_if_missing=True)
+        projection.code = scene.crs
+        projection.shape = [scene.height, scene.width]
+    return item.to_dict(include_self_link=False)

@@ -1,0 +1,306 @@
+"""The durable ingest queue: jobs in the database, claimed under a lease a heartbeat extends.
+
+A job is claimed with `FOR UPDATE SKIP LOCKED` on PostgreSQL, so workers on several machines
+share one database; on SQLite the claim runs in a short `BEGIN IMMEDIATE` transaction (see
+`claim_session_factory`). A lease that is not extended expires and another worker takes the
+job over. Every state change checks the lease owner, so a worker that lost its lease cannot
+complete or fail a job another worker now holds. Failures retry with exponential backoff and
+jitter; after `max_attempts` the job is dead, with its reason kept.
+"""
+
+from __future__ import annotations
+
+import random
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+
+from sqlalchemy import ColumnElement, Engine, func, or_, select, update
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session, sessionmaker
+
+from models.base import utcnow
+from models.scene import IngestJob, JobStatus, Scene, SceneStatus
+from service.db import SQLITE_IMMEDIATE, create_session_factory
+
+
+@dataclass(frozen=True)
+class ClaimedJob:
+    """What a worker needs to run a job and to prove it still holds the lease."""
+
+    id: int
+    scene_id: int
+    task: str
+    attempt: int
+    max_attempts: int
+    owner: str
+    lease_expires_at: datetime
+
+
+@dataclass(frozen=True)
+class QueueStats:
+    counts: dict[str, int]  # jobs by status
+    ready: int  # queued and due now
+    oldest_ready_age_seconds: float  # 0 when nothing is waiting
+    expired_leases: int  # running jobs whose worker stopped heart-beating
+
+
+def claim_session_factory(engine: Engine) -> sessionmaker[Session]:
+    """Sessions whose transactions take SQLite's write lock at BEGIN, as a claim must."""
+    return create_session_factory(engine.execution_options(**SQLITE_IMMEDIATE))
+
+
+def enqueue(
+    *,
+    session: Session,
+    scene_id: int,
+    task: str,
+    max_attempts: int = 5,
+    run_after: datetime | None = None,
+) -> IngestJob:
+    """The job for (scene, task), created if absent: enqueueing twice never duplicates."""
+    existing = _find(session, scene_id, task)
+    if existing is not None:
+        return existing
+    job = IngestJob(
+        scene_id=scene_id,
+        task=task,
+        status=JobStatus.queued,
+        attempts=0,
+        max_attempts=max_attempts,
+        run_after=run_after or utcnow(),
+    )
+    try:
+        with session.begin_nested():
+            session.add(job)
+            session.flush()
+    except IntegrityError:
+        # Another transaction enqueued the same job between our look and our insert.
+        existing = _find(session, scene_id, task)
+        if existing is None:
+            raise
+        return existing
+    return job
+
+
+def _find(session: Session, scene_id: int, task: str) -> IngestJob | None:
+    statement = select(IngestJob).where(IngestJob.scene_id == scene_id, IngestJob.task == task)
+    return session.scalars(statement).one_or_none()
+
+
+def _claimable(now: datetime) -> ColumnElement[bool]:
+    return or_(
+        (IngestJob.status == JobStatus.queued) & (IngestJob.run_after <= now),
+        (IngestJob.status == JobStatus.running) & (IngestJob.lease_expires_at < now),
+    )
+
+
+def claim(
+    *,
+    session: Session,
+    owner: str,
+    lease_seconds: float,
+    tasks: list[str] | None = None,
+    now: datetime | None = None,
+) -> ClaimedJob | None:
+    """Lease the next due job (or one whose lease expired) to `owner`, or None if idle.
+
+    On SQLite the session must come from `claim_session_factory`; commit right after.
+    """
+    now = now or utcnow()
+    statement = (
+        select(IngestJob)
+        .where(_claimable(now))
+        .order_by(IngestJob.run_after, IngestJob.id)
+        .limit(1)
+        .with_for_update(skip_locked=True)
+        # The row may be in this session already, with values older than the lock we take.
+        .execution_options(populate_existing=True)
+    )
+    if tasks is not None:
+        statement = statement.where(IngestJob.task.in_(tasks))
+    while (job := session.scalars(statement).one_or_none()) is not None:
+        if job.attempts < job.max_attempts:
+            return _lease(session, job, owner=owner, lease_seconds=lease_seconds, now=now)
+        # Its last attempt's worker died holding the lease: no attempts are left.
+        _bury(
+            session,
+            job,
+            f"lease of {job.lease_owner} expired on the last of {job.attempts} attempts; "
+            f"last error: {job.last_error or 'none'}",
+            now=now,
+        )
+        session.flush()
+    return None
+
+
+def _lease(
+    session: Session, job: IngestJob, *, owner: str, lease_seconds: float, now: datetime
+) -> ClaimedJob:
+    if job.status == JobStatus.running:
+        job.last_error = f"lease of {job.lease_owner} expired; taken over by {owner}"
+    job.status = JobStatus.running
+    job.attempts += 1
+    job.lease_owner = owner
+    job.lease_expires_at = now + timedelta(seconds=lease_seconds)
+    job.heartbeat_at = now
+    job.started_at = now
+    session.flush()
+    return ClaimedJob(
+        job.id, job.scene_id, job.task, job.attempts, job.max_attempts, owner, job.lease_expires_at
+    )
+
+
+def _held(job_id: int, owner: str) -> ColumnElement[bool]:
+    return (
+        (IngestJob.id == job_id)
+        & (IngestJob.lease_owner == owner)
+        & (IngestJob.status == JobStatus.running)
+    )
+
+
+def heartbeat(
+    *, session: Session, job: ClaimedJob, lease_seconds: float, now: datetime | None = None
+) -> bool:
+    """Extend the lease; False if the job is no longer ours (the lease expired and was taken)."""
+    now = now or utcnow()
+    result = session.execute(
+        update(IngestJob)
+        .where(_held(job.id, job.owner))
+        .values(lease_expires_at=now + timedelta(seconds=lease_seconds), heartbeat_at=now)
+        .execution_options(synchronize_session=False)
+    )
+    return bool(result.rowcount)  # type: ignore[attr-defined]
+
+
+def complete(*, session: Session, job: ClaimedJob, now: datetime | None = None) -> bool:
+    """Mark done; False (and nothing changed) if another worker holds the job now.
+
+    Call it in the transaction that holds the task's effects, and roll back on False: the
+    effects then happen exactly once, under whichever worker completes.
+    """
+    now = now or utcnow()
+    result = session.execute(
+        update(IngestJob)
+        .where(_held(job.id, job.owner))
+        .values(
+            status=JobStatus.done,
+            finished_at=now,
+            lease_owner=None,
+            lease_expires_at=None,
+            updated_at=now,
+        )
+        .execution_options(synchronize_session=False)
+    )
+    return bool(result.rowcount)  # type: ignore[attr-defined]
+
+
+def backoff_seconds(
+    attempt: int, *, base: float, cap: float, rng: random.Random | None = None
+) -> float:
+    """Delay before retry `attempt` + 1: exponential, capped, with jitter in [50 %, 100 %].
+
+    Jitter spreads the retries of jobs that failed together (e.g. a database restart).
+    """
+    delay = min(cap, base * 2 ** max(0, attempt - 1))
+    return delay * (0.5 + 0.5 * (rng or random).random())
+
+
+def fail(
+    *,
+    session: Session,
+    job: ClaimedJob,
+    reason: str,
+    retry_base_seconds: float,
+    retry_max_seconds: float,
+    permanent: bool = False,
+    now: datetime | None = None,
+    rng: random.Random | None = None,
+) -> JobStatus | None:
+    """Record a failed attempt: retried later, or dead when attempts are spent (or `permanent`).
+
+    Returns the job's new status, or None if the job is no longer ours.
+    """
+    now = now or utcnow()
+    row = session.scalars(
+        select(IngestJob)
+        .where(_held(job.id, job.owner))
+        .with_for_update()
+        .execution_options(populate_existing=True)
+    ).one_or_none()
+    if row is None:
+        return None
+    row.last_error = reason
+    row.lease_owner = None
+    row.lease_expires_at = None
+    if permanent or row.attempts >= row.max_attempts:
+        _bury(
+            session,
+            row,
+            reason if permanent else f"gave up after {row.attempts} attempts: {reason}",
+            now=now,
+        )
+    else:
+        delay = backoff_seconds(
+            row.attempts, base=retry_base_seconds, cap=retry_max_seconds, rng=rng
+        )
+        row.status = JobStatus.queued
+        row.run_after = now + timedelta(seconds=delay)
+    session.flush()
+    return row.status
+
+
+def _bury(session: Session, job: IngestJob, reason: str, *, now: datetime) -> None:
+    job.status = JobStatus.dead
+    job.dead_reason = reason
+    job.finished_at = now
+    job.lease_owner = None
+    job.lease_expires_at = None
+    # The scene cannot get further without this job: say so where users look.
+    session.execute(
+        update(Scene)
+        .where(Scene.id == job.scene_id, Scene.status != SceneStatus.failed)
+        .values(status=SceneStatus.failed, failure_reason=f"{job.task} job gave up: {reason}")
+        .execution_options(synchronize_session="fetch")
+    )
+
+
+def requeue_dead(*, session: Session, job_id: int, now: datetime | None = None) -> bool:
+    """Give a dead job a fresh set of attempts (after its cause was fixed)."""
+    result = session.execute(
+        update(IngestJob)
+        .where(IngestJob.id == job_id, IngestJob.status == JobStatus.dead)
+        .values(status=JobStatus.queued, attempts=0, run_after=now or utcnow(), dead_reason=None)
+        .execution_options(synchronize_session=False)
+    )
+    return bool(result.rowcount)  # type: ignore[attr-defined]
+
+
+def queue_stats(*, session: Session, now: datetime | None = None) -> QueueStats:
+    now = now or utcnow()
+    counts = {status.value: 0 for status in JobStatus}
+    for status, count in session.execute(
+        select(IngestJob.status, func.count()).group_by(IngestJob.status)
+    ):
+        counts[JobStatus(status).value] = count
+    ready, oldest = session.execute(
+        select(func.count(), func.min(IngestJob.run_after)).where(
+            IngestJob.status == JobStatus.queued, IngestJob.run_after <= now
+        )
+    ).one()
+    expired = session.scalar(
+        select(func.count()).where(
+            IngestJob.status == JobStatus.running, IngestJob.lease_expires_at < now
+        )
+    )
+    oldest_at = _as_utc(oldest)
+    age = max(0.0, (now - oldest_at).total_seconds()) if oldest_at is not None else 0.0
+    return QueueStats(counts, int(ready), age, int(expired or 0))
+
+
+def _as_utc(value: datetime | str | None) -> datetime | None:
+    # Aggregates bypass the column type, so SQLite hands back its stored text.
+    if value is None:
+        return None
+    if isinstance(value, str):
+        value = datetime.fromisoformat(value)
+    return value.replace(tzinfo=UTC) if value.tzinfo is None else value

@@ -1,0 +1,181 @@
+"""The durable queue: leases, takeover of expired leases, retries with backoff, dead letters."""
+
+from __future__ import annotations
+
+import random
+import uuid
+from datetime import timedelta
+
+import pytest
+from sqlalchemy.orm import Session
+
+from models.base import utcnow
+from models.scene import IngestJob, JobStatus, Scene, SceneKind, SceneStatus
+from service.queue import (
+    backoff_seconds,
+    claim,
+    complete,
+    enqueue,
+    fail,
+    heartbeat,
+    queue_stats,
+    requeue_dead,
+)
+
+LEASE = 30.0
+# Claims name this task only: PostgreSQL's test database keeps other tests' committed jobs.
+TASK = f"test-{uuid.uuid4().hex[:8]}"
+RETRY = {"retry_base_seconds": 10.0, "retry_max_seconds": 600.0}
+
+
+def add_scene(session: Session) -> Scene:
+    digest = uuid.uuid4().hex * 2
+    scene = Scene(
+        kind=SceneKind.rs_tile,
+        sha256=digest,
+        storage_uri=f"objects/{digest[:2]}/{digest[2:4]}/{digest}",
+        size_bytes=1,
+        media_type="image/tiff",
+        acquired_at=utcnow(),
+        bands=[],
+    )
+    session.add(scene)
+    session.flush()
+    return scene
+
+
+def test_enqueue_twice_is_one_job(db_session: Session) -> None:
+    scene = add_scene(db_session)
+    first = enqueue(session=db_session, scene_id=scene.id, task="validate")
+    second = enqueue(session=db_session, scene_id=scene.id, task="validate")
+    assert first.id == second.id
+    assert db_session.query(IngestJob).filter_by(scene_id=scene.id).count() == 1
+
+
+def test_a_leased_job_is_not_claimed_again_until_its_lease_expires(db_session: Session) -> None:
+    scene = add_scene(db_session)
+    enqueue(session=db_session, scene_id=scene.id, task=TASK)
+    now = utcnow()
+    job = claim(session=db_session, owner="a", lease_seconds=LEASE, now=now, tasks=[TASK])
+    assert job is not None and job.attempt == 1 and job.owner == "a"
+    assert claim(session=db_session, owner="b", lease_seconds=LEASE, now=now, tasks=[TASK]) is None
+    later = now + timedelta(seconds=LEASE - 1)
+    assert (
+        claim(session=db_session, owner="b", lease_seconds=LEASE, now=later, tasks=[TASK]) is None
+    )
+
+
+def test_heartbeat_keeps_the_lease_and_expiry_lets_another_worker_take_over(
+    db_session: Session,
+) -> None:
+    scene = add_scene(db_session)
+    enqueue(session=db_session, scene_id=scene.id, task=TASK)
+    t0 = utcnow()
+    job_a = claim(session=db_session, owner="a", lease_seconds=LEASE, now=t0, tasks=[TASK])
+    assert job_a is not None
+    t1 = t0 + timedelta(seconds=LEASE * 0.8)
+    assert heartbeat(session=db_session, job=job_a, lease_seconds=LEASE, now=t1)
+    # Past the first lease, but within the extended one: still a's.
+    t2 = t0 + timedelta(seconds=LEASE * 1.5)
+    assert claim(session=db_session, owner="b", lease_seconds=LEASE, now=t2, tasks=[TASK]) is None
+    # a stops heart-beating; once the extended lease runs out, b takes over.
+    t3 = t1 + timedelta(seconds=LEASE + 1)
+    job_b = claim(session=db_session, owner="b", lease_seconds=LEASE, now=t3, tasks=[TASK])
+    assert job_b is not None and job_b.id == job_a.id and job_b.attempt == 2
+    # a wakes up: it can neither extend nor complete a job it no longer holds.
+    assert not heartbeat(session=db_session, job=job_a, lease_seconds=LEASE, now=t3)
+    assert not complete(session=db_session, job=job_a, now=t3)
+    assert complete(session=db_session, job=job_b, now=t3)
+    row = db_session.get(IngestJob, job_a.id)
+    assert row is not None
+    db_session.refresh(row)
+    assert row.status == JobStatus.done and row.attempts == 2
+    assert "taken over by b" in (row.last_error or "")
+
+
+def test_failure_retries_later_with_growing_backoff_then_dead_letter(db_session: Session) -> None:
+    scene = add_scene(db_session)
+    enqueue(session=db_session, scene_id=scene.id, task=TASK, max_attempts=3)
+    now = utcnow()
+    delays = []
+    for attempt in range(1, 4):
+        job = claim(session=db_session, owner="w", lease_seconds=LEASE, now=now, tasks=[TASK])
+        assert job is not None and job.attempt == attempt
+        status = fail(session=db_session, job=job, reason=f"boom {attempt}", now=now, **RETRY)
+        row = db_session.get(IngestJob, job.id)
+        assert row is not None
+        if attempt < 3:
+            assert status == JobStatus.queued
+            delay = (row.run_after - now).total_seconds()
+            # Not due yet: a retry waits its backoff.
+            assert (
+                claim(session=db_session, owner="w", lease_seconds=LEASE, now=now, tasks=[TASK])
+                is None
+            )
+            delays.append(delay)
+            now = row.run_after
+    assert status == JobStatus.dead
+    assert row.dead_reason == "gave up after 3 attempts: boom 3"
+    db_session.refresh(scene)
+    assert scene.status == SceneStatus.failed
+    assert scene.failure_reason == f"{TASK} job gave up: gave up after 3 attempts: boom 3"
+    assert 5 <= delays[0] <= 10 and 10 <= delays[1] <= 20
+    assert claim(session=db_session, owner="w", lease_seconds=LEASE, now=now, tasks=[TASK]) is None
+    assert requeue_dead(session=db_session, job_id=row.id, now=now)
+    assert (
+        claim(session=db_session, owner="w", lease_seconds=LEASE, now=now, tasks=[TASK]) is not None
+    )
+
+
+def test_permanent_failure_goes_straight_to_the_dead_letter(db_session: Session) -> None:
+    scene = add_scene(db_session)
+    enqueue(session=db_session, scene_id=scene.id, task=TASK)
+    job = claim(session=db_session, owner="w", lease_seconds=LEASE, tasks=[TASK])
+    assert job is not None
+    assert fail(session=db_session, job=job, reason="no handler", permanent=True, **RETRY) == (
+        JobStatus.dead
+    )
+
+
+def test_a_worker_dying_on_the_last_attempt_dead_letters_the_job(db_session: Session) -> None:
+    scene = add_scene(db_session)
+    enqueue(session=db_session, scene_id=scene.id, task=TASK, max_attempts=1)
+    now = utcnow()
+    assert (
+        claim(session=db_session, owner="a", lease_seconds=LEASE, now=now, tasks=[TASK]) is not None
+    )
+    later = now + timedelta(seconds=LEASE + 1)
+    assert (
+        claim(session=db_session, owner="b", lease_seconds=LEASE, now=later, tasks=[TASK]) is None
+    )
+    row = db_session.query(IngestJob).filter_by(scene_id=scene.id).one()
+    assert row.status == JobStatus.dead
+    assert "lease of a expired" in (row.dead_reason or "")
+
+
+def test_claim_can_be_limited_to_known_tasks(db_session: Session) -> None:
+    scene = add_scene(db_session)
+    enqueue(session=db_session, scene_id=scene.id, task=TASK)
+    assert claim(session=db_session, owner="w", lease_seconds=LEASE, tasks=["validate-x"]) is None
+    assert claim(session=db_session, owner="w", lease_seconds=LEASE, tasks=[TASK]) is not None
+
+
+def test_queue_stats_report_depth_and_age(db_session: Session) -> None:
+    before = queue_stats(session=db_session)
+    scene = add_scene(db_session)
+    now = utcnow()
+    enqueue(session=db_session, scene_id=scene.id, task="a", run_after=now - timedelta(minutes=5))
+    enqueue(session=db_session, scene_id=scene.id, task="b", run_after=now + timedelta(hours=1))
+    stats = queue_stats(session=db_session, now=now)
+    assert stats.counts["queued"] == before.counts["queued"] + 2
+    assert stats.ready == before.ready + 1
+    assert stats.oldest_ready_age_seconds >= 300
+
+
+@pytest.mark.parametrize("attempt", [1, 2, 5, 30])
+def test_backoff_grows_exponentially_within_jitter_and_is_capped(attempt: int) -> None:
+    rng = random.Random(attempt)
+    delays = [backoff_seconds(attempt, base=10, cap=600, rng=rng) for _ in range(200)]
+    nominal = min(600, 10 * 2 ** (attempt - 1))
+    assert min(delays) >= nominal / 2 and max(delays) <= nominal
+    assert len(set(delays)) > 100  # jittered, so retries do not arrive in lockstep

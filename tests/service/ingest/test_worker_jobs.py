@@ -1,0 +1,97 @@
+"""One job through the worker in-process: failures are recorded with their reason and counted."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from prometheus_client import REGISTRY
+from sqlalchemy.orm import Session
+
+from models.base import utcnow
+from models.scene import IngestJob, JobStatus, Scene, SceneKind, SceneStatus
+from service.db import transaction
+from service.queue import ClaimedJob, enqueue
+from service.settings import Settings
+from service.tasks import PermanentTaskError, register
+from service.worker import Worker
+from tests.conftest import migrate
+
+FLAKY = "test-flaky"
+DOOMED = "test-doomed"
+
+
+def flaky(session: Session, job: ClaimedJob, settings: Settings) -> None:
+    raise RuntimeError("the tile server timed out")
+
+
+def doomed(session: Session, job: ClaimedJob, settings: Settings) -> None:
+    raise PermanentTaskError("the reference scene was deleted")
+
+
+register(FLAKY, flaky)
+register(DOOMED, doomed)
+
+
+@pytest.fixture
+def worker(tmp_path: Path) -> Iterator[Worker]:
+    url = f"sqlite:///{tmp_path / 'jobs.db'}"
+    migrate(url)
+    settings = Settings(database_url=url, data_dir=tmp_path, _env_file=None)  # type: ignore[call-arg]
+    worker = Worker(settings)
+    yield worker
+    worker.engine.dispose()
+
+
+def queue_job(worker: Worker, task: str) -> int:
+    digest = uuid.uuid4().hex * 2
+    with transaction(worker.sessions) as session:
+        scene = Scene(
+            kind=SceneKind.rs_tile,
+            sha256=digest,
+            size_bytes=1,
+            bands=[],
+            storage_uri=f"objects/{digest[:2]}/{digest[2:4]}/{digest}",
+            media_type="image/tiff",
+            acquired_at=utcnow(),
+        )
+        session.add(scene)
+        session.flush()
+        enqueue(session=session, scene_id=scene.id, task=task)
+        return scene.id
+
+
+def failures(task: str, reason: str) -> float:
+    value = REGISTRY.get_sample_value(
+        "tianxun_job_failures_total", {"task": task, "reason": reason}
+    )
+    return value or 0.0
+
+
+def test_a_raising_task_is_retried_later_with_its_reason(worker: Worker) -> None:
+    scene_id = queue_job(worker, FLAKY)
+    before = failures(FLAKY, "RuntimeError")
+    job = worker.claim_next("w")
+    assert job is not None
+    outcome = worker.run_job(job)
+    assert outcome.status == "retry"
+    assert outcome.reason == "RuntimeError: the tile server timed out"
+    assert failures(FLAKY, "RuntimeError") == before + 1
+    with worker.sessions() as session:
+        row = session.query(IngestJob).filter_by(scene_id=scene_id).one()
+        assert row.status == JobStatus.queued and row.attempts == 1
+        assert row.last_error == outcome.reason and row.run_after > utcnow()
+    assert worker.claim_next("w") is None  # backing off, not hammering
+
+
+def test_a_permanent_failure_dead_letters_the_job_and_fails_the_scene(worker: Worker) -> None:
+    scene_id = queue_job(worker, DOOMED)
+    job = worker.claim_next("w")
+    assert job is not None
+    assert worker.run_job(job).status == "dead"
+    with worker.sessions() as session:
+        scene = session.get(Scene, scene_id)
+        assert scene is not None and scene.status == SceneStatus.failed
+        assert "the reference scene was deleted" in (scene.failure_reason or "")
