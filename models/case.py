@@ -36,6 +36,17 @@ class CaseStatus(StrEnum):
     closed = "closed"
 
 
+class DismissalReason(StrEnum):
+    """Why a case is not a violation; kept as a label the detector can learn from."""
+
+    farming_activity = "farming_activity"
+    approved_use = "approved_use"
+    pre_existing = "pre_existing"
+    detector_error = "detector_error"
+    duplicate = "duplicate"
+    other = "other"
+
+
 class ConfidenceLevel(StrEnum):
     nominal = "nominal"
     high = "high"  # e.g. seen again, or large and in protected farmland

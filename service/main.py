@@ -8,6 +8,8 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI
 
 from service import health, metrics
+from service.cameras import router as cameras
+from service.cases import router as cases
 from service.db import create_db_engine, create_session_factory
 from service.errors import register_error_handlers
 from service.ingest import router as ingest
@@ -42,5 +44,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     register_error_handlers(app)
     app.include_router(health.router)
     app.include_router(ingest.router)
+    app.include_router(cameras.router)
+    app.include_router(cases.router)
     app.include_router(metrics.router)
     return app

@@ -20,7 +20,7 @@ from sqlalchemy.orm import Session
 
 from models import Case, Detection, Jurisdiction, LayerHit
 from models.base import utcnow
-from models.case import CaseStatus
+from models.case import CaseStatus, DismissalReason
 from models.detection import Screening
 from models.geo import SRID
 from models.jurisdiction import JurisdictionLevel
@@ -58,7 +58,7 @@ LEVEL_RANK = {
     JurisdictionLevel.city: 3,
 }
 # Why a field check found no violation; the first two also silence repeats (see screening).
-DISMISSAL_REASONS = frozenset({"farming_activity", "approved_use", "pre_existing", "false_alarm"})
+DISMISSAL_REASONS = frozenset(DismissalReason)
 MACHINE_ROLE = "system"
 MIN_GROWTH_M2 = 0.01  # below this the outline did not really grow (floating-point noise)
 

@@ -6,7 +6,7 @@ from collections.abc import AsyncIterator, Callable
 from datetime import datetime
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Header, Path, Query, Request
+from fastapi import APIRouter, Depends, Header, Path, Query, Request
 from fastapi.encoders import jsonable_encoder
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
@@ -14,7 +14,9 @@ from pydantic import ValidationError
 from sqlalchemy.orm import Session
 from starlette.concurrency import run_in_threadpool
 
+from models.client import Role
 from models.scene import Scene
+from service.auth import Ingester, Principal, require_roles
 from service.deps import SessionDep
 from service.errors import InvalidInputError, PayloadTooLargeError
 from service.ingest.idempotency import Answer, request_fingerprint, run_idempotent
@@ -41,6 +43,11 @@ from service.metrics import SCENES_INGESTED
 from service.settings import Settings
 
 router = APIRouter(prefix="/v1", tags=["ingest"])
+
+# Scenes are not scoped to a jurisdiction; field inspectors work with cases, not raw scenes.
+SceneReader = Annotated[
+    Principal, Depends(require_roles(Role.admin, Role.ingest, Role.monitor, Role.analyst))
+]
 
 MAX_JSON_BYTES = 64 * 1024
 _PROBLEM: dict[str, Any] = {"content": {"application/problem+json": {}}}
@@ -91,6 +98,7 @@ async def post_snapshot(
             "2026-11-28T08:30:00+08:00; not in the future."
         ),
     ],
+    principal: Ingester,
     idempotency_key: IdempotencyKey = None,
 ) -> JSONResponse:
     settings: Settings = request.app.state.settings
@@ -104,6 +112,7 @@ async def post_snapshot(
             camera_code=camera_id,
             preset=preset,
             captured_at=captured_at,
+            source=principal.name,
         )
 
     return await run_in_threadpool(_submit, request, staged, idempotency_key, ingest, None)
@@ -133,6 +142,8 @@ async def post_scene(
         datetime | None,
         Query(description="Acquisition time (uploads only), ISO 8601 with a UTC offset."),
     ] = None,
+    *,
+    principal: Ingester,
     sensor: Annotated[str, Query(max_length=100, description="Sensor (uploads only).")] = "",
     idempotency_key: IdempotencyKey = None,
 ) -> JSONResponse:
@@ -156,7 +167,12 @@ async def post_scene(
 
     def ingest(session: Session) -> IngestResult:
         return ingest_tile(
-            session=session, settings=settings, staged=staged, acquired_at=when, sensor=sensor
+            session=session,
+            settings=settings,
+            staged=staged,
+            acquired_at=when,
+            sensor=sensor,
+            source=principal.name,
         )
 
     return await run_in_threadpool(_submit, request, staged, idempotency_key, ingest, spec)
@@ -168,7 +184,11 @@ async def post_scene(
     summary="A scene: its status, the reason if it failed, its jobs and its STAC item",
     responses={404: {"description": "No such scene.", **_PROBLEM}},
 )
-def get_scene(scene_id: Annotated[int, Path(ge=1, le=2**63 - 1)], session: SessionDep) -> SceneRead:
+def get_scene(
+    scene_id: Annotated[int, Path(ge=1, le=2**63 - 1)],
+    session: SessionDep,
+    principal: SceneReader,
+) -> SceneRead:
     return _describe(session, get_scene_or_raise(session=session, scene_id=scene_id))
 
 

@@ -234,10 +234,10 @@ def test_a_dismissal_as_farming_suppresses_that_alarm_there_within_the_window_on
 
 
 @pytest.mark.usefixtures("farmland")
-def test_a_dismissal_as_false_alarm_suppresses_nothing(db_session: Session) -> None:
+def test_a_dismissal_as_detector_error_suppresses_nothing(db_session: Session) -> None:
     case = process(db_session, add_detection(db_session, PLOT, at(2024, 1, 1)))
     assert case is not None
-    move(db_session, case, S.dispatched, S.verifying, S.dismissed, reason="false_alarm")
+    move(db_session, case, S.dispatched, S.verifying, S.dismissed, reason="detector_error")
 
     again = add_detection(db_session, PLOT, at(2024, 1, 20))
     assert process(db_session, again) is not None

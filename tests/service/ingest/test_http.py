@@ -9,7 +9,11 @@ from pathlib import Path
 
 import pytest
 from fastapi.testclient import TestClient
+from shapely.geometry import box
 
+from models.client import Role
+from models.jurisdiction import Jurisdiction, JurisdictionLevel
+from service.clients import SCOPED_ROLES, create_client
 from service.db import transaction
 from service.main import create_app
 from service.settings import Settings
@@ -35,7 +39,28 @@ def client(
     url: str = request.getfixturevalue(fixture)
     app = create_app(settings.model_copy(update={"database_url": url}))
     with TestClient(app) as test_client:
+        test_client.headers["Authorization"] = f"Bearer {ingest_key(test_client)}"
         yield test_client
+
+
+def ingest_key(client: TestClient, role: Role = Role.ingest) -> str:
+    """A fresh API key of a camera gateway (or of another role, in a new township)."""
+    name = f"gateway-{uuid.uuid4().hex[:8]}"
+    with transaction(client.app.state.session_factory) as session:  # type: ignore[attr-defined]
+        codes = []
+        if role in SCOPED_ROLES:
+            session.add(
+                Jurisdiction(
+                    code=name,
+                    name=name,
+                    level=JurisdictionLevel.township,
+                    geom=box(120.0, 30.0, 120.1, 30.1),
+                    area_m2=1.0,
+                )
+            )
+            codes = [name]
+        issued = create_client(name, session=session, role=role, jurisdiction_codes=codes)
+    return issued.key
 
 
 @pytest.fixture
@@ -227,3 +252,17 @@ def test_odd_inputs_are_4xx_on_every_backend(
     )
     assert response.status_code == status, response.text
     assert response.headers["content-type"] == PROBLEM
+
+
+def test_uploads_need_an_ingest_key(client: TestClient, camera: str) -> None:
+    anonymous = client.post(
+        camera,
+        params={"captured_at": CAPTURED},
+        content=jpeg_bytes(),
+        headers={"Content-Type": "image/jpeg", "Authorization": ""},
+    )
+    analyst = post_jpeg(
+        client, camera, jpeg_bytes(), Authorization=f"Bearer {ingest_key(client, Role.analyst)}"
+    )
+    assert_problem(anonymous, 401, "")
+    assert_problem(analyst, 403, "")

@@ -1,0 +1,169 @@
+"""API keys, the authenticated caller (`Principal`) and the role checks routers depend on.
+
+A key looks like ``tx_<prefix>_<secret>``. The prefix is stored in clear so a key can be
+recognised in logs and found in one indexed lookup; of the secret only a SHA-256 digest is
+stored. A slow password KDF (scrypt, argon2) protects *guessable* secrets; these secrets are
+256 random bits, which no dictionary covers, so a single SHA-256 is as strong as the secret and
+keeps authentication at a few microseconds per request. Digests are compared with
+`hmac.compare_digest` so that the comparison time says nothing about the stored digest.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import secrets
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from typing import Annotated
+
+from fastapi import Depends, Request
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from models import ApiClient, ClientJurisdiction, Jurisdiction
+from models.client import Role
+from service.errors import AuthenticationError, PermissionDeniedError
+
+KEY_SCHEME = "tx"
+HASH_SCHEME = "sha256"
+PREFIX_BYTES = 5  # 10 hex characters, shown in lists and logs
+SECRET_BYTES = 32  # 256 random bits
+API_KEY_HEADER = "X-API-Key"
+_MISSING_KEY = (
+    "this endpoint needs an API key: send 'Authorization: Bearer tx_…' or 'X-API-Key: tx_…' "
+    "(an administrator creates one with `tianxun clients create`)"
+)
+_UNKNOWN_KEY = (
+    "the API key is not valid: it was mistyped, rotated or deactivated; ask an administrator "
+    "for the current key"
+)
+
+
+@dataclass(frozen=True)
+class NewKey:
+    """A freshly generated key: `key` is shown once and never stored."""
+
+    key: str
+    prefix: str
+    key_hash: str
+
+
+def generate_key() -> NewKey:
+    prefix = secrets.token_hex(PREFIX_BYTES)
+    secret = secrets.token_urlsafe(SECRET_BYTES)
+    return NewKey(f"{KEY_SCHEME}_{prefix}_{secret}", prefix, hash_secret(secret))
+
+
+def hash_secret(secret: str) -> str:
+    return f"{HASH_SCHEME}:{hashlib.sha256(secret.encode('utf-8')).hexdigest()}"
+
+
+def split_key(key: str) -> tuple[str, str] | None:
+    """(prefix, secret) of a well-formed key, else None. Secrets may contain '_'."""
+    scheme, _, rest = key.partition("_")
+    prefix, _, secret = rest.partition("_")
+    if scheme != KEY_SCHEME or not prefix or not secret or len(prefix) > 16:
+        return None
+    return prefix, secret
+
+
+@dataclass(frozen=True)
+class Principal:
+    """Who is calling: the client, its role and every jurisdiction it may see.
+
+    `jurisdiction_ids` already includes all descendants of the client's jurisdictions.
+    Administrators see every case, including those outside any jurisdiction.
+    """
+
+    client_id: int
+    name: str
+    role: Role
+    jurisdiction_ids: frozenset[int]
+
+    @property
+    def sees_everything(self) -> bool:
+        return self.role == Role.admin
+
+
+def descendant_ids(root_ids: Iterable[int], *, session: Session) -> frozenset[int]:
+    """The given jurisdictions and everything below them (UNION stops on a cyclic tree)."""
+    roots = list(root_ids)
+    if not roots:
+        return frozenset()
+    tree = select(Jurisdiction.id).where(Jurisdiction.id.in_(roots)).cte(recursive=True)
+    tree = tree.union(select(Jurisdiction.id).where(Jurisdiction.parent_id == tree.c.id))
+    return frozenset(session.scalars(select(tree.c.id)))
+
+
+def principal_for(client: ApiClient, *, session: Session) -> Principal:
+    roots = session.scalars(
+        select(ClientJurisdiction.jurisdiction_id).where(ClientJurisdiction.client_id == client.id)
+    )
+    return Principal(client.id, client.name, client.role, descendant_ids(roots, session=session))
+
+
+def authenticate(key: str, *, session: Session) -> Principal:
+    """The principal holding `key`; AuthenticationError if it is unknown or inactive."""
+    parts = split_key(key.strip())
+    if parts is None:
+        raise AuthenticationError(
+            "the API key is malformed: keys look like tx_<prefix>_<secret>; "
+            "copy the whole key printed by `tianxun clients create`"
+        )
+    prefix, secret = parts
+    client = session.scalars(select(ApiClient).where(ApiClient.key_prefix == prefix)).first()
+    if client is None or not client.active:
+        raise AuthenticationError(_UNKNOWN_KEY)
+    if not hmac.compare_digest(client.key_hash, hash_secret(secret)):
+        raise AuthenticationError(_UNKNOWN_KEY)
+    return principal_for(client, session=session)
+
+
+def key_from_headers(request: Request) -> str | None:
+    authorization = request.headers.get("Authorization")
+    if authorization:
+        scheme, _, token = authorization.partition(" ")
+        if scheme.lower() != "bearer" or not token.strip():
+            raise AuthenticationError("send the key as 'Authorization: Bearer tx_…'")
+        return token.strip()
+    return request.headers.get(API_KEY_HEADER) or None
+
+
+def current_client(request: Request) -> Principal:
+    """FastAPI dependency: the authenticated caller.
+
+    The lookup runs in its own short transaction, so that the endpoint's own transaction can
+    still choose how it begins (a transition takes the SQLite write lock up front).
+    """
+    key = key_from_headers(request)
+    if key is None:
+        raise AuthenticationError(_MISSING_KEY)
+    with request.app.state.session_factory() as session:
+        principal = authenticate(key, session=session)
+    request.state.principal = principal
+    return principal
+
+
+def require_roles(*roles: Role) -> Callable[..., Principal]:
+    """A dependency that lets only `roles` through (403 for the others)."""
+    allowed = frozenset(roles)
+
+    def check(principal: Annotated[Principal, Depends(current_client)]) -> Principal:
+        if principal.role not in allowed:
+            names = ", ".join(sorted(allowed))
+            raise PermissionDeniedError(
+                f"role {principal.role} may not do this; it needs one of: {names}"
+            )
+        return principal
+
+    return check
+
+
+CurrentClient = Annotated[Principal, Depends(current_client)]
+CaseReader = Annotated[
+    Principal, Depends(require_roles(Role.admin, Role.monitor, Role.inspector, Role.analyst))
+]
+CaseWriter = Annotated[Principal, Depends(require_roles(Role.admin, Role.monitor, Role.inspector))]
+Ingester = Annotated[Principal, Depends(require_roles(Role.admin, Role.ingest))]
+Admin = Annotated[Principal, Depends(require_roles(Role.admin))]

@@ -1,0 +1,273 @@
+"""Changes people make to a case through the API: status transitions, assignment, comments.
+
+A change names the version it was based on (`If-Match`). The version is claimed with one
+`UPDATE case SET version = version + 1 WHERE id = :id AND version = :v`, so of two callers
+holding the same ETag exactly one wins and the other gets 412; nothing is overwritten
+silently. Every change appends one hash-chained event with actor, role, request id and the
+case's fields before and after.
+
+The status table is `service.cases.workflow.TRANSITIONS`. Its `transition_case` records neither
+the request id nor before/after, so the change is applied here with the same table and the
+same event chain (`append_event`).
+"""
+
+from __future__ import annotations
+
+import re
+from datetime import datetime, timedelta
+from typing import Any
+
+from sqlalchemy import select, update
+from sqlalchemy.orm import Session
+
+from models import ApiClient, Case, CaseEvent
+from models.base import utcnow
+from models.case import CaseStatus
+from models.client import Role
+from service.alerts.outbox import AlertType, record_alert
+from service.auth import Principal, principal_for
+from service.cases.events import append_event
+from service.cases.queries import get_case_or_raise
+from service.cases.schemas import CommentCreate, InspectorTransitionCreate, TransitionCreate
+from service.cases.workflow import MACHINE_ROLE, OPEN_STATUSES, check_transition
+from service.errors import (
+    InvalidInputError,
+    PermissionDeniedError,
+    PreconditionFailedError,
+    PreconditionRequiredError,
+)
+from service.settings import Settings
+
+S = CaseStatus
+# Which target statuses each role may ask for; the transition table decides from where.
+ROLE_TARGETS: dict[Role, frozenset[CaseStatus]] = {
+    Role.admin: frozenset(S),
+    # The monitoring centre triages (dismiss before dispatch), dispatches, closes, reopens.
+    Role.monitor: frozenset({S.dispatched, S.dismissed, S.closed, S.new}),
+    # The field chief checks on site, judges, and follows rectification.
+    Role.inspector: frozenset({S.verifying, S.confirmed, S.dismissed, S.rectifying, S.rectified}),
+}
+ASSIGNING_ROLES = frozenset({Role.admin, Role.monitor})
+_ETAG = re.compile(r'^(?:W/)?"(\d{1,9})"$')
+
+
+def etag(version: int) -> str:
+    return f'"{version}"'
+
+
+def expected_version(if_match: str | None) -> int:
+    """The version an `If-Match` header names: 428 when absent, 412 when it cannot match."""
+    if if_match is None or not if_match.strip():
+        raise PreconditionRequiredError(
+            "changing a case needs an If-Match header with the ETag from GET /v1/cases/{id}, "
+            'e.g. If-Match: "3", so that concurrent changes are not lost'
+        )
+    match = _ETAG.match(if_match.strip())
+    if match is None:
+        raise PreconditionFailedError(
+            f"If-Match {if_match!r} is not an ETag this service issued: send the ETag header "
+            'of GET /v1/cases/{id} unchanged, e.g. "3"'
+        )
+    return int(match.group(1))
+
+
+def input_model_for(role: Role) -> type[InspectorTransitionCreate]:
+    """Per-role input model: only roles that dispatch may name an assignee."""
+    return TransitionCreate if role in ASSIGNING_ROLES else InspectorTransitionCreate
+
+
+def apply_transition(
+    case_id: int,
+    change: InspectorTransitionCreate,
+    *,
+    session: Session,
+    settings: Settings,
+    principal: Principal,
+    version: int,
+    request_id: str | None = None,
+    now: datetime | None = None,
+) -> Case:
+    """Move a visible case to `change.to` and/or assign it; flushes, never commits."""
+    now = now or utcnow()
+    case = get_case_or_raise(case_id, principal, session=session)
+    target = change.to
+    if target is not None and target not in ROLE_TARGETS.get(principal.role, frozenset()):
+        raise PermissionDeniedError(
+            f"role {principal.role} may not move a case to {target}; it may move cases to: "
+            f"{', '.join(sorted(ROLE_TARGETS.get(principal.role, ()))) or 'none'}"
+        )
+    _check_version(case, version)
+    if target is not None:
+        check_transition(case.status, target)
+    assignee = _assignee(change, case, session=session)
+    _claim(case, version, session=session)
+    before = _snapshot(case)
+    if target is not None:
+        _move(case, target, change, settings=settings, actor=principal.name, now=now)
+    if assignee is not None:
+        case.assignee_id = assignee.id
+    case.version = version + 1
+    payload: dict[str, Any] = {"before": before, "after": _snapshot(case)}
+    payload |= {k: v for k, v in (("reason_code", change.reason_code), ("note", change.note)) if v}
+    if assignee is not None:
+        payload["assignee"] = assignee.name
+    append_event(
+        case,
+        session=session,
+        action=_action(before["status"], target),
+        actor=principal.name,
+        role=str(principal.role),
+        from_status=before["status"] if target else None,
+        to_status=str(target) if target else None,
+        payload=payload,
+        request_id=request_id,
+        at=now,
+    )
+    if target == S.new:
+        record_alert(case, session=session, event_type=AlertType.case_reopened, reason="reopened")
+    return case
+
+
+def add_comment(
+    case_id: int,
+    comment: CommentCreate,
+    *,
+    session: Session,
+    principal: Principal,
+    request_id: str | None = None,
+) -> CaseEvent:
+    """Append a comment to a visible case's history; the case and its ETag do not change."""
+    # The row lock (PostgreSQL) orders concurrent comments so each gets its own seq.
+    case = get_case_or_raise(case_id, principal, session=session, for_update=True)
+    return append_event(
+        case,
+        session=session,
+        action="comment",
+        actor=principal.name,
+        role=str(principal.role),
+        payload={"text": comment.text},
+        request_id=request_id,
+    )
+
+
+def _check_version(case: Case, version: int) -> None:
+    if case.version != version:
+        raise PreconditionFailedError(
+            f"case {case.id} is at version {case.version}, not {version}: someone changed it "
+            "since you read it; GET it again, check the change still makes sense, and retry"
+        )
+
+
+def _claim(case: Case, version: int, *, session: Session) -> None:
+    """Bump the version only if it is still `version`: the lost-update guard."""
+    result = session.execute(
+        update(Case)
+        .where(Case.id == case.id, Case.version == version)
+        .values(version=version + 1)
+        .execution_options(synchronize_session=False)
+    )
+    if result.rowcount != 1:  # type: ignore[attr-defined]
+        raise PreconditionFailedError(
+            f"case {case.id} was changed by someone else at the same moment: GET it again "
+            "and retry with the new ETag"
+        )
+
+
+def _move(
+    case: Case,
+    target: CaseStatus,
+    change: InspectorTransitionCreate,
+    *,
+    settings: Settings,
+    actor: str,
+    now: datetime,
+) -> None:
+    if target == S.new:  # a reopen by a person: escalated like a rebound
+        case.reopen_count = (case.reopen_count or 0) + 1
+        case.escalated = True
+        case.escalation_reason = f"reopened by {actor}: {change.note}"
+    case.status = target
+    if target == S.dismissed:
+        case.dismissal_reason = str(change.reason_code)
+    hours = settings.case_due_hours.get(str(target))
+    case.due_at = now + timedelta(hours=hours) if hours is not None else None
+
+
+def _assignee(
+    change: InspectorTransitionCreate, case: Case, *, session: Session
+) -> ApiClient | None:
+    name = getattr(change, "assignee", None)
+    if name is None:
+        return None
+    client = session.scalars(select(ApiClient).where(ApiClient.name == name)).first()
+    if client is None or not client.active or client.role != Role.inspector:
+        raise InvalidInputError(f"assignee {name!r} is not an active inspector: name one")
+    reach = principal_for(client, session=session).jurisdiction_ids
+    if case.jurisdiction_id not in reach:
+        raise InvalidInputError(
+            f"inspector {name!r} does not cover this case's jurisdiction: assign an inspector "
+            "of that area"
+        )
+    return client
+
+
+def _snapshot(case: Case) -> dict[str, Any]:
+    return {
+        "status": str(case.status),
+        "assignee_id": case.assignee_id,
+        "dismissal_reason": case.dismissal_reason,
+        "due_at": case.due_at.isoformat() if case.due_at else None,
+        "escalated": case.escalated,
+        "version": case.version,
+    }
+
+
+def _action(previous: str, target: CaseStatus | None) -> str:
+    if target is None:
+        return "assigned"
+    if target == S.new and previous in {S.rectified, S.closed}:
+        return "reopened"
+    return "transition"
+
+
+DEADLINE_ACTOR = "deadline-watch"
+
+
+def escalate_overdue(*, session: Session, now: datetime | None = None) -> list[int]:
+    """Escalate open cases past the deadline of their current state; returns their ids.
+
+    Each case is claimed at the version it was read with, so a person's concurrent change
+    wins and the case is looked at again on the next run. Flushes, never commits.
+    """
+    now = now or utcnow()
+    overdue = session.scalars(
+        select(Case)
+        .where(Case.status.in_(OPEN_STATUSES), Case.due_at < now, Case.escalated.is_(False))
+        .order_by(Case.due_at, Case.id)
+    )
+    escalated = []
+    for case in list(overdue):
+        version = case.version
+        if case.due_at is None:  # excluded by the query; keeps the type checker informed
+            continue
+        try:
+            _claim(case, version, session=session)
+        except PreconditionFailedError:
+            continue
+        late_hours = (now - case.due_at) / timedelta(hours=1)
+        case.escalated = True
+        case.escalation_reason = (
+            f"overdue: still {case.status} {late_hours:.1f} h after its deadline "
+            f"{case.due_at.isoformat(timespec='minutes')}"
+        )
+        case.version = version + 1
+        append_event(
+            case, session=session, action="escalated", actor=DEADLINE_ACTOR, role=MACHINE_ROLE,
+            payload={"reason": case.escalation_reason, "due_at": case.due_at.isoformat()}, at=now,
+        )  # fmt: skip
+        record_alert(
+            case, session=session, event_type=AlertType.case_updated, reason="overdue",
+            details={"escalation_reason": case.escalation_reason},
+        )  # fmt: skip
+        escalated.append(case.id)
+    return escalated
