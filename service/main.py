@@ -8,6 +8,7 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI
 
 from service import health, metrics
+from service.alerts import router as alerts
 from service.cameras import router as cameras
 from service.cases import router as cases
 from service.db import create_db_engine, create_session_factory
@@ -45,6 +46,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(health.router)
     app.include_router(ingest.router)
     app.include_router(cameras.router)
+    app.include_router(alerts.router)  # before cases: /v1/cases/{id}.cap
     app.include_router(cases.router)
     app.include_router(metrics.router)
     return app

@@ -38,6 +38,9 @@ class Settings(BaseSettings):
     worker_poll_seconds: float = 1.0
     # Extra modules that register queue tasks when the worker starts (e.g. the analysis step).
     task_modules: list[str] = []
+    # Analysis: reference rasters (GeoTIFF, operator-provided) for tiles that no earlier tile
+    # covers; without one, the first tile of a place is its own first look.
+    tile_baseline_paths: list[Path] = []
     # Screening and cases: a detection within this distance of a case seen within the window
     # joins it (one case per place); approved parcels must cover this fraction of a detection.
     case_merge_window_days: float = Field(30.0, gt=0)
@@ -54,6 +57,22 @@ class Settings(BaseSettings):
         "confirmed": 72.0,
         "rectifying": 720.0,
     }
+
+    # Alert feeds. SSE and webhook fan-out poll the outbox; a gap in outbox ids (a transaction
+    # still running on PostgreSQL) holds later events back until it settles, at most this long.
+    alert_poll_seconds: float = Field(0.25, gt=0)
+    alert_heartbeat_seconds: float = Field(15.0, gt=0)
+    alert_gap_max_wait_seconds: float = Field(60.0, gt=0)
+    # Webhooks: retries back off exponentially (with jitter) for up to `webhook_retry_window`.
+    webhook_timeout_seconds: float = Field(10.0, gt=0)
+    webhook_retry_base_seconds: float = Field(5.0, gt=0)
+    webhook_retry_max_seconds: float = Field(3600.0, gt=0)
+    webhook_retry_window_seconds: float = Field(86_400.0, gt=0)
+    webhook_poll_seconds: float = Field(0.25, gt=0)
+    webhook_concurrency: int = Field(4, ge=1)
+    # Networks a webhook may target although private or loopback (CIDR, e.g. "10.20.0.0/16").
+    webhook_allowed_networks: list[str] = []
+    cap_sender: str = "alerts@tianxun.invalid"
 
     @field_validator("area_crs")
     @classmethod
