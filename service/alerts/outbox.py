@@ -5,15 +5,19 @@ from __future__ import annotations
 from enum import StrEnum
 from typing import Any
 
+from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from models import AlertEvent, Case
+from models import AlertEvent, Case, Detection, LayerHit
 
 
 class AlertType(StrEnum):
     case_created = "case_created"
     case_updated = "case_updated"  # outline grown or confidence raised
     case_reopened = "case_reopened"  # a rebound over a rectified or closed case
+    case_status_changed = "case_status_changed"
+    case_dismissed = "case_dismissed"
+    case_closed = "case_closed"
 
 
 def record_alert(
@@ -37,11 +41,24 @@ def record_alert(
         jurisdiction_id=case.jurisdiction_id,
         priority=case.priority,
         backfill=case.backfill,
-        payload=_case_summary(case) | {"reason": reason} | (details or {}),
+        payload=_case_summary(case)
+        | {"layers": _layer_kinds(case, session=session), "reason": reason}
+        | (details or {}),
     )
     session.add(alert)
     session.flush()
     return alert
+
+
+def _layer_kinds(case: Case, *, session: Session) -> list[str]:
+    """The legal layers the case's detections hit, for the feeds' layer filter."""
+    hits = (
+        select(LayerHit.layer_kind)
+        .join(Detection, Detection.id == LayerHit.detection_id)
+        .where(Detection.case_id == case.id)
+        .distinct()
+    )
+    return sorted(session.scalars(hits))
 
 
 def _case_summary(case: Case) -> dict[str, Any]:

@@ -123,9 +123,17 @@ def apply_transition(
         request_id=request_id,
         at=now,
     )
-    if target == S.new:
-        record_alert(case, session=session, event_type=AlertType.case_reopened, reason="reopened")
+    if target is not None:
+        record_alert(case, session=session, event_type=_alert_type(target), reason=str(target))
     return case
+
+
+def _alert_type(target: CaseStatus) -> AlertType:
+    return {
+        S.new: AlertType.case_reopened,
+        S.dismissed: AlertType.case_dismissed,
+        S.closed: AlertType.case_closed,
+    }.get(target, AlertType.case_status_changed)
 
 
 def add_comment(

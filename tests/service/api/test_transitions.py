@@ -185,3 +185,17 @@ def test_the_escalation_job_runs_from_the_command_line(
     shown = world.http.get(f"/v1/cases/{late}", headers=world.auth("inspector_a")).json()
     assert shown["escalated"] and shown["overdue"]
     assert shown["history"][-1]["action"] == "escalated"
+
+
+def test_status_changes_reach_the_alert_outbox(world: World) -> None:
+    case_id = world.add_case(status=CaseStatus.verifying)
+    response = transition(
+        world, "inspector_a", case_id, {"to": "dismissed", "reason_code": "duplicate"}
+    )
+    assert response.status_code == 200, response.text
+
+    feed = world.http.get("/v1/alerts", params={"after": 0}, headers=world.auth("admin")).json()
+    mine = [e for e in feed["items"] if e["case_id"] == case_id]
+    assert [e["type"] for e in mine] == ["case_dismissed"]
+    assert mine[0]["payload"]["status"] == "dismissed"
+    assert mine[0]["payload"]["layers"] == []
