@@ -16,6 +16,7 @@ from service.errors import register_error_handlers
 from service.ingest import router as ingest
 from service.logging import configure_logging, request_id_middleware
 from service.settings import Settings
+from service.web import router as web
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:
@@ -49,4 +50,5 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(alerts.router)  # before cases: /v1/cases/{id}.cap
     app.include_router(cases.router)
     app.include_router(metrics.router)
+    app.include_router(web.router)
     return app
