@@ -1,0 +1,280 @@
+"""Tiled passes over a raster pair: halos make every tile's core equal the whole-image result."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+import numpy as np
+from affine import Affine
+from rasterio.features import rasterize
+from shapely.geometry.base import BaseGeometry
+
+from detection import align, decide, features, objects
+from detection.errors import InvalidRasterError
+from detection.radiometry import Normalisation
+from detection.rs_params import RasterDetectorParams
+
+
+class RasterLike(Protocol):
+    """An array, or a lazy reader that returns arrays for row/column slices."""
+
+    @property
+    def shape(self) -> tuple[int, ...]: ...
+
+    @property
+    def dtype(self) -> Any: ...
+
+    def __getitem__(self, key: Any) -> np.ndarray: ...
+
+
+class ScoreModel(Protocol):
+    """A trained scorer (see detection.train): change probability per pixel of a window."""
+
+    halo_px: int
+
+    def score(
+        self,
+        before: np.ndarray,
+        after: np.ndarray,
+        valid: np.ndarray,
+        roles: Sequence[str | None],
+        noise: np.ndarray,
+    ) -> np.ndarray: ...
+
+    def thresholds(self) -> tuple[float, float]: ...
+
+
+@dataclass(frozen=True)
+class Grid:
+    rows: int
+    cols: int
+    transform: Affine | None
+    crs: str | None
+
+
+def lattice_step(rows: int, cols: int, sample_pixels: int) -> int:
+    return max(1, math.ceil(math.sqrt(rows * cols / sample_pixels)))
+
+
+def valid_window(
+    mask: RasterLike | None, key: tuple[slice, slice], shape: tuple[int, int]
+) -> np.ndarray:
+    if mask is None:
+        return np.ones(shape, dtype=bool)
+    return np.asarray(mask[key], dtype=bool)
+
+
+def check_finite(before: np.ndarray, after: np.ndarray, valid: np.ndarray) -> None:
+    """Refuse NaN or infinite values in pixels marked valid."""
+    for name, pixels in (("before", before), ("after", after)):
+        if np.isfinite(pixels).all():
+            continue
+        if not np.isfinite(pixels[valid]).all():
+            raise InvalidRasterError(
+                f"the {name} image holds NaN or infinite values in pixels marked valid; "
+                "declare them nodata (or pass a validity mask) so they are excluded"
+            )
+
+
+def without_invalid(
+    before: np.ndarray, after: np.ndarray, valid: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
+    """Refuse NaN/inf in valid pixels; make invalid pixels finite and equal (no change)."""
+    check_finite(before, after, valid)
+    if not valid.all():
+        before = np.where(valid[:, :, None], before, 0.0).astype(np.float32)
+        after = np.where(valid[:, :, None], after, before).astype(np.float32)
+    return before, after
+
+
+# --- tiles ------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Window:
+    core: tuple[slice, slice]
+    outer: tuple[slice, slice]
+    inner: tuple[slice, slice]  # the core, in coordinates of the outer window
+
+
+def windows(rows: int, cols: int, tile: int, halo: int) -> Iterator[Window]:
+    for top in range(0, rows, tile):
+        for left in range(0, cols, tile):
+            bottom, right = min(top + tile, rows), min(left + tile, cols)
+            r0, c0 = max(top - halo, 0), max(left - halo, 0)
+            r1, c1 = min(bottom + halo, rows), min(right + halo, cols)
+            yield Window(
+                core=(slice(top, bottom), slice(left, right)),
+                outer=(slice(r0, r1), slice(c0, c1)),
+                inner=(slice(top - r0, bottom - r0), slice(left - c0, right - c0)),
+            )
+
+
+@dataclass(frozen=True, eq=False)
+class Source:
+    before: RasterLike
+    after: RasterLike
+    before_valid: RasterLike | None
+    after_valid: RasterLike | None
+    normalisation: Normalisation
+    shift: tuple[float, float]
+
+    def read(self, key: tuple[slice, slice]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """(before, normalised after, valid) of a window, float32."""
+        before = np.asarray(self.before[key], dtype=np.float32)
+        after = self.normalisation.apply(np.asarray(self.after[key], dtype=np.float32))
+        shape = before.shape[:2]
+        valid = valid_window(self.before_valid, key, shape) & valid_window(
+            self.after_valid, key, shape
+        )
+        before, after = without_invalid(before, after, valid)
+        after = align.shift_image(after, self.shift)
+        return before, after, valid
+
+
+def score_image(
+    source: Source,
+    grid: Grid,
+    roles: tuple[str | None, ...],
+    params: RasterDetectorParams,
+    model: ScoreModel | None,
+) -> np.ndarray:
+    shift_halo = math.ceil(max(abs(s) for s in source.shift)) + 1
+    halo = (model.halo_px if model else features.feature_halo_px(params.scales_px)) + shift_halo
+    score = np.zeros((grid.rows, grid.cols), dtype=np.float16)
+    noise = source.normalisation.noise
+    for window in windows(grid.rows, grid.cols, params.tile_px, halo):
+        before, after, valid = source.read(window.outer)
+        if model is not None:
+            values = model.score(before, after, valid, roles, noise)
+        else:
+            values = features.change_score(
+                before,
+                after,
+                valid,
+                noise=noise,
+                scales_px=params.scales_px,
+                texture_weight=params.texture_weight,
+            )
+        score[window.core] = values[window.inner]
+    return score
+
+
+def thresholds(
+    score: np.ndarray, params: RasterDetectorParams, model: ScoreModel | None
+) -> tuple[float, float]:
+    if model is not None:
+        return model.thresholds()
+    step = lattice_step(score.shape[0], score.shape[1], params.sample_pixels)
+    sample = score[::step, ::step].astype(np.float32).ravel()
+    if params.threshold_method == "noise":
+        strong = decide.noise_threshold(
+            sample, floor=params.threshold_floor, sigmas=params.noise_sigmas
+        )
+    else:
+        strong = decide.adaptive_threshold(sample, floor=params.threshold_floor)
+    return strong, strong * params.hysteresis_low_fraction
+
+
+def _farmland_window(
+    farmland: Sequence[BaseGeometry] | None, grid: Grid, key: tuple[slice, slice]
+) -> np.ndarray | None:
+    if farmland is None:
+        return None
+    rows, cols = key[0].stop - key[0].start, key[1].stop - key[1].start
+    base = grid.transform or Affine.scale(1.0)
+    window_transform = base @ Affine.translation(key[1].start, key[0].start)
+    shapes = [g for g in farmland if not g.is_empty]
+    if not shapes:
+        return np.zeros((rows, cols), dtype=bool)
+    return rasterize(
+        shapes,
+        out_shape=(rows, cols),
+        transform=window_transform,
+        fill=0,
+        default_value=1,
+        dtype="uint8",
+    ).astype(bool)
+
+
+def decide_image(
+    score: np.ndarray,
+    source: Source,
+    grid: Grid,
+    farmland: Sequence[BaseGeometry] | None,
+    strong: float,
+    weak: float,
+    mmu_px: int,
+    params: RasterDetectorParams,
+) -> np.ndarray:
+    halo = decide.decision_halo_px(
+        reach_px=params.hysteresis_reach_px,
+        opening_radius_px=params.opening_radius_px,
+        closing_radius_px=params.closing_radius_px,
+        mmu_px=mmu_px,
+    )
+    mask = np.zeros((grid.rows, grid.cols), dtype=bool)
+    for window in windows(grid.rows, grid.cols, params.tile_px, halo):
+        values = score[window.outer].astype(np.float32)
+        if values.max(initial=0.0) < strong:
+            continue
+        shape = values.shape
+        allowed = valid_window(source.before_valid, window.outer, shape) & valid_window(
+            source.after_valid, window.outer, shape
+        )
+        inside = _farmland_window(farmland, grid, window.outer)
+        if inside is not None:
+            allowed &= inside
+        decided = decide.decide(
+            values,
+            allowed,
+            strong=strong,
+            weak=weak,
+            reach_px=params.hysteresis_reach_px,
+            opening_radius_px=params.opening_radius_px,
+            closing_radius_px=params.closing_radius_px,
+            mmu_px=mmu_px,
+        )
+        mask[window.core] = decided[window.inner]
+    return mask
+
+
+def collect_objects(
+    mask: np.ndarray,
+    score: np.ndarray,
+    source: Source,
+    grid: Grid,
+    roles: tuple[str | None, ...],
+    params: RasterDetectorParams,
+) -> list[objects.ObjectPiece]:
+    base = grid.transform or Affine.identity()
+    shift_halo = math.ceil(max(abs(s) for s in source.shift)) + 1
+    pieces = []
+    for window in windows(grid.rows, grid.cols, params.tile_px, shift_halo):
+        core = mask[window.core]
+        if not core.any():
+            continue
+        before, after, _ = source.read(window.outer)
+        indices_before = features.spectral_indices(before[window.inner], roles)
+        indices_after = features.spectral_indices(after[window.inner], roles)
+        rows, cols = window.core
+        pieces += objects.tile_pieces(
+            core,
+            score[window.core].astype(np.float32),
+            indices_before,
+            indices_after,
+            classes=objects.surface_class(
+                indices_before, indices_after, water_ndwi=params.water_ndwi
+            ),
+            transform=base @ Affine.translation(cols.start, rows.start),
+            touches_edge=(
+                rows.start > 0,
+                rows.stop < grid.rows,
+                cols.start > 0,
+                cols.stop < grid.cols,
+            ),
+        )
+    return objects.merge_pieces(pieces)
