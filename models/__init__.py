@@ -7,7 +7,7 @@ from models.case import Case, CaseEvent, Evidence
 from models.client import ApiClient, ClientJurisdiction, IdempotencyKey
 from models.detection import Detection, LayerHit
 from models.jurisdiction import Jurisdiction
-from models.layer import Layer, LayerFeature, LayerVersion
+from models.layer import FarmlandObservation, Layer, LayerFeature, LayerVersion
 from models.scene import IngestJob, Scene
 
 __all__ = [
@@ -21,6 +21,7 @@ __all__ = [
     "ClientJurisdiction",
     "Detection",
     "Evidence",
+    "FarmlandObservation",
     "IdempotencyKey",
     "IngestJob",
     "Jurisdiction",

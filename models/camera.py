@@ -7,7 +7,7 @@ from enum import StrEnum
 from typing import Any
 
 from shapely.geometry.base import BaseGeometry
-from sqlalchemy import Enum, Float, ForeignKey, Integer, String, UniqueConstraint
+from sqlalchemy import Enum, Float, ForeignKey, Integer, LargeBinary, String, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column
 
 from models.base import Base, BigId, Json, Timestamped, UTCDateTime
@@ -56,3 +56,9 @@ class CameraPreset(Spatial, Timestamped, Base):
     calibrated_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     # The ground the preset can actually see (its viewshed), for coverage and blind spots.
     geom: Mapped[BaseGeometry | None] = mapped_column(Geometry("POLYGON"), nullable=True)
+    # The camera detector's memory of this view between snapshots (CameraState.to_bytes()).
+    # It lives in the row, not a file, so that it commits in the same transaction as the
+    # detections it led to: a job that is rolled back or re-run never sees a state ahead of
+    # the detections. `detector_state_version` guards against two workers advancing it at once.
+    detector_state: Mapped[bytes | None] = mapped_column(LargeBinary, deferred=True)
+    detector_state_version: Mapped[int] = mapped_column(Integer, default=0, server_default="0")

@@ -69,3 +69,17 @@ class LayerFeature(Spatial, Base):
     properties: Mapped[dict[str, Any]] = mapped_column(Json, default=dict)
     geom: Mapped[BaseGeometry] = mapped_column(Geometry("MULTIPOLYGON"))
     area_m2: Mapped[float] = mapped_column(Float)
+
+
+class FarmlandObservation(Base):
+    """When a farmland parcel was last seen by one kind of sensor, so that "no case" can be
+    told apart from "not observed"."""
+
+    __tablename__ = "farmland_observation"
+    __table_args__ = (UniqueConstraint("layer_feature_id", "source"),)
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    layer_feature_id: Mapped[int] = mapped_column(ForeignKey("layer_feature.id"))
+    source: Mapped[str] = mapped_column(String(32))  # "camera" or "remote_sensing"
+    last_observed_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    scene_id: Mapped[int] = mapped_column(ForeignKey("scene.id"))  # the scene that saw it then

@@ -1,17 +1,29 @@
-"""The queue's task registry: task name → handler(session, job, settings).
+"""The queue's task registry: task name → handler(session, job, settings), or a phased task.
 
 A handler runs inside the transaction that also marks its job done, so its database effects
 happen exactly once. It raises to ask for a retry, or `PermanentTaskError` to give up at once.
-Later steps (the analysis) register here, or from a module named in TIANXUN_TASK_MODULES.
+A `PhasedTask` splits heavy work in three: `read` in a read-only transaction, `compute` with
+no transaction open (so SQLite's single write lock is not held for seconds of detection), and
+`write` in a short transaction that also marks the job done. Tasks register here, or from a
+module named in TIANXUN_TASK_MODULES.
 """
 
 from __future__ import annotations
 
 import importlib
 from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from typing import Any
 
 from sqlalchemy.orm import Session
 
+from service.analysis.camera import (
+    CAMERA_TASK,
+    analyse_camera_snapshots,
+    read_camera_inputs,
+    write_camera_outcome,
+)
+from service.analysis.tiles import TILE_TASK, analyse_tile, read_tile_inputs, write_tile_outcome
 from service.ingest.scenes import VALIDATE_TASK
 from service.ingest.validate import validate_scene
 from service.queue import ClaimedJob
@@ -19,14 +31,30 @@ from service.settings import Settings
 
 Handler = Callable[[Session, ClaimedJob, Settings], None]
 
-_HANDLERS: dict[str, Handler] = {}
+
+@dataclass(frozen=True)
+class PhasedTask:
+    """A task whose compute runs outside any database transaction.
+
+    `write` gets what `compute` returned; it must re-check anything `read` saw that another
+    job could have changed meanwhile (and raise to retry), because the inputs may be stale.
+    """
+
+    read: Callable[[Session, ClaimedJob, Settings], Any]
+    compute: Callable[[Any, Settings], Any]
+    write: Callable[[Session, ClaimedJob, Settings, Any], None]
+
+
+Task = Handler | PhasedTask
+
+_HANDLERS: dict[str, Task] = {}
 
 
 class PermanentTaskError(Exception):
     """Retrying cannot help (e.g. the job refers to something that is gone): dead-letter now."""
 
 
-def register(name: str, handler: Handler) -> None:
+def register(name: str, handler: Task) -> None:
     if _HANDLERS.get(name, handler) is not handler:
         raise ValueError(f"task {name!r} is already registered to another handler")
     _HANDLERS[name] = handler
@@ -42,7 +70,7 @@ def task(name: str) -> Callable[[Handler], Handler]:
     return decorate
 
 
-def get_handler(name: str) -> Handler | None:
+def get_handler(name: str) -> Task | None:
     return _HANDLERS.get(name)
 
 
@@ -63,3 +91,7 @@ def load_task_modules(modules: Iterable[str]) -> None:
 
 
 register(VALIDATE_TASK, validate_scene)
+register(
+    CAMERA_TASK, PhasedTask(read_camera_inputs, analyse_camera_snapshots, write_camera_outcome)
+)
+register(TILE_TASK, PhasedTask(read_tile_inputs, analyse_tile, write_tile_outcome))

@@ -1,14 +1,17 @@
 """The worker: threads that claim ingest jobs, run their task and record the outcome.
 
-Each job runs in one transaction together with its completion, so its effects happen
-exactly once; a heartbeat thread extends the lease meanwhile. A failing job is recorded
-(retry with backoff, or dead letter) and the worker goes on. SIGTERM/SIGINT stop claiming;
-running jobs finish first.
+Each job's effects are written in one transaction together with its completion, so they
+happen exactly once; a heartbeat thread extends the lease meanwhile. A phased task (the
+analysis) reads its inputs and computes with no write transaction open, then writes briefly.
+A failing job is recorded (retry with backoff, or dead letter) and the worker goes on.
+SIGTERM/SIGINT stop claiming; running jobs finish first.
 
 On SQLite a job's transaction takes the write lock at its start (`BEGIN IMMEDIATE`): SQLite
 has one writer, and a deferred transaction could not commit after a heartbeat or claim from
-another connection had written. Jobs therefore run one at a time there, and nobody can take
-over a lease while its holder is running (the lock is the lease); use PostgreSQL for parallel
+another connection had written. Plain handlers therefore run one at a time there, and nobody can
+take over a lease while its holder is running (the lock is the lease). Phased tasks hold the
+lock only while writing, so ingest and other jobs proceed during their compute; a lease lost
+meanwhile is found when writing, and the write is rolled back. Use PostgreSQL for parallel
 jobs on several machines.
 """
 
@@ -32,7 +35,13 @@ from service.logging import configure_logging
 from service.metrics import JOB_FAILURES, JOB_SECONDS, JOBS_DEAD
 from service.queue import ClaimedJob, claim, claim_session_factory, complete, fail, heartbeat
 from service.settings import Settings
-from service.tasks import PermanentTaskError, get_handler, load_task_modules, registered_tasks
+from service.tasks import (
+    PermanentTaskError,
+    PhasedTask,
+    get_handler,
+    load_task_modules,
+    registered_tasks,
+)
 
 log = structlog.get_logger("tianxun.worker")
 
@@ -133,12 +142,27 @@ class Worker:
         handler = get_handler(job.task)
         if handler is None:
             raise PermanentTaskError(f"no handler is registered for task {job.task!r}")
+        if isinstance(handler, PhasedTask):
+            self._execute_phased(handler, job)
+            return
         with transaction(self.job_sessions) as session:
             handler(session, job, self.settings)
-            if not complete(session=session, job=job):
-                raise LeaseLostError(
-                    f"job {job.id} was taken over after the lease of {job.owner} expired"
-                )
+            self._complete(session, job)
+
+    def _execute_phased(self, task: PhasedTask, job: ClaimedJob) -> None:
+        with transaction(self.sessions) as session:  # reads only: takes no write lock
+            inputs = task.read(session, job, self.settings)
+        result = task.compute(inputs, self.settings)
+        with transaction(self.job_sessions) as session:
+            task.write(session, job, self.settings, result)
+            self._complete(session, job)
+
+    @staticmethod
+    def _complete(session: Session, job: ClaimedJob) -> None:
+        if not complete(session=session, job=job):
+            raise LeaseLostError(
+                f"job {job.id} was taken over after the lease of {job.owner} expired"
+            )
 
     def _record_failure(self, job: ClaimedJob, error: Exception) -> JobOutcome:
         reason = f"{type(error).__name__}: {error}"[:2000]

@@ -2,6 +2,8 @@
 
 A file that cannot be used marks its scene `failed` with the reason (the job itself is done:
 retrying would not change the bytes). Unexpected errors propagate so the queue retries.
+A usable scene is queued for analysis (camera or tile) in the same transaction, snapshots
+only once their preset is calibrated.
 """
 
 from __future__ import annotations
@@ -14,15 +16,18 @@ from rasterio.warp import transform_bounds
 from shapely.geometry import box
 from sqlalchemy.orm import Session
 
-from detection.io.snapshot import decode_snapshot
 from detection.errors import DetectionError
 from detection.io.raster import ReadLimits, read_raster
+from detection.io.snapshot import decode_snapshot
 from models.camera import CameraPreset
 from models.scene import Scene, SceneKind, SceneStatus
 from service.ingest.scenes import refresh_stac_item
 from service.ingest.store import STAGING, object_path
-from service.queue import ClaimedJob
+from service.queue import ClaimedJob, enqueue
 from service.settings import Settings
+
+# The analysis task of each kind of scene (registered in service.tasks).
+ANALYSIS_TASKS = {SceneKind.camera_snapshot: "analyse_camera", SceneKind.rs_tile: "analyse_tile"}
 
 
 class UnusableSceneError(Exception):
@@ -41,11 +46,27 @@ def validate_scene(session: Session, job: ClaimedJob, settings: Settings) -> Non
             _validate_tile(scene, path, settings)
         if scene.status == SceneStatus.failed:  # a requeued job that now succeeds
             scene.status, scene.failure_reason = SceneStatus.received, None
+        if _analysable(session, scene):
+            enqueue(
+                session=session,
+                scene_id=scene.id,
+                task=ANALYSIS_TASKS[scene.kind],
+                max_attempts=settings.max_attempts,
+            )
     except (DetectionError, UnusableSceneError) as error:
         scene.status = SceneStatus.failed
         scene.failure_reason = f"validation: {error}"
     refresh_stac_item(session=session, scene=scene)
     session.flush()
+
+
+def _analysable(session: Session, scene: Scene) -> bool:
+    # Snapshots of an uncalibrated preset stay validated but unanalysed: nothing they show
+    # can be placed on the map. Calibrating the preset starts analysis from its next snapshot.
+    if scene.kind != SceneKind.camera_snapshot:
+        return True
+    preset = session.get(CameraPreset, scene.camera_preset_id)
+    return preset is not None and preset.homography is not None
 
 
 def _validate_snapshot(session: Session, scene: Scene, path: Path, settings: Settings) -> None:

@@ -1,0 +1,1 @@
+"""The analysis step: a validated scene paired with its reference, run through the detectors."""

@@ -1,0 +1,334 @@
+"""The camera analysis task: a preset's new snapshots, in capture order, through the detector.
+
+The detector's memory of the view (`CameraState`) is kept in the preset's row and advances
+in the same transaction as the detections it produced. One job analyses every validated
+snapshot of its preset up to its own, oldest first, so snapshots that finish validation out
+of order are still analysed in capture order; a snapshot older than the state is refused
+as out of order, with the reason on its scene.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from numpy.typing import NDArray
+from shapely.geometry.base import BaseGeometry
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from detection.camera import CameraParams, analyse_snapshot_bytes, utc_now
+from detection.camera_state import CameraDetection, CameraState, SnapshotResult
+from detection.errors import DetectionError
+from detection.geolocate import Calibration, GeolocateParams
+from detection.io.snapshot import decode_snapshot
+from models.camera import Camera, CameraHealth, CameraPreset
+from models.detection import DetectionSource
+from models.scene import Scene, SceneKind, SceneStatus
+from service.analysis.coverage import farmland_in, record_observation
+from service.analysis.store import (
+    DetectorRun,
+    FoundChange,
+    change_type_of,
+    parameters_json,
+    polygons_of,
+    store_detections,
+    store_png,
+)
+from service.cameras.registry import calibrate
+from service.ingest.scenes import refresh_stac_item
+from service.ingest.store import object_path
+from service.queue import ClaimedJob
+from service.settings import Settings
+
+CAMERA_TASK = "analyse_camera"
+CAMERA_DETECTOR_VERSION = "camera-1"
+CHIP_MARGIN_PX = 16  # working pixels of context around a detection in its chips
+# Health events that mean the ground was not actually seen in that snapshot.
+BLIND = frozenset({"no_signal", "obstructed", "moved"})
+
+
+class StateAdvancedError(Exception):
+    """Another job advanced this preset's detector state meanwhile; retrying sees its work."""
+
+
+class WaitingForValidationError(Exception):
+    """An earlier snapshot of the preset is not validated yet; analysing later keeps order."""
+
+
+@dataclass(frozen=True)
+class PendingSnapshot:
+    scene_id: int
+    acquired_at: datetime
+    path: Path
+
+
+@dataclass(frozen=True)
+class CameraInputs:
+    preset_id: int
+    camera_code: str
+    image_size: tuple[int, int]
+    control_points: list[dict[str, Any]]
+    state: bytes | None
+    state_version: int
+    farmland: BaseGeometry | None
+    snapshots: list[PendingSnapshot]
+    refusal: str | None = None  # why none of them can be analysed (e.g. no calibration)
+
+
+@dataclass(frozen=True)
+class SnapshotOutcome:
+    scene_id: int
+    result: SnapshotResult
+    changes: list[FoundChange]
+
+
+@dataclass(frozen=True)
+class CameraOutcome:
+    inputs: CameraInputs
+    state: bytes | None
+    snapshots: list[SnapshotOutcome]
+
+
+def read_camera_inputs(session: Session, job: ClaimedJob, settings: Settings) -> CameraInputs:
+    scene = session.get(Scene, job.scene_id)
+    if scene is None or scene.camera_preset_id is None:
+        raise LookupError(f"scene {job.scene_id} of job {job.id} is not a stored camera snapshot")
+    preset = session.get(CameraPreset, scene.camera_preset_id)
+    camera = session.get(Camera, preset.camera_id) if preset is not None else None
+    if preset is None or camera is None:
+        raise LookupError(f"the preset of scene {scene.id} no longer exists")
+    pending = _pending_snapshots(session, preset.id, until=scene.acquired_at)
+    unvalidated = [s for s in pending if s.width is None and s.status == SceneStatus.received]
+    if unvalidated:
+        raise WaitingForValidationError(
+            f"snapshot {unvalidated[0].id} of the same preset, taken earlier, is not validated "
+            "yet; analysis waits so that snapshots are analysed in capture order"
+        )
+    usable = [s for s in pending if s.width is not None and s.status == SceneStatus.received]
+    refusal = None
+    if preset.homography is None:
+        refusal = (
+            f"preset {preset.preset!r} of camera {camera.code!r} is not calibrated: PUT "
+            f"/v1/cameras/{camera.code}/presets/{preset.preset} with control points, then "
+            "ingest the snapshot again"
+        )
+    return CameraInputs(
+        preset_id=preset.id,
+        camera_code=camera.code,
+        image_size=(preset.image_width, preset.image_height),
+        control_points=list(preset.control_points),
+        state=preset.detector_state,
+        state_version=preset.detector_state_version,
+        farmland=farmland_in(preset.geom, at=scene.acquired_at, session=session)
+        if preset.geom is not None
+        else None,
+        snapshots=[
+            PendingSnapshot(s.id, s.acquired_at, object_path(settings.data_dir, s.storage_uri))
+            for s in usable
+        ],
+        refusal=refusal,
+    )
+
+
+def _pending_snapshots(session: Session, preset_id: int, *, until: datetime) -> list[Scene]:
+    return list(
+        session.scalars(
+            select(Scene)
+            .where(
+                Scene.kind == SceneKind.camera_snapshot,
+                Scene.camera_preset_id == preset_id,
+                Scene.acquired_at <= until,
+                Scene.status.in_([SceneStatus.received, SceneStatus.processing]),
+            )
+            .order_by(Scene.acquired_at, Scene.id)
+        )
+    )
+
+
+def analyse_camera_snapshots(inputs: CameraInputs, settings: Settings) -> CameraOutcome:
+    """Run the detector over the pending snapshots; no database is touched here."""
+    if not inputs.snapshots or inputs.refusal is not None:
+        return CameraOutcome(inputs, inputs.state, [])
+    params = CameraParams()
+    try:
+        calibration = preset_calibration_from(inputs)
+    except DetectionError as error:  # the stored calibration no longer fits (bad data)
+        refused = dataclasses.replace(inputs, refusal=f"the preset's calibration: {error}")
+        return CameraOutcome(refused, inputs.state, [])
+    state = CameraState.from_bytes(inputs.state) if inputs.state is not None else None
+    outcomes = []
+    for snapshot in inputs.snapshots:
+        data = snapshot.path.read_bytes()
+        before = state
+        state, result = analyse_snapshot_bytes(
+            state,
+            data,
+            snapshot.acquired_at,
+            calibration=calibration,
+            params=params,
+            now=utc_now(),
+        )
+        changes = [
+            change
+            for detection in result.detections
+            for change in _changes(detection, before, data, params, settings)
+        ]
+        outcomes.append(SnapshotOutcome(snapshot.scene_id, result, changes))
+    return CameraOutcome(inputs, state.to_bytes() if state is not None else None, outcomes)
+
+
+def preset_calibration_from(inputs: CameraInputs) -> Calibration:
+    return calibrate(
+        camera_code=inputs.camera_code,
+        image_size=inputs.image_size,
+        control_points=inputs.control_points,
+        # The calibration was accepted when the preset was registered; later limits keep it.
+        params=GeolocateParams(max_rms_m=float("inf")),
+        farmland=inputs.farmland,
+    )
+
+
+def _changes(
+    detection: CameraDetection,
+    before: CameraState | None,
+    data: bytes,
+    params: CameraParams,
+    settings: Settings,
+) -> list[FoundChange]:
+    ground = detection.ground
+    assert isinstance(ground, BaseGeometry)
+    parts = polygons_of(ground)
+    total = sum(part.area for part in parts) or 1.0
+    chips = _chips(detection, before, data, params, settings)
+    return [
+        FoundChange(
+            geom=part,
+            change_type=change_type_of(detection.type),
+            benign=False,
+            confidence=detection.confidence,
+            area_m2=detection.area_m2 * part.area / total,
+            onset_at=detection.onset,
+            chips=chips,
+        )
+        for part in parts
+    ]
+
+
+def _chips(
+    detection: CameraDetection,
+    before: CameraState | None,
+    data: bytes,
+    params: CameraParams,
+    settings: Settings,
+) -> Any:
+    """Before (the background the change was measured against) and after crops, as PNGs."""
+    if before is None or not before.references:
+        return None
+    reference = before.references.get(before.last_mode) or next(iter(before.references.values()))
+    after = decode_snapshot(data, reduce=params.reduce).image
+    outline = detection.outline
+    assert isinstance(outline, BaseGeometry)
+    window = _window(outline, params.reduce, after.shape)
+    if window is None or reference.median.shape[:2] != after.shape[:2]:
+        return None
+    crop = (slice(window[0], window[1]), slice(window[2], window[3]))
+    return (
+        store_png(_rgb(reference.median[crop]), settings.data_dir),
+        store_png(_rgb(after[crop]), settings.data_dir),
+    )
+
+
+def _rgb(image: NDArray[np.uint8]) -> NDArray[np.uint8]:
+    return np.ascontiguousarray(image[..., :3] if image.ndim == 3 else np.dstack([image] * 3))
+
+
+def _window(
+    outline: BaseGeometry, reduce: int, shape: tuple[int, ...]
+) -> tuple[int, int, int, int] | None:
+    col0, row0, col1, row1 = (v / reduce for v in outline.bounds)
+    rows, cols = shape[0], shape[1]
+    r0, r1 = max(0, int(row0) - CHIP_MARGIN_PX), min(rows, int(row1) + CHIP_MARGIN_PX + 1)
+    c0, c1 = max(0, int(col0) - CHIP_MARGIN_PX), min(cols, int(col1) + CHIP_MARGIN_PX + 1)
+    return (r0, r1, c0, c1) if r1 > r0 and c1 > c0 else None
+
+
+def write_camera_outcome(
+    session: Session, job: ClaimedJob, settings: Settings, outcome: CameraOutcome
+) -> None:
+    inputs = outcome.inputs
+    if inputs.refusal is not None:
+        _refuse(inputs, session=session)
+        return
+    if not outcome.snapshots:
+        return
+    preset = session.get(CameraPreset, inputs.preset_id, populate_existing=True)
+    if preset is None or preset.detector_state_version != inputs.state_version:
+        raise StateAdvancedError(
+            f"the detector state of preset {inputs.preset_id} advanced while this job computed"
+        )
+    camera = session.get(Camera, preset.camera_id)
+    assert camera is not None
+    for snapshot in outcome.snapshots:
+        scene = session.get(Scene, snapshot.scene_id)
+        if scene is None:
+            continue
+        _record_snapshot(scene, preset, camera, snapshot, session=session, settings=settings)
+    preset.detector_state = outcome.state
+    preset.detector_state_version += 1
+    session.flush()
+
+
+def _refuse(inputs: CameraInputs, *, session: Session) -> None:
+    for snapshot in inputs.snapshots:
+        scene = session.get(Scene, snapshot.scene_id)
+        if scene is not None and scene.status == SceneStatus.received:
+            scene.status = SceneStatus.failed
+            scene.failure_reason = f"analysis: {inputs.refusal}"
+            refresh_stac_item(session=session, scene=scene)
+    session.flush()
+
+
+def _record_snapshot(
+    scene: Scene,
+    preset: CameraPreset,
+    camera: Camera,
+    snapshot: SnapshotOutcome,
+    *,
+    session: Session,
+    settings: Settings,
+) -> None:
+    result = snapshot.result
+    if result.rejection is not None:
+        scene.status = SceneStatus.failed
+        scene.failure_reason = f"analysis: {result.message or result.rejection}"
+        refresh_stac_item(session=session, scene=scene)
+        return
+    run = DetectorRun(
+        source=DetectionSource.camera,
+        detector_version=CAMERA_DETECTOR_VERSION,
+        parameters=parameters_json(CameraParams()),
+    )
+    store_detections(scene, snapshot.changes, run=run, session=session, settings=settings)
+    _update_health(camera, result, scene.acquired_at)
+    if not ({event.kind for event in result.health} & BLIND) and preset.geom is not None:
+        record_observation(
+            preset.geom,
+            source=DetectionSource.camera,
+            scene=scene,
+            session=session,
+        )
+    scene.status = SceneStatus.analysed
+    scene.failure_reason = None
+    refresh_stac_item(session=session, scene=scene)
+
+
+def _update_health(camera: Camera, result: SnapshotResult, acquired_at: datetime) -> None:
+    kinds = [event.kind for event in result.health if event.kind in CameraHealth.__members__]
+    if camera.last_seen_at is None or acquired_at >= camera.last_seen_at:
+        camera.last_seen_at = acquired_at
+        camera.health = CameraHealth(kinds[-1]) if kinds else CameraHealth.ok

@@ -1,0 +1,1 @@
+"""Tower cameras and their presets: registration and calibration."""

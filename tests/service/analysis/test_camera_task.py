@@ -1,0 +1,135 @@
+"""The camera task: a preset's snapshots analysed once each, in capture order."""
+
+from __future__ import annotations
+
+import io
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+from sqlalchemy.orm import Session
+
+from models.camera import CameraPreset
+from models.scene import Scene, SceneKind, SceneStatus
+from service.analysis.camera import (
+    StateAdvancedError,
+    WaitingForValidationError,
+    analyse_camera_snapshots,
+    read_camera_inputs,
+    write_camera_outcome,
+)
+from service.cameras.registry import register_camera, register_preset
+from service.ingest.store import JPEG, commit_object, stage_chunks
+from service.queue import ClaimedJob
+from service.settings import Settings
+from tests.service.cameras.views import TOWER, control_points
+
+SCALE = 3  # a 640×360 camera: the test tower's 1920×1080 view, reduced
+SIZE = (640, 360)
+T0 = datetime(2025, 5, 1, 1, 30, tzinfo=UTC)
+
+
+@pytest.fixture
+def settings(tmp_path: Path) -> Settings:
+    return Settings(database_url="sqlite://", data_dir=tmp_path, _env_file=None)  # type: ignore[call-arg]
+
+
+@pytest.fixture
+def preset(db_session: Session) -> CameraPreset:
+    register_camera(session=db_session, code="T-1", lon=TOWER[0], lat=TOWER[1])
+    points = [
+        {**p, "pixel": [p["pixel"][0] / SCALE, p["pixel"][1] / SCALE]}  # type: ignore[index]
+        for p in control_points()
+    ]
+    row, _ = register_preset(
+        session=db_session, camera_code="T-1", preset="P1", image_size=SIZE, control_points=points
+    )
+    return row
+
+
+def snapshot(
+    db_session: Session,
+    settings: Settings,
+    preset: CameraPreset,
+    minutes: int,
+    *,
+    validated: bool = True,
+) -> Scene:
+    rng = np.random.default_rng(minutes)
+    field = np.kron(rng.integers(60, 200, (18, 32, 3)), np.ones((20, 20, 1))).astype(np.uint8)
+    buffer = io.BytesIO()
+    Image.fromarray(field).save(buffer, format="JPEG", quality=90)
+    staged = stage_chunks([buffer.getvalue()], settings.data_dir, kind=JPEG, max_bytes=10**7)
+    stored = commit_object(staged, settings.data_dir)
+    scene = Scene(
+        kind=SceneKind.camera_snapshot,
+        sha256=stored.sha256,
+        storage_uri=stored.storage_uri,
+        size_bytes=stored.size_bytes,
+        media_type=stored.media_type,
+        camera_preset_id=preset.id,
+        acquired_at=T0 + timedelta(minutes=minutes),
+        status=SceneStatus.received,
+        width=SIZE[0] if validated else None,
+        height=SIZE[1] if validated else None,
+        bands=[],
+    )
+    db_session.add(scene)
+    db_session.flush()
+    return scene
+
+
+def job_for(scene: Scene) -> ClaimedJob:
+    return ClaimedJob(1, scene.id, "analyse_camera", 1, 5, "w", T0)
+
+
+def run(db_session: Session, settings: Settings, scene: Scene) -> None:
+    inputs = read_camera_inputs(db_session, job_for(scene), settings)
+    outcome = analyse_camera_snapshots(inputs, settings)
+    write_camera_outcome(db_session, job_for(scene), settings, outcome)
+
+
+def test_a_later_job_analyses_the_earlier_snapshots_first_and_once(
+    db_session: Session, settings: Settings, preset: CameraPreset
+) -> None:
+    scenes = [snapshot(db_session, settings, preset, m) for m in (0, 10, 20)]
+    run(db_session, settings, scenes[1])  # its job happened to run first
+    assert [s.status for s in scenes] == [SceneStatus.analysed] * 2 + [SceneStatus.received]
+    assert preset.detector_state is not None and preset.detector_state_version == 1
+    run(db_session, settings, scenes[0])  # nothing left to do: the state does not move
+    assert preset.detector_state_version == 1
+    run(db_session, settings, scenes[2])
+    assert scenes[2].status == SceneStatus.analysed and preset.detector_state_version == 2
+
+
+def test_an_earlier_snapshot_still_in_validation_makes_the_job_wait(
+    db_session: Session, settings: Settings, preset: CameraPreset
+) -> None:
+    snapshot(db_session, settings, preset, 0, validated=False)
+    later = snapshot(db_session, settings, preset, 10)
+    with pytest.raises(WaitingForValidationError, match="capture order"):
+        read_camera_inputs(db_session, job_for(later), settings)
+
+
+def test_a_snapshot_older_than_what_was_analysed_is_refused_with_the_reason(
+    db_session: Session, settings: Settings, preset: CameraPreset
+) -> None:
+    run(db_session, settings, snapshot(db_session, settings, preset, 10))
+    late = snapshot(db_session, settings, preset, 0)
+    run(db_session, settings, late)
+    assert late.status == SceneStatus.failed
+    assert late.failure_reason is not None and late.failure_reason.startswith("analysis: ")
+
+
+def test_a_state_advanced_by_another_job_is_not_overwritten(
+    db_session: Session, settings: Settings, preset: CameraPreset
+) -> None:
+    scene = snapshot(db_session, settings, preset, 0)
+    inputs = read_camera_inputs(db_session, job_for(scene), settings)
+    outcome = analyse_camera_snapshots(inputs, settings)
+    preset.detector_state_version += 1  # another worker wrote first
+    db_session.flush()
+    with pytest.raises(StateAdvancedError):
+        write_camera_outcome(db_session, job_for(scene), settings, outcome)
