@@ -3,8 +3,18 @@
 from __future__ import annotations
 
 import typer
-
 from alembic import command
+
+from scripts.camera_detect import register as register_camera_detect
+from scripts.clients import register as register_clients
+from scripts.detect import register as register_detect
+from scripts.evaluate import register as register_evaluate
+from scripts.ingest import register as register_ingest
+from scripts.layers import register as register_layers
+from scripts.load_world import register as register_world
+from scripts.simulate import register as register_simulate
+from scripts.worker import register as register_worker
+from service.alerts.delivery import register as register_webhooks
 from service.db import alembic_config
 from service.settings import Settings
 
@@ -22,7 +32,16 @@ def serve(
     """Run the HTTP API."""
     import uvicorn
 
-    uvicorn.run("service.main:create_app", factory=True, host=host, port=port, workers=workers)
+    uvicorn.run(
+        "service.main:create_app",
+        factory=True,
+        host=host,
+        port=port,
+        workers=workers,
+        # Each worker imports the scientific stack before it answers; the 5 s default
+        # health check kills slow starters on a loaded machine.
+        timeout_worker_healthcheck=60,
+    )
 
 
 @db_app.command("upgrade")
@@ -38,6 +57,16 @@ def db_check() -> None:
 
 
 # Sub-commands from other modules register below, one line each.
+register_camera_detect(app)
+register_clients(app)
+register_layers(app)
+register_ingest(app)
+register_worker(app)
+register_evaluate(app)
+register_simulate(app)
+register_detect(app)
+register_webhooks(app)
+register_world(app)
 
 
 if __name__ == "__main__":
