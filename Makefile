@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-$(shell cat pyproject.toml | cksum | cut -d' ' -f1)
 
-.PHONY: demo test install lint typecheck migrate serve clean
+.PHONY: demo test install lint typecheck migrate clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -18,8 +18,8 @@ install: $(STAMP)
 migrate: install
 	$(BIN)/tianxun db upgrade
 
-demo: migrate
-	$(BIN)/tianxun serve --host 127.0.0.1 --port 8000
+demo: install
+	$(BIN)/tianxun demo
 
 test: install
 	$(BIN)/pytest

@@ -7,6 +7,7 @@ from alembic import command
 
 from scripts.camera_detect import register as register_camera_detect
 from scripts.clients import register as register_clients
+from scripts.demo import register as register_demo
 from scripts.detect import register as register_detect
 from scripts.evaluate import register as register_evaluate
 from scripts.ingest import register as register_ingest
@@ -67,6 +68,7 @@ register_simulate(app)
 register_detect(app)
 register_webhooks(app)
 register_world(app)
+register_demo(app)
 
 
 if __name__ == "__main__":

@@ -46,7 +46,7 @@ def layers_import(
     """Import a layer file as a new version; the previous version ends where this one starts."""
     settings = Settings()
     start = _parse_time(valid_from) if valid_from else None
-    result = _run(
+    result = run_in_transaction(
         settings,
         lambda session: import_layer(
             file,
@@ -73,7 +73,7 @@ def jurisdictions_import(
 ) -> None:
     """Create or update administrative areas by code, linked to already imported parents."""
     settings = Settings()
-    result = _run(
+    result = run_in_transaction(
         settings,
         lambda session: import_jurisdictions(
             file,
@@ -99,7 +99,7 @@ def _parse_time(text: str) -> datetime:
     return value.replace(tzinfo=UTC) if value.tzinfo is None else value
 
 
-def _run(settings: Settings, work: Callable[[Session], T]) -> T:
+def run_in_transaction(settings: Settings, work: Callable[[Session], T]) -> T:
     """Run `work` in one transaction; a refused import prints why and exits non-zero."""
     engine = create_db_engine(
         settings.database_url, busy_timeout_ms=settings.sqlite_busy_timeout_ms

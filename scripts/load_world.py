@@ -19,7 +19,7 @@ from sqlalchemy.orm import Session
 
 from models.jurisdiction import JurisdictionLevel
 from models.layer import LayerKind
-from scripts.layers import _run
+from scripts.layers import run_in_transaction
 from service.cameras.registry import register_camera, register_preset
 from service.jurisdictions.importer import import_jurisdictions
 from service.layers.importer import import_layer
@@ -55,7 +55,7 @@ def world_load(
 ) -> None:
     """Import a simulated world's layers, jurisdictions and camera registry."""
     settings = Settings()
-    result = _run(
+    result = run_in_transaction(
         settings, lambda session: load_world(directory, session=session, settings=settings)
     )
     typer.echo(result.summary())

@@ -8,7 +8,10 @@ from typing import Annotated
 from fastapi import Depends, Request
 from sqlalchemy.orm import Session
 
+from service.db import SQLITE_IMMEDIATE
 from service.settings import Settings
+
+SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 
 
 def get_app_settings(request: Request) -> Settings:
@@ -17,9 +20,15 @@ def get_app_settings(request: Request) -> Settings:
 
 
 def get_session(request: Request) -> Iterator[Session]:
-    """The request's transaction: committed once the endpoint returns, rolled back if it raises."""
+    """The request's transaction: committed once the endpoint returns, rolled back if it raises.
+
+    A request that may write takes SQLite's write lock as its transaction begins, so that it
+    waits for a busy database instead of failing when it upgrades from reading to writing.
+    """
     factory = request.app.state.session_factory
     with factory() as session, session.begin():
+        if request.method not in SAFE_METHODS:
+            session.connection(execution_options=SQLITE_IMMEDIATE)
         yield session
 
 

@@ -8,6 +8,7 @@ from typing import Any
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from sqlalchemy.exc import OperationalError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from detection.errors import DetectionError
@@ -116,7 +117,15 @@ def register_error_handlers(app: FastAPI) -> None:
         assert isinstance(error, StarletteHTTPException)
         return problem(error.status_code, str(error.detail))
 
+    async def on_database_unavailable(request: Request, error: Exception) -> JSONResponse:
+        # Busy (SQLite's lock) or unreachable (PostgreSQL restarting): nothing was stored, and
+        # the same request can simply be sent again.
+        response = problem(503, "the database is busy or unreachable: retry in a moment")
+        response.headers["Retry-After"] = "1"
+        return response
+
     app.add_exception_handler(TianxunError, on_domain_error)
+    app.add_exception_handler(OperationalError, on_database_unavailable)
     app.add_exception_handler(DetectionError, on_domain_error)
     app.add_exception_handler(RequestValidationError, on_validation_error)
     app.add_exception_handler(StarletteHTTPException, on_http_error)

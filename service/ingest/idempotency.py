@@ -122,13 +122,18 @@ def release_key(*, session: Session, key: str) -> None:
 def run_idempotent(
     factory: sessionmaker[Session], *, key: str | None, fingerprint: str, work: Work
 ) -> Answer:
-    """Run `work` in one transaction, at most once per key; replay its answer on retries."""
+    """Run `work` in one transaction, at most once per key; replay its answer on retries.
+
+    Every transaction here writes, so on SQLite each takes the write lock when it begins:
+    a deferred one would fail with "database is locked" instead of waiting its turn.
+    """
+    factory = _immediate(factory)
     if key is None:
         with transaction(factory) as session:
             status_code, body = work(session)
         return Answer(status_code, body, replayed=False)
     key = check_key(key)
-    with transaction(_immediate(factory)) as session:
+    with transaction(factory) as session:
         stored = reserve_key(session=session, key=key, fingerprint=fingerprint)
     if stored is not None:
         return stored

@@ -67,3 +67,39 @@ def test_openapi_document_is_served(tmp_path: Path, sqlite_url: str) -> None:
 def test_settings_refuse_a_crs_that_is_not_an_epsg_code() -> None:
     with pytest.raises(ValueError, match="EPSG"):
         Settings(area_crs="http://example.com/crs")
+
+
+def test_a_locked_database_answers_503_with_retry_after(tmp_path: Path) -> None:
+    import sqlite3
+
+    from tests.conftest import migrate
+
+    sqlite_url = f"sqlite:///{tmp_path / 'locked.db'}"
+    migrate(sqlite_url)
+
+    from models.client import Role
+    from service.clients import create_client
+    from service.db import create_db_engine, create_session_factory, transaction
+
+    engine = create_db_engine(sqlite_url)
+    with transaction(create_session_factory(engine)) as session:
+        key = create_client(
+            "locked-gateway", session=session, role=Role.ingest, jurisdiction_codes=[]
+        ).key
+    engine.dispose()
+    app = create_app(Settings(database_url=sqlite_url, sqlite_busy_timeout_ms=50))
+    blocker = sqlite3.connect(sqlite_url.removeprefix("sqlite:///"), isolation_level=None)
+    blocker.execute("BEGIN EXCLUSIVE")
+    try:
+        with TestClient(app) as client:
+            response = client.post(
+                "/v1/cameras/T1/presets/1/snapshots",
+                params={"captured_at": "2025-01-01T00:00:00Z"},
+                content=b"\xff\xd8\xff\xe0" + b"0" * 100,
+                headers={"Content-Type": "image/jpeg", "Authorization": f"Bearer {key}"},
+            )
+    finally:
+        blocker.execute("ROLLBACK")
+        blocker.close()
+    assert response.status_code == 503, response.text
+    assert response.headers["Retry-After"] == "1"
