@@ -25,8 +25,17 @@ BACKENDS = ["sqlite", "postgresql"]
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     for item in items:
-        if {"db_engine", "db_session", "db_url"} & set(getattr(item, "fixturenames", ())):
+        if _uses_a_database(item):
             item.add_marker(pytest.mark.db)
+
+
+def _uses_a_database(item: pytest.Item) -> bool:
+    """Database tests take a database fixture or are parametrised over the backends."""
+    if {"db_engine", "db_session", "db_url"} & set(getattr(item, "fixturenames", ())):
+        return True
+    callspec = getattr(item, "callspec", None)
+    params = callspec.params.values() if callspec is not None else ()
+    return any(isinstance(value, str) and value in BACKENDS for value in params)
 
 
 def migrate(url: str) -> None:
