@@ -7,9 +7,10 @@ from typing import Any
 
 import pytest
 from httpx import Response
+from sqlalchemy import select
 from typer.testing import CliRunner
 
-from models import Case
+from models import AlertEvent, Case
 from models.case import CaseStatus
 from scripts.cli import app
 from service.cases.transitions import escalate_overdue
@@ -194,8 +195,8 @@ def test_status_changes_reach_the_alert_outbox(world: World) -> None:
     )
     assert response.status_code == 200, response.text
 
-    feed = world.http.get("/v1/alerts", params={"after": 0}, headers=world.auth("admin")).json()
-    mine = [e for e in feed["items"] if e["case_id"] == case_id]
-    assert [e["type"] for e in mine] == ["case_dismissed"]
-    assert mine[0]["payload"]["status"] == "dismissed"
-    assert mine[0]["payload"]["layers"] == []
+    with world.factory() as session:
+        alerts = session.scalars(select(AlertEvent).where(AlertEvent.case_id == case_id)).all()
+    assert [a.event_type for a in alerts] == ["case_dismissed"]
+    assert alerts[0].payload["status"] == "dismissed"
+    assert alerts[0].payload["layers"] == []

@@ -9,11 +9,9 @@ from pathlib import Path
 
 import pytest
 from fastapi.testclient import TestClient
-from shapely.geometry import box
 
-from models.client import Role
-from models.jurisdiction import Jurisdiction, JurisdictionLevel
-from service.clients import SCOPED_ROLES, create_client
+from models.client import ApiClient, Role
+from service.auth import generate_key
 from service.db import transaction
 from service.main import create_app
 from service.settings import Settings
@@ -44,23 +42,18 @@ def client(
 
 
 def ingest_key(client: TestClient, role: Role = Role.ingest) -> str:
-    """A fresh API key of a camera gateway (or of another role, in a new township)."""
-    name = f"gateway-{uuid.uuid4().hex[:8]}"
+    """A fresh API key of a camera gateway, or of a client with another role and no area."""
+    new = generate_key()
     with transaction(client.app.state.session_factory) as session:  # type: ignore[attr-defined]
-        codes = []
-        if role in SCOPED_ROLES:
-            session.add(
-                Jurisdiction(
-                    code=name,
-                    name=name,
-                    level=JurisdictionLevel.township,
-                    geom=box(120.0, 30.0, 120.1, 30.1),
-                    area_m2=1.0,
-                )
+        session.add(
+            ApiClient(
+                name=f"gateway-{new.prefix}",
+                role=role,
+                key_prefix=new.prefix,
+                key_hash=new.key_hash,
             )
-            codes = [name]
-        issued = create_client(name, session=session, role=role, jurisdiction_codes=codes)
-    return issued.key
+        )
+    return new.key
 
 
 @pytest.fixture
@@ -262,7 +255,7 @@ def test_uploads_need_an_ingest_key(client: TestClient, camera: str) -> None:
         headers={"Content-Type": "image/jpeg", "Authorization": ""},
     )
     analyst = post_jpeg(
-        client, camera, jpeg_bytes(), Authorization=f"Bearer {ingest_key(client, Role.analyst)}"
+        client, camera, jpeg_bytes(), Authorization=f"Bearer {ingest_key(client, Role.inspector)}"
     )
     assert_problem(anonymous, 401, "")
     assert_problem(analyst, 403, "")
