@@ -155,6 +155,39 @@ def _edge_change(difference: NDArray[np.float32]) -> NDArray[np.float32]:
     return ndimage.uniform_filter(gradient, size=5)
 
 
+def _block_texture(gray_image: NDArray[np.float32], block: int) -> NDArray[np.float32]:
+    """Mean absolute horizontal gradient of (rows, cols) per block of ``block`` pixels."""
+    gradient = np.abs(np.diff(gray_image, axis=1))
+    rows, cols = gradient.shape[0] // block, gradient.shape[1] // block
+    trimmed = gradient[: rows * block, : cols * block]
+    return trimmed.reshape(rows, block, cols, block).mean(axis=(1, 3))
+
+
+def seen_clearly(
+    gray_now: NDArray[np.float32], gray_ref: NDArray[np.float32], *, params: CameraParams
+) -> NDArray[np.bool_]:
+    """Where the snapshot shows the ground as sharply as the background does, (rows, cols).
+
+    Fog, rain and haze wash out texture across the whole width of the frame from some distance
+    on; ploughing or new concrete wash it out only on their own ground. So a band of rows is
+    hidden when the median block along it keeps less than ``params.clear_texture`` of the
+    background's texture.
+    """
+    block = params.clear_block_px
+    reference = _block_texture(gray_ref, block)
+    ratio = _block_texture(gray_now, block) / np.maximum(reference, 1e-4)
+    # Blocks with little texture in the background (sky, water) tell nothing.
+    textured = np.asarray(reference > 0.25 * float(np.median(reference)), dtype=bool)
+    ratio = np.where(textured, ratio, np.nan)
+    with np.errstate(all="ignore"):
+        has_texture = np.any(textured, axis=1).reshape(-1, 1)
+        along = np.nanmedian(np.where(has_texture, ratio, 1.0), axis=1)
+    clear_rows = np.repeat(~(along < params.clear_texture), block)
+    out = np.ones(gray_now.shape, dtype=bool)
+    out[: clear_rows.size] = clear_rows[:, None]
+    return out
+
+
 def score_change(
     matched: NDArray[np.float32],
     background: NDArray[np.float32],
@@ -272,6 +305,25 @@ def _covers_whole_parcels(
     return bool(inside[filled].sum() >= 0.6 * component.sum())
 
 
+def _plain_change_regions(
+    colour: NDArray[np.float32],
+    candidates: NDArray[np.bool_],
+    roi: NDArray[np.bool_],
+    params: Any,
+) -> tuple[NDArray[np.int32], NDArray[np.int64]]:
+    """Connected regions of plain colour change (labels, and pixel count per label).
+
+    A candidate kept by the local contrast test may be only the rim of a much larger change:
+    a parcel ploughed or harvested in one day changes colour all over, and only its edges stand
+    out from their surroundings. The plain difference shows the whole of it.
+    """
+    plain = ((colour >= params.hysteresis_low) & roi) | candidates
+    labels, _ = ndimage.label(plain)
+    sizes = np.bincount(labels.ravel())
+    sizes[0] = 0
+    return labels, sizes
+
+
 def outline_detections(
     *,
     confirmed: NDArray[np.bool_],
@@ -303,6 +355,7 @@ def outline_detections(
     farm_work = np.zeros_like(candidates)
     segments = _segments(background)
     roi = region_of_interest(calibration, shape=candidates.shape, params=params)
+    context, context_sizes = _plain_change_regions(colour, candidates, roi, params)
     for index, region in enumerate(ndimage.find_objects(labels), start=1):
         if region is None:
             continue
@@ -312,8 +365,12 @@ def outline_detections(
             continue
         whole = np.zeros_like(candidates)
         whole[region] = component
-        if _covers_whole_parcels(whole, segments, roi | whole, params.parcel_share):
-            farm_work |= whole
+        touched = np.unique(context[region][component])
+        if context_sizes[touched].sum() > params.context_ratio * component.sum() or (
+            _covers_whole_parcels(whole, segments, roi | whole, params.parcel_share)
+        ):
+            # Learn the whole parcel that turned over, not only the rim that stood out.
+            farm_work |= whole | np.isin(context, touched[touched > 0])
             continue
         tight = _tight(component, colour[region], params.hysteresis_low)
         full = np.zeros_like(candidates)

@@ -20,7 +20,6 @@ from detection.camera import (
     analyse_snapshot_bytes,
     utc_now,
 )
-from detection.io.snapshot import decode_snapshot
 from detection.errors import CalibrationError
 from detection.geolocate import (
     Calibration,
@@ -28,6 +27,7 @@ from detection.geolocate import (
     ground_footprint,
     watched_ground,
 )
+from detection.io.snapshot import decode_snapshot
 
 SNAPSHOT_TIME_FORMAT = "%Y%m%dT%H%M%SZ"
 SEQUENCE_HELP = (

@@ -6,6 +6,7 @@ import typer
 from alembic import command
 
 from scripts.camera_detect import register as register_camera_detect
+from scripts.camera_eval import register as register_camera_eval
 from scripts.clients import register as register_clients
 from scripts.demo import register as register_demo
 from scripts.detect import register as register_detect
@@ -64,6 +65,7 @@ register_layers(app)
 register_ingest(app)
 register_worker(app)
 register_evaluate(app)
+register_camera_eval(app)
 register_simulate(app)
 register_detect(app)
 register_webhooks(app)

@@ -27,7 +27,12 @@ class WorldParams:
     presets_per_camera : int
         PTZ presets per camera, each looking in another direction.
     snapshots_per_epoch : int
-        Camera snapshots per preset and epoch, taken at `snapshot_times_local`.
+        Camera snapshots per preset and epoch, spread over `camera_days_per_epoch` days.
+    camera_days_per_epoch : int
+        Consecutive days, ending on the epoch date, on which the cameras take that epoch's
+        snapshots; several snapshots fall on one day when there are more snapshots than days.
+        Crops turn from the previous epoch's state into this one's over these snapshots, while
+        violations appear at the first of them.
     pixel_size_m : float
         Ground sampling distance of the remote-sensing tiles, metres (0.5–2).
     crs : str
@@ -43,8 +48,8 @@ class WorldParams:
     image_size : tuple of int
         Camera frame size (width, height) in pixels.
     snapshot_times_local : tuple of str
-        Local (UTC+8) capture times ``"HH:MM"``, one per snapshot of an epoch; if there are fewer
-        than `snapshots_per_epoch`, the last one is repeated a few minutes later.
+        Local (UTC+8) capture times ``"HH:MM"`` of the snapshots of one day; if a day has more
+        snapshots than times, the last one is repeated a few minutes later.
     max_cloud_fraction : float
         Largest cloud cover of one tile, fraction.
     """
@@ -55,6 +60,7 @@ class WorldParams:
     cameras: int = 6
     presets_per_camera: int = 1
     snapshots_per_epoch: int = 3
+    camera_days_per_epoch: int = 3
     pixel_size_m: float = 1.0
     crs: str = "EPSG:32651"
     center_lon: float = 120.02
@@ -72,7 +78,11 @@ class WorldParams:
             (2 <= self.epochs <= 60, "epochs must be between 2 and 60 (one before, one after)"),
             (0 <= self.cameras <= 50, "cameras must be between 0 and 50"),
             (1 <= self.presets_per_camera <= 4, "presets_per_camera must be between 1 and 4"),
-            (1 <= self.snapshots_per_epoch <= 12, "snapshots_per_epoch must be between 1 and 12"),
+            (1 <= self.snapshots_per_epoch <= 48, "snapshots_per_epoch must be between 1 and 48"),
+            (
+                1 <= self.camera_days_per_epoch <= 14,
+                "camera_days_per_epoch must be between 1 and 14 (days before each epoch date)",
+            ),
             (0.5 <= self.pixel_size_m <= 2.0, "pixel_size_m must be between 0.5 and 2 metres"),
             (re.fullmatch(r"EPSG:\d{4,5}", self.crs) is not None, "crs must look like EPSG:32651"),
             (-180 < self.center_lon < 180 and -80 < self.center_lat < 84, "centre out of range"),

@@ -14,6 +14,7 @@ from PIL import Image, ImageChops, ImageDraw, ImageFont
 from rasterio import features
 
 from simulator.camera import Preset
+from simulator.camera_timeline import seasonal_ground, shot_day
 from simulator.noise import rng_for
 from simulator.paint import ROOFS
 from simulator.view import (
@@ -86,15 +87,16 @@ class Snapshot:
 def capture_time(world: World, preset: Preset, epoch: int, shot: int) -> tuple[datetime, bool]:
     """Local capture time of a snapshot (UTC) and whether it is a night (IR) frame."""
     rng = rng_for(world.params.seed, "shot-time", preset.camera_id, preset.preset, epoch, shot)
+    days_before, slot = shot_day(world, epoch, shot)
     times = world.params.snapshot_times_local
-    hh, mm = (int(v) for v in times[min(shot, len(times) - 1)].split(":"))
-    extra = 6 * max(0, shot - len(times) + 1)  # beyond the listed times: every 6 minutes
+    hh, mm = (int(v) for v in times[min(slot, len(times) - 1)].split(":"))
+    extra = 6 * max(0, slot - len(times) + 1)  # beyond the listed times: every 6 minutes
     night = rng.random() < 0.08
-    day = world.dates[epoch]
+    day = world.dates[epoch] - timedelta(days=days_before)
     local = datetime(day.year, day.month, day.day, hh, mm, tzinfo=LOCAL)
     local += timedelta(minutes=extra + int(rng.integers(0, 3)), seconds=int(rng.integers(0, 60)))
     if night:
-        local = local.replace(hour=21 + shot % 2)
+        local = local.replace(hour=21 + slot % 2)
     return local.astimezone(UTC), night
 
 
@@ -172,6 +174,7 @@ def render_snapshot(
 
         texture = camera_texture(render_surface(world, epoch))
         ground = ground_image(view, texture_pyramid(texture))
+    ground = seasonal_ground(world, view, epoch, shot, ground)
     cond = conditions(world, preset, epoch, shot)
     rng = rng_for(world.params.seed, "shot-draw", preset.camera_id, preset.preset, epoch, shot)
     width, height = preset.image_size

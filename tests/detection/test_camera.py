@@ -15,8 +15,8 @@ from detection.camera import (
     SnapshotResult,
     process_snapshot,
 )
-from detection.io.snapshot import InvalidSnapshotError
 from detection.geolocate import Calibration, calibration_from_mapping, ground_area_m2
+from detection.io.snapshot import InvalidSnapshotError
 from tests.detection.test_camera_scene import Scene
 
 START = datetime(2024, 5, 1, 8, 0, tzinfo=UTC)
@@ -232,3 +232,59 @@ def test_ploughing_a_whole_parcel_does_not_alarm(scene: Scene, calibration: Cali
     ]
     _, results = run(frames, calibration)
     assert detections(results) == []
+
+
+def _fogged(frame: NDArray[np.uint8], rows: int) -> NDArray[np.uint8]:
+    """The far part of the frame (the top ``rows``) washed out by fog."""
+    out = frame.astype(np.float32)
+    out[:rows] = 0.85 * 205.0 + 0.15 * out[:rows]
+    return out.astype(np.uint8)
+
+
+@pytest.mark.parametrize("clear_texture", [0.5, 0.0])
+def test_fog_over_a_pending_change_delays_it_instead_of_forgetting_it(
+    scene: Scene, calibration: Calibration, clear_texture: float
+) -> None:
+    patch_rows = scene.pixels_of_ground(np.array([[0.0, 190.0], [0.0, 210.0]]))[:, 1] / 4
+    fog_rows = int(patch_rows.max()) + 8
+    showing = [scene.render(noise_seed=40 + i, patches=[PATCH]) for i in range(4)]
+    frames = [*background(scene, 5), showing[0], showing[1], _fogged(showing[2], fog_rows)]
+    frames.append(showing[3])
+    params = CameraParams(clear_texture=clear_texture)
+    state, found = None, []
+    for index, frame in enumerate(frames):
+        when = START + timedelta(minutes=10 * index)
+        state, result = process_snapshot(state, frame, when, calibration=calibration, params=params)
+        found += [(index, d) for d in result.detections]
+    if clear_texture > 0:
+        # The foggy snapshot neither counts nor breaks the streak: the third clear one confirms.
+        assert [index for index, _ in found] == [8]
+        assert found[0][1].onset == START + timedelta(minutes=50)
+    else:
+        assert found == []  # without the rule the fog resets the streak
+
+
+@pytest.mark.parametrize("hold_score", [0.4, float("inf")])
+def test_a_faint_abrupt_change_is_held_out_of_the_background(
+    scene: Scene, calibration: Calibration, hold_score: float
+) -> None:
+    x0, y0, x1, y1, _ = PATCH
+    before = scene.render(noise_seed=60)
+    inside = scene.render(noise_seed=60, patches=[(x0, y0, x1, y1, (1.0, 1.0, 1.0))]) == 255
+    inside = inside.all(axis=2)
+    field = before[inside].astype(float).mean(axis=0)
+    faint = (*PATCH[:4], tuple(float(v) / 255 * 1.05 for v in field))  # 5% brighter
+    frames = background(scene, 5) + [
+        scene.render(noise_seed=60 + i, patches=[faint]) for i in range(6)
+    ]
+    state = None
+    for index, frame in enumerate(frames):
+        when = START + timedelta(minutes=10 * index)
+        state, _ = process_snapshot(
+            state, frame, when, calibration=calibration, params=CameraParams(hold_score=hold_score)
+        )
+    assert state is not None
+    median = state.references["day"].median[inside].astype(float).mean(axis=0)
+    # Without the hold, three snapshots turn the median and the change is gone for good.
+    learned = np.abs(median - field).max() > 5
+    assert learned == (hold_score == float("inf"))

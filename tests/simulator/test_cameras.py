@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import itertools
 import json
 import re
 from dataclasses import replace
+from datetime import timedelta
 from pathlib import Path
 
 import numpy as np
@@ -17,6 +19,9 @@ from shapely.geometry import Polygon, shape
 from skimage.transform import ProjectiveTransform
 
 from simulator import build_world, render_snapshot
+from simulator.camera_timeline import _epoch_ground, _switch_canvas, seasonal_ground
+from simulator.snapshot import LOCAL, capture_time
+from simulator.view import preset_view
 from tests.simulator.worlds import TINY
 
 STEM = re.compile(r"^\d{8}T\d{6}Z$")
@@ -159,3 +164,35 @@ def test_most_full_size_frames_show_vehicles_or_people_that_move_between_shots()
     assert len(busy) >= len(shots) // 2
     boxes = [tuple(d["bbox"]) for s in shots for d in s.distractors]
     assert len(set(boxes)) == len(boxes)  # nobody stands still in the same place
+
+
+def test_an_epochs_snapshots_fall_on_consecutive_days_ending_on_its_date() -> None:
+    world = build_world(replace(TINY, cameras=1, snapshots_per_epoch=6, camera_days_per_epoch=3))
+    preset = world.cameras[0].presets[0]
+    local_days = [
+        capture_time(world, preset, 1, shot)[0].astimezone(LOCAL).date() for shot in range(6)
+    ]
+    expected = [world.dates[1] - timedelta(days=d) for d in (2, 2, 1, 1, 0, 0)]
+    assert local_days == expected
+
+
+def test_crops_drift_gradually_while_farm_work_and_violations_happen_on_a_day() -> None:
+    params = replace(TINY, cameras=1, snapshots_per_epoch=4, camera_days_per_epoch=4)
+    world = build_world(params)
+    preset = world.cameras[0].presets[0]
+    view = preset_view(world, preset)
+    before, after = (_epoch_ground(world, preset, epoch) for epoch in (0, 1))
+    shots = [np.asarray(seasonal_ground(world, view, 1, s, after), float) for s in range(4)]
+    before_px, after_px = np.asarray(before, float), np.asarray(after, float)
+    switch = np.asarray(_switch_canvas(world, view, 1))
+    assert (switch > 1).any(), "some farm work should fall after the first snapshot"
+    for shot, image in enumerate(shots):
+        done, waiting = (switch > 0) & (switch <= shot + 1), switch > shot + 1
+        assert np.array_equal(image[done], after_px[done])
+        assert np.array_equal(image[waiting], before_px[waiting])
+    # Elsewhere each snapshot moves about a quarter of the way from one state to the next.
+    drifting = (switch == 0) & (np.abs(after_px - before_px).max(axis=2) > 20)
+    assert drifting.sum() > 500
+    steps = [np.abs(b - a)[drifting].mean() for a, b in itertools.pairwise([before_px, *shots])]
+    total = np.abs(after_px - before_px)[drifting].mean()
+    assert all(0.15 * total < step < 0.35 * total for step in steps)
