@@ -72,7 +72,7 @@ def _check_source_dtype(name: str, raster: Raster) -> None:
         )
 
 
-def _cloud_free(path: Path | None, like: Raster) -> np.ndarray:
+def cloud_free_mask(path: Path | None, like: Raster) -> np.ndarray:
     if path is None:
         return ~like.nodata
     cloud = read_raster(path).array[:, :, 0]
@@ -239,8 +239,8 @@ def run_detect(
         after.array,
         params=params,
         farmland=read_farmland(farmland, before.crs) if farmland else None,
-        before_valid=_cloud_free(before_cloud, before),
-        after_valid=_cloud_free(after_cloud, after),
+        before_valid=cloud_free_mask(before_cloud, before),
+        after_valid=cloud_free_mask(after_cloud, after),
         transform=before.transform,
         crs=before.crs,
         after_transform=after.transform,

@@ -26,6 +26,7 @@ from detection.io import (
 )
 from detection.metrics import Score, mean_f1, score_pair
 from detection.raster_pair import change_method
+from scripts.evaluate_world import evaluate_world
 
 evaluate_app = typer.Typer(
     no_args_is_help=True, help="Score change detection against labelled image pairs."
@@ -205,7 +206,7 @@ def evaluate_pairs(
         Console(width=None if console.is_terminal else 140).print(runs_as_table(runs))
 
 
-# `tianxun evaluate world` (scoring against field verdicts) registers on `evaluate_app` here.
+evaluate_app.command("world")(evaluate_world)
 
 
 def register(app: typer.Typer) -> None:
