@@ -24,6 +24,7 @@ from models.geo import SRID, rtree_name
 
 M2_PER_MU = 10_000 / 15  # 1 mu = 666.67 m²
 
+
 @dataclass(frozen=True)
 class BBox:
     """A lon/lat box (EPSG:4326), west/south/east/north."""
