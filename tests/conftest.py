@@ -8,12 +8,14 @@ Each test runs inside a transaction that is rolled back at the end.
 from __future__ import annotations
 
 import os
+import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 from alembic import command
-from sqlalchemy import Engine
+from sqlalchemy import Engine, create_engine, text
+from sqlalchemy.engine import make_url
 from sqlalchemy.orm import Session
 
 from service.db import alembic_config, create_db_engine
@@ -57,6 +59,35 @@ def postgresql_url() -> str:
         pytest.skip("TIANXUN_TEST_POSTGRES_URL not set: PostgreSQL tests run in .ci/run")
     migrate(POSTGRES_URL)
     return POSTGRES_URL
+
+
+@pytest.fixture(params=BACKENDS)
+def fresh_db_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
+    """A new migrated database that only this test (and the processes it starts) uses."""
+    if request.param == "sqlite":
+        url = f"sqlite:///{tmp_path / 'fresh.db'}"
+        migrate(url)
+        yield url
+        return
+    if not POSTGRES_URL:
+        pytest.skip("TIANXUN_TEST_POSTGRES_URL not set: PostgreSQL tests run in .ci/run")
+    server = make_url(POSTGRES_URL)
+    name = f"{server.database}_fresh_{uuid.uuid4().hex[:8]}"
+    admin = create_engine(server, isolation_level="AUTOCOMMIT")
+    with admin.connect() as connection:
+        connection.execute(text(f'CREATE DATABASE "{name}"'))
+    url = server.set(database=name).render_as_string(hide_password=False)
+    postgis = create_engine(url, isolation_level="AUTOCOMMIT")
+    with postgis.connect() as connection:
+        connection.execute(text("CREATE EXTENSION postgis"))
+    postgis.dispose()
+    try:
+        migrate(url)
+        yield url
+    finally:
+        with admin.connect() as connection:
+            connection.execute(text(f'DROP DATABASE "{name}" WITH (FORCE)'))
+        admin.dispose()
 
 
 @pytest.fixture(params=BACKENDS)

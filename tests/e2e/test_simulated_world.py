@@ -16,8 +16,7 @@ from pathlib import Path
 import pytest
 import shapely
 from fastapi.testclient import TestClient
-from sqlalchemy import create_engine, func, select, text
-from sqlalchemy.engine import make_url
+from sqlalchemy import func, select
 from sqlalchemy.orm import Session, sessionmaker
 
 from models.alert import AlertEvent
@@ -34,7 +33,6 @@ from service.settings import Settings
 from service.spatial import area_m2
 from simulator import WorldParams, generate_world
 from simulator.products import uploads
-from tests.conftest import POSTGRES_URL, migrate
 from tests.e2e.truth import score_world
 
 pytestmark = pytest.mark.slow
@@ -53,31 +51,10 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return out
 
 
-@pytest.fixture(params=["sqlite", "postgresql"])
-def world_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
+@pytest.fixture
+def world_url(fresh_db_url: str) -> str:
     """A fresh migrated database that only this test uses."""
-    if request.param == "sqlite":
-        url = f"sqlite:///{tmp_path / 'world.db'}"
-        migrate(url)
-        yield url
-        return
-    if not POSTGRES_URL:
-        pytest.skip("TIANXUN_TEST_POSTGRES_URL not set")
-    server = make_url(POSTGRES_URL)
-    name = f"{server.database}_world_{uuid.uuid4().hex[:8]}"
-    admin = create_engine(server, isolation_level="AUTOCOMMIT")
-    with admin.connect() as connection:
-        connection.execute(text(f'CREATE DATABASE "{name}"'))
-    url = server.set(database=name).render_as_string(hide_password=False)
-    postgis = create_engine(url, isolation_level="AUTOCOMMIT")
-    with postgis.connect() as connection:
-        connection.execute(text("CREATE EXTENSION postgis"))
-    postgis.dispose()
-    migrate(url)
-    yield url
-    with admin.connect() as connection:
-        connection.execute(text(f'DROP DATABASE "{name}" WITH (FORCE)'))
-    admin.dispose()
+    return fresh_db_url
 
 
 @pytest.fixture

@@ -8,14 +8,12 @@ import signal
 import subprocess
 import sys
 import time
-import uuid
 from collections.abc import Callable, Iterator
 from datetime import timedelta
 from pathlib import Path
 
 import pytest
-from sqlalchemy import create_engine, select, text
-from sqlalchemy.engine import make_url
+from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
 from models.base import utcnow
@@ -26,7 +24,6 @@ from service.ingest.store import JPEG, stage_chunks
 from service.metrics import render_metrics
 from service.queue import enqueue
 from service.settings import Settings
-from tests.conftest import POSTGRES_URL, migrate
 from tests.service.ingest.blocking_task import BLOCK_TASK, COMPLETIONS
 from tests.service.ingest.conftest import add_camera, jpeg_bytes
 
@@ -45,31 +42,10 @@ def wait_for(condition: Callable[[], object], *, timeout: float = 60, what: str 
         time.sleep(0.05)
 
 
-@pytest.fixture(params=["sqlite", "postgresql"])
-def worker_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
+@pytest.fixture
+def worker_url(fresh_db_url: str) -> str:
     """A fresh migrated database that only this test's workers use."""
-    if request.param == "sqlite":
-        url = f"sqlite:///{tmp_path / 'queue.db'}"
-        migrate(url)
-        yield url
-        return
-    if not POSTGRES_URL:
-        pytest.skip("TIANXUN_TEST_POSTGRES_URL not set")
-    server = make_url(POSTGRES_URL)
-    name = f"{server.database}_worker_{uuid.uuid4().hex[:8]}"
-    admin = create_engine(server, isolation_level="AUTOCOMMIT")
-    with admin.connect() as connection:
-        connection.execute(text(f'CREATE DATABASE "{name}"'))
-    url = server.set(database=name).render_as_string(hide_password=False)
-    postgis = create_engine(url, isolation_level="AUTOCOMMIT")
-    with postgis.connect() as connection:
-        connection.execute(text("CREATE EXTENSION postgis"))
-    postgis.dispose()
-    migrate(url)
-    yield url
-    with admin.connect() as connection:
-        connection.execute(text(f'DROP DATABASE "{name}" WITH (FORCE)'))
-    admin.dispose()
+    return fresh_db_url
 
 
 @pytest.fixture
