@@ -75,11 +75,13 @@ class Receiver:
             def do_POST(self) -> None:
                 body = self.rfile.read(int(self.headers.get("content-length", "0"))).decode()
                 status = receiver._next_status()
+                headers = {k.lower(): v for k, v in self.headers.items()}
+                # Record before answering: the sender posts the next event only after this
+                # answer, so the record keeps the order in which events were sent.
+                receiver._record(Request(status, headers, body))
                 self.send_response(status)
                 self.send_header("content-length", "0")
                 self.end_headers()
-                headers = {k.lower(): v for k, v in self.headers.items()}
-                receiver._record(Request(status, headers, body))
 
             def log_message(self, format: str, *args: Any) -> None:
                 pass  # keep test output clean
