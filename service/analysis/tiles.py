@@ -299,7 +299,7 @@ def _chips(geometry: Polygon, before: Raster, after: Raster, settings: Settings)
     assert before.transform is not None
     inverse = ~before.transform
     minx, miny, maxx, maxy = geometry.bounds
-    cols, rows = zip(inverse * (minx, maxy), inverse * (maxx, miny), strict=True)
+    cols, rows = zip(inverse @ (minx, maxy), inverse @ (maxx, miny), strict=True)
     height, width = before.shape
     r0, r1 = max(0, int(min(rows)) - CHIP_MARGIN_PX), min(height, int(max(rows)) + CHIP_MARGIN_PX)
     c0, c1 = max(0, int(min(cols)) - CHIP_MARGIN_PX), min(width, int(max(cols)) + CHIP_MARGIN_PX)
