@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import threading
-import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -12,13 +11,14 @@ from sqlalchemy import update
 from sqlalchemy.orm import Session
 
 from models.base import utcnow
-from models.scene import IngestJob, JobStatus, Scene, SceneKind
+from models.scene import IngestJob, JobStatus, Scene
 from service.db import SQLITE_IMMEDIATE, create_db_engine, create_session_factory, transaction
 from service.queue import ClaimedJob, claim, enqueue
 from service.settings import Settings
 from service.tasks import PhasedTask, register
 from service.worker import Worker
 from tests.conftest import migrate
+from tests.service.ingest.conftest import add_placeholder_scene
 
 PHASED = "test-phased"
 _computing = threading.Event()
@@ -59,19 +59,8 @@ def worker(tmp_path: Path) -> Iterator[Worker]:
 
 
 def queue_scene(worker: Worker) -> int:
-    digest = uuid.uuid4().hex * 2
     with transaction(worker.sessions) as session:
-        scene = Scene(
-            kind=SceneKind.rs_tile,
-            sha256=digest,
-            size_bytes=1,
-            bands=[],
-            storage_uri=f"objects/{digest[:2]}/{digest[2:4]}/{digest}",
-            media_type="image/tiff",
-            acquired_at=utcnow(),
-        )
-        session.add(scene)
-        session.flush()
+        scene = add_placeholder_scene(session)
         enqueue(session=session, scene_id=scene.id, task=PHASED)
         return scene.id
 

@@ -14,7 +14,9 @@ from rasterio.transform import Affine
 from shapely.geometry import Point
 from sqlalchemy.orm import Session
 
+from models.base import utcnow
 from models.camera import Camera, CameraPreset
+from models.scene import Scene, SceneKind
 from service.settings import Settings
 
 SNAPSHOT_SIZE = (64, 48)  # width, height the test presets are calibrated for
@@ -79,3 +81,20 @@ def settings(tmp_path: Path) -> Settings:
         retry_max_seconds=600,
         _env_file=None,  # type: ignore[call-arg]
     )
+
+
+def add_placeholder_scene(session: Session) -> Scene:
+    """A tile scene row with a unique hash and no file behind it: something to queue jobs for."""
+    digest = uuid.uuid4().hex * 2
+    scene = Scene(
+        kind=SceneKind.rs_tile,
+        sha256=digest,
+        storage_uri=f"objects/{digest[:2]}/{digest[2:4]}/{digest}",
+        size_bytes=1,
+        media_type="image/tiff",
+        acquired_at=utcnow(),
+        bands=[],
+    )
+    session.add(scene)
+    session.flush()
+    return scene

@@ -10,7 +10,7 @@ import pytest
 from sqlalchemy.orm import Session
 
 from models.base import utcnow
-from models.scene import IngestJob, JobStatus, Scene, SceneKind, SceneStatus
+from models.scene import IngestJob, JobStatus, SceneStatus
 from service.queue import (
     backoff_seconds,
     claim,
@@ -21,6 +21,7 @@ from service.queue import (
     queue_stats,
     requeue_dead,
 )
+from tests.service.ingest.conftest import add_placeholder_scene
 
 LEASE = 30.0
 # Claims name this task only: PostgreSQL's test database keeps other tests' committed jobs.
@@ -28,24 +29,8 @@ TASK = f"test-{uuid.uuid4().hex[:8]}"
 RETRY = {"retry_base_seconds": 10.0, "retry_max_seconds": 600.0}
 
 
-def add_scene(session: Session) -> Scene:
-    digest = uuid.uuid4().hex * 2
-    scene = Scene(
-        kind=SceneKind.rs_tile,
-        sha256=digest,
-        storage_uri=f"objects/{digest[:2]}/{digest[2:4]}/{digest}",
-        size_bytes=1,
-        media_type="image/tiff",
-        acquired_at=utcnow(),
-        bands=[],
-    )
-    session.add(scene)
-    session.flush()
-    return scene
-
-
 def test_enqueue_twice_is_one_job(db_session: Session) -> None:
-    scene = add_scene(db_session)
+    scene = add_placeholder_scene(db_session)
     first = enqueue(session=db_session, scene_id=scene.id, task="validate")
     second = enqueue(session=db_session, scene_id=scene.id, task="validate")
     assert first.id == second.id
@@ -53,7 +38,7 @@ def test_enqueue_twice_is_one_job(db_session: Session) -> None:
 
 
 def test_a_leased_job_is_not_claimed_again_until_its_lease_expires(db_session: Session) -> None:
-    scene = add_scene(db_session)
+    scene = add_placeholder_scene(db_session)
     enqueue(session=db_session, scene_id=scene.id, task=TASK)
     now = utcnow()
     job = claim(session=db_session, owner="a", lease_seconds=LEASE, now=now, tasks=[TASK])
@@ -68,7 +53,7 @@ def test_a_leased_job_is_not_claimed_again_until_its_lease_expires(db_session: S
 def test_heartbeat_keeps_the_lease_and_expiry_lets_another_worker_take_over(
     db_session: Session,
 ) -> None:
-    scene = add_scene(db_session)
+    scene = add_placeholder_scene(db_session)
     enqueue(session=db_session, scene_id=scene.id, task=TASK)
     t0 = utcnow()
     job_a = claim(session=db_session, owner="a", lease_seconds=LEASE, now=t0, tasks=[TASK])
@@ -94,7 +79,7 @@ def test_heartbeat_keeps_the_lease_and_expiry_lets_another_worker_take_over(
 
 
 def test_failure_retries_later_with_growing_backoff_then_dead_letter(db_session: Session) -> None:
-    scene = add_scene(db_session)
+    scene = add_placeholder_scene(db_session)
     enqueue(session=db_session, scene_id=scene.id, task=TASK, max_attempts=3)
     now = utcnow()
     delays = []
@@ -128,7 +113,7 @@ def test_failure_retries_later_with_growing_backoff_then_dead_letter(db_session:
 
 
 def test_permanent_failure_goes_straight_to_the_dead_letter(db_session: Session) -> None:
-    scene = add_scene(db_session)
+    scene = add_placeholder_scene(db_session)
     enqueue(session=db_session, scene_id=scene.id, task=TASK)
     job = claim(session=db_session, owner="w", lease_seconds=LEASE, tasks=[TASK])
     assert job is not None
@@ -138,7 +123,7 @@ def test_permanent_failure_goes_straight_to_the_dead_letter(db_session: Session)
 
 
 def test_a_worker_dying_on_the_last_attempt_dead_letters_the_job(db_session: Session) -> None:
-    scene = add_scene(db_session)
+    scene = add_placeholder_scene(db_session)
     enqueue(session=db_session, scene_id=scene.id, task=TASK, max_attempts=1)
     now = utcnow()
     assert (
@@ -154,7 +139,7 @@ def test_a_worker_dying_on_the_last_attempt_dead_letters_the_job(db_session: Ses
 
 
 def test_claim_can_be_limited_to_known_tasks(db_session: Session) -> None:
-    scene = add_scene(db_session)
+    scene = add_placeholder_scene(db_session)
     enqueue(session=db_session, scene_id=scene.id, task=TASK)
     assert claim(session=db_session, owner="w", lease_seconds=LEASE, tasks=["validate-x"]) is None
     assert claim(session=db_session, owner="w", lease_seconds=LEASE, tasks=[TASK]) is not None
@@ -162,7 +147,7 @@ def test_claim_can_be_limited_to_known_tasks(db_session: Session) -> None:
 
 def test_queue_stats_report_depth_and_age(db_session: Session) -> None:
     before = queue_stats(session=db_session)
-    scene = add_scene(db_session)
+    scene = add_placeholder_scene(db_session)
     now = utcnow()
     enqueue(session=db_session, scene_id=scene.id, task="a", run_after=now - timedelta(minutes=5))
     enqueue(session=db_session, scene_id=scene.id, task="b", run_after=now + timedelta(hours=1))

@@ -17,7 +17,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
 from models.base import utcnow
-from models.scene import IngestJob, JobStatus, Scene, SceneKind, SceneStatus
+from models.scene import IngestJob, JobStatus, Scene, SceneStatus
 from service.db import create_db_engine, create_session_factory, transaction
 from service.ingest.scenes import ingest_snapshot
 from service.ingest.store import JPEG, stage_chunks
@@ -25,7 +25,7 @@ from service.metrics import render_metrics
 from service.queue import enqueue
 from service.settings import Settings
 from tests.service.ingest.blocking_task import BLOCK_TASK, COMPLETIONS
-from tests.service.ingest.conftest import add_camera, jpeg_bytes
+from tests.service.ingest.conftest import add_camera, add_placeholder_scene, jpeg_bytes
 
 pytestmark = pytest.mark.slow
 
@@ -160,19 +160,8 @@ def test_sigkilled_job_is_taken_over_after_its_lease_and_completes_once(
     start_worker: Callable[..., subprocess.Popen[bytes]],
 ) -> None:
     control = worker_settings.data_dir / "control"
-    digest = "ab" * 32
     with transaction(factory) as session:
-        scene = Scene(
-            kind=SceneKind.rs_tile,
-            sha256=digest,
-            storage_uri=f"objects/ab/ab/{digest}",
-            size_bytes=1,
-            media_type="image/tiff",
-            acquired_at=utcnow(),
-            bands=[],
-        )
-        session.add(scene)
-        session.flush()
+        scene = add_placeholder_scene(session)
         enqueue(session=session, scene_id=scene.id, task=BLOCK_TASK)
         scene_id = scene.id
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -11,13 +10,14 @@ from prometheus_client import REGISTRY
 from sqlalchemy.orm import Session
 
 from models.base import utcnow
-from models.scene import IngestJob, JobStatus, Scene, SceneKind, SceneStatus
+from models.scene import IngestJob, JobStatus, Scene, SceneStatus
 from service.db import transaction
 from service.queue import ClaimedJob, enqueue
 from service.settings import Settings
 from service.tasks import PermanentTaskError, register
 from service.worker import Worker
 from tests.conftest import migrate
+from tests.service.ingest.conftest import add_placeholder_scene
 
 FLAKY = "test-flaky"
 DOOMED = "test-doomed"
@@ -46,19 +46,8 @@ def worker(tmp_path: Path) -> Iterator[Worker]:
 
 
 def queue_job(worker: Worker, task: str) -> int:
-    digest = uuid.uuid4().hex * 2
     with transaction(worker.sessions) as session:
-        scene = Scene(
-            kind=SceneKind.rs_tile,
-            sha256=digest,
-            size_bytes=1,
-            bands=[],
-            storage_uri=f"objects/{digest[:2]}/{digest[2:4]}/{digest}",
-            media_type="image/tiff",
-            acquired_at=utcnow(),
-        )
-        session.add(scene)
-        session.flush()
+        scene = add_placeholder_scene(session)
         enqueue(session=session, scene_id=scene.id, task=task)
         return scene.id
 
