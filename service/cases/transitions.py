@@ -6,9 +6,8 @@ holding the same ETag exactly one wins and the other gets 412; nothing is overwr
 silently. Every change appends one hash-chained event with actor, role, request id and the
 case's fields before and after.
 
-The status table is `service.cases.workflow.TRANSITIONS`. Its `transition_case` records neither
-the request id nor before/after, so the change is applied here with the same table and the
-same event chain (`append_event`).
+The status table is `service.cases.workflow.TRANSITIONS`; machine changes (new detections,
+rebounds) live in `workflow`, people's changes here, on the same event chain (`append_event`).
 """
 
 from __future__ import annotations
@@ -29,7 +28,7 @@ from service.auth import Principal, principal_for
 from service.cases.events import append_event
 from service.cases.queries import get_case_or_raise
 from service.cases.schemas import CommentCreate, InspectorTransitionCreate, TransitionCreate
-from service.cases.workflow import MACHINE_ROLE, OPEN_STATUSES, check_transition
+from service.cases.workflow import MACHINE_ROLE, OPEN_STATUSES, check_transition, due_at_for
 from service.errors import (
     InvalidInputError,
     PermissionDeniedError,
@@ -197,8 +196,7 @@ def _move(
     case.status = target
     if target == S.dismissed:
         case.dismissal_reason = str(change.reason_code)
-    hours = settings.case_due_hours.get(str(target))
-    case.due_at = now + timedelta(hours=hours) if hours is not None else None
+    case.due_at = due_at_for(target, now, settings)
 
 
 def _assignee(

@@ -71,42 +71,6 @@ def check_transition(current: CaseStatus, target: CaseStatus) -> None:
         )
 
 
-def transition_case(
-    case: Case,
-    target: CaseStatus,
-    *,
-    session: Session,
-    settings: Settings,
-    actor: str,
-    role: str,
-    reason: str | None = None,
-    at: datetime | None = None,
-) -> None:
-    """Move `case` to `target` if the table allows it, and record the event."""
-    check_transition(case.status, target)
-    if target == S.dismissed and reason not in DISMISSAL_REASONS:
-        raise InvalidInputError(
-            f"a dismissal needs one of these reasons: {', '.join(sorted(DISMISSAL_REASONS))} "
-            f"(got {reason!r})"
-        )
-    previous = case.status
-    case.status = target
-    case.dismissal_reason = reason if target == S.dismissed else case.dismissal_reason
-    case.due_at = _due_at(target, at or utcnow(), settings)
-    case.version += 1
-    append_event(
-        case,
-        session=session,
-        action="transition",
-        actor=actor,
-        role=role,
-        from_status=previous,
-        to_status=target,
-        payload={"reason": reason} if reason else {},
-        at=at,
-    )
-
-
 def open_or_update_case(
     detection: Detection,
     screening: ScreeningResult,
@@ -198,7 +162,7 @@ def _open(
         last_seen_at=detection.observed_at,
         onset_before=detection.observed_at,
         jurisdiction_id=jurisdiction_for(detection.geom, session=session),
-        due_at=_due_at(S.new, now, settings),
+        due_at=due_at_for(S.new, now, settings),
         backfill=detection.backfill,
     )
     session.add(case)
@@ -281,7 +245,7 @@ def _reopen(
     case.reopen_count += 1
     case.escalated = True
     case.escalation_reason = reason
-    case.due_at = _due_at(S.new, now, settings)
+    case.due_at = due_at_for(S.new, now, settings)
     _absorb(case, detection, session, settings)
     case.version += 1
     append_event(
@@ -354,7 +318,8 @@ def _as_multipolygon(geom: BaseGeometry) -> MultiPolygon:
     )
 
 
-def _due_at(status: CaseStatus, start: datetime, settings: Settings) -> datetime | None:
+def due_at_for(status: CaseStatus, start: datetime, settings: Settings) -> datetime | None:
+    """When a case entering `status` at `start` becomes overdue (None: no deadline)."""
     hours = settings.case_due_hours.get(str(status))
     return start + timedelta(hours=hours) if hours is not None else None
 

@@ -11,9 +11,9 @@ from shapely.geometry import box, shape
 
 from models import Case
 from models.case import CaseStatus, ConfidenceLevel
-from service.cases.workflow import transition_case
 from service.db import transaction
 from tests.service.api.conftest import AREAS, World
+from tests.service.cases.moves import transition_case
 
 S = CaseStatus
 NEAR = box(120.08, 30.15, 120.081, 30.151)  # still in township A1, away from the others

@@ -188,6 +188,22 @@ def test_the_escalation_job_runs_from_the_command_line(
     assert shown["history"][-1]["action"] == "escalated"
 
 
+@pytest.mark.parametrize(
+    ("body", "fragment"),
+    [
+        ({"to": "dismissed"}, "reason_code"),
+        ({"to": "dismissed", "reason_code": "looked fine"}, "reason_code"),
+    ],
+)
+def test_a_dismissal_without_a_known_reason_is_refused(
+    world: World, body: dict[str, Any], fragment: str
+) -> None:
+    case_id = world.add_case(status=CaseStatus.verifying)
+    response = transition(world, "inspector_a", case_id, body)
+    assert_problem(response, 422, fragment)
+    assert history(world, case_id)[-1]["action"] != "transition"
+
+
 def test_status_changes_reach_the_alert_outbox(world: World) -> None:
     case_id = world.add_case(status=CaseStatus.verifying)
     response = transition(

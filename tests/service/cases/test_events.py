@@ -13,8 +13,9 @@ from models import Case, CaseEvent
 from models.case import CaseStatus, EvidenceKind
 from models.layer import LayerKind
 from service.cases.events import GENESIS_HASH, attach_evidence, event_hash, verify_chain
-from service.cases.workflow import open_or_update_case, transition_case
+from service.cases.workflow import open_or_update_case
 from service.screening.screen import screen_detection
+from tests.service.cases.moves import transition_case
 from tests.service.screening.places import (
     FARMLAND,
     PLOT,
