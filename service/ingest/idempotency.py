@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import delete, func, select
+from sqlalchemy import ColumnElement, delete, func, select
 from sqlalchemy.orm import Session, sessionmaker
 
 from models.base import utcnow
@@ -54,31 +54,41 @@ def check_key(key: str) -> str:
     return key
 
 
-def _find(session: Session, key: str) -> IdempotencyKey | None:
-    # Keys are per client once authentication exists; until then all share client None.
-    statement = select(IdempotencyKey).where(
-        IdempotencyKey.client_id.is_(None), IdempotencyKey.key == key
-    )
+def _of_client(client_id: int | None) -> ColumnElement[bool]:
+    # Keys belong to the client that sent them: two gateways may pick the same UUID scheme.
+    column = IdempotencyKey.client_id
+    return column.is_(None) if client_id is None else column == client_id
+
+
+def _find(session: Session, key: str, client_id: int | None) -> IdempotencyKey | None:
+    statement = select(IdempotencyKey).where(_of_client(client_id), IdempotencyKey.key == key)
     return session.scalars(statement).first()
 
 
-def _serialise_key(session: Session, key: str) -> None:
-    # The unique constraint does not cover client_id NULL on PostgreSQL, so reservations of
-    # one key are serialised with a transaction-scoped advisory lock (SQLite: BEGIN IMMEDIATE).
+def _serialise_key(session: Session, key: str, client_id: int | None) -> None:
+    # The unique constraint does not cover client_id NULL on PostgreSQL, and a reservation must
+    # wait for a concurrent one to commit rather than fail, so reservations of one key are
+    # serialised with a transaction-scoped advisory lock (SQLite: BEGIN IMMEDIATE).
     if session.get_bind().dialect.name == "postgresql":
-        session.execute(select(func.pg_advisory_xact_lock(func.hashtext(key))))
+        lock_name = f"{client_id}:{key}"
+        session.execute(select(func.pg_advisory_xact_lock(func.hashtext(lock_name))))
 
 
 def reserve_key(
-    *, session: Session, key: str, fingerprint: str, now: datetime | None = None
+    *,
+    session: Session,
+    key: str,
+    fingerprint: str,
+    client_id: int | None = None,
+    now: datetime | None = None,
 ) -> Answer | None:
-    """Reserve `key` for this request (None), or the stored answer of an identical one."""
+    """Reserve the client's `key` for this request (None), or the answer of an identical one."""
     now = now or utcnow()
-    _serialise_key(session, key)
-    row = _find(session, key)
+    _serialise_key(session, key, client_id)
+    row = _find(session, key, client_id)
     if row is None:
         session.add(
-            IdempotencyKey(client_id=None, key=key, request_hash=fingerprint, created_at=now)
+            IdempotencyKey(client_id=client_id, key=key, request_hash=fingerprint, created_at=now)
         )
         session.flush()
         return None
@@ -99,8 +109,15 @@ def reserve_key(
     return Answer(row.status_code, dict(row.response or {}), replayed=True)
 
 
-def record_answer(*, session: Session, key: str, status_code: int, body: dict[str, Any]) -> None:
-    row = _find(session, key)
+def record_answer(
+    *,
+    session: Session,
+    key: str,
+    status_code: int,
+    body: dict[str, Any],
+    client_id: int | None = None,
+) -> None:
+    row = _find(session, key, client_id)
     if row is None:
         raise LookupError(f"Idempotency-Key {key!r} was not reserved")
     row.status_code = status_code
@@ -108,11 +125,11 @@ def record_answer(*, session: Session, key: str, status_code: int, body: dict[st
     session.flush()
 
 
-def release_key(*, session: Session, key: str) -> None:
+def release_key(*, session: Session, key: str, client_id: int | None = None) -> None:
     """Forget an unanswered reservation, so that the client's retry is processed afresh."""
     session.execute(
         delete(IdempotencyKey).where(
-            IdempotencyKey.client_id.is_(None),
+            _of_client(client_id),
             IdempotencyKey.key == key,
             IdempotencyKey.status_code.is_(None),
         )
@@ -120,7 +137,12 @@ def release_key(*, session: Session, key: str) -> None:
 
 
 def run_idempotent(
-    factory: sessionmaker[Session], *, key: str | None, fingerprint: str, work: Work
+    factory: sessionmaker[Session],
+    *,
+    key: str | None,
+    fingerprint: str,
+    work: Work,
+    client_id: int | None = None,
 ) -> Answer:
     """Run `work` in one transaction, at most once per key; replay its answer on retries.
 
@@ -134,16 +156,18 @@ def run_idempotent(
         return Answer(status_code, body, replayed=False)
     key = check_key(key)
     with transaction(factory) as session:
-        stored = reserve_key(session=session, key=key, fingerprint=fingerprint)
+        stored = reserve_key(session=session, key=key, fingerprint=fingerprint, client_id=client_id)
     if stored is not None:
         return stored
     try:
         with transaction(factory) as session:
             status_code, body = work(session)
-            record_answer(session=session, key=key, status_code=status_code, body=body)
+            record_answer(
+                session=session, key=key, status_code=status_code, body=body, client_id=client_id
+            )
     except BaseException:
         with transaction(factory) as session:
-            release_key(session=session, key=key)
+            release_key(session=session, key=key, client_id=client_id)
         raise
     return Answer(status_code, body, replayed=False)
 

@@ -115,7 +115,9 @@ async def post_snapshot(
             source=principal.name,
         )
 
-    return await run_in_threadpool(_submit, request, staged, idempotency_key, ingest, None)
+    return await run_in_threadpool(
+        _submit, request, staged, ingest, None, client_id=principal.client_id, key=idempotency_key
+    )
 
 
 @router.post(
@@ -175,7 +177,9 @@ async def post_scene(
             source=principal.name,
         )
 
-    return await run_in_threadpool(_submit, request, staged, idempotency_key, ingest, spec)
+    return await run_in_threadpool(
+        _submit, request, staged, ingest, spec, client_id=principal.client_id, key=idempotency_key
+    )
 
 
 @router.get(
@@ -223,9 +227,11 @@ async def _limited(chunks: AsyncIterator[bytes], limit: int) -> AsyncIterator[by
 def _submit(
     request: Request,
     staged: StagedObject,
-    key: str | None,
     ingest: Callable[[Session], IngestResult],
     spec: TileCreate | None,
+    *,
+    client_id: int,
+    key: str | None,
 ) -> JSONResponse:
     fingerprint = request_fingerprint(
         request.method,
@@ -243,7 +249,11 @@ def _submit(
 
     try:
         answer = run_idempotent(
-            request.app.state.session_factory, key=key, fingerprint=fingerprint, work=work
+            request.app.state.session_factory,
+            key=key,
+            fingerprint=fingerprint,
+            work=work,
+            client_id=client_id,
         )
     finally:
         discard(staged)  # a no-op once the object was moved into the store

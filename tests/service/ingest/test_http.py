@@ -115,6 +115,18 @@ def test_idempotency_key_replays_refuses_reuse_and_never_duplicates(
     assert_problem(other, 422, "already used for a different request")
 
 
+def test_idempotency_keys_belong_to_the_client_that_sent_them(
+    client: TestClient, camera: str
+) -> None:
+    key = str(uuid.uuid4())
+    mine = post_jpeg(client, camera, jpeg_bytes(), **{"Idempotency-Key": key})
+    other_gateway = {"Authorization": f"Bearer {ingest_key(client)}", "Idempotency-Key": key}
+    theirs = post_jpeg(client, camera, jpeg_bytes(), **other_gateway)
+    assert (mine.status_code, theirs.status_code) == (202, 202)  # not "used for another request"
+    assert theirs.json()["id"] != mine.json()["id"]
+    assert "idempotent-replayed" not in theirs.headers
+
+
 def test_a_failed_request_does_not_burn_its_idempotency_key(
     client: TestClient, camera: str
 ) -> None:
