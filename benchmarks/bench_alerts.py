@@ -44,7 +44,7 @@ from service.db import (
     SQLITE_IMMEDIATE,
     alembic_config,
     create_db_engine,
-    create_session_factory,
+    machine_session_factory,
     transaction,
 )
 
@@ -143,7 +143,7 @@ def run(
     url = postgres_url if backend == "postgresql" else f"sqlite:///{workdir / 'alerts.db'}"
     command.upgrade(alembic_config(url), "head")
     engine = create_db_engine(url)
-    sessions = create_session_factory(engine.execution_options(**SQLITE_IMMEDIATE))
+    sessions = machine_session_factory(engine.execution_options(**SQLITE_IMMEDIATE))
     receiver = Receiver()
     with transaction(sessions) as session:
         issued = create_client(f"bench-{os.getpid()}", session=session, role=Role.admin,

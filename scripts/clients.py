@@ -13,7 +13,7 @@ from models.client import Role
 from service.cases.events import verify_chain
 from service.cases.transitions import escalate_overdue
 from service.clients import IssuedKey, create_client, deactivate_client, rotate_key
-from service.db import create_db_engine, create_session_factory, transaction
+from service.db import create_db_engine, machine_session_factory, transaction
 from service.errors import TianxunError
 from service.settings import Settings
 
@@ -31,7 +31,7 @@ def register(app: typer.Typer) -> None:
 
 def _factory():  # type: ignore[no-untyped-def]
     settings = Settings()
-    return create_session_factory(
+    return machine_session_factory(
         create_db_engine(settings.database_url, busy_timeout_ms=settings.sqlite_busy_timeout_ms)
     )
 

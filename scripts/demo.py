@@ -30,7 +30,7 @@ from models.scene import IngestJob, JobStatus
 from scripts.layers import run_in_transaction
 from scripts.load_world import load_world
 from service.clients import create_client, get_client, rotate_key
-from service.db import alembic_config, create_db_engine, create_session_factory
+from service.db import alembic_config, create_db_engine, machine_session_factory
 from service.settings import Settings
 from simulator import WorldParams, generate_world
 from simulator.products import uploads
@@ -155,7 +155,7 @@ def _ingest(world: Path, products: Path, *, url: str, key: str) -> None:
 
 def _wait_analysed(settings: Settings, timeout: float = 1800.0) -> None:
     engine = create_db_engine(settings.database_url)
-    factory = create_session_factory(engine)
+    factory = machine_session_factory(engine)
     busy = select(func.count()).where(IngestJob.status.in_([JobStatus.queued, JobStatus.running]))
     deadline = time.monotonic() + timeout
     try:
@@ -175,7 +175,7 @@ def _wait_analysed(settings: Settings, timeout: float = 1800.0) -> None:
 def _count_cases(settings: Settings) -> int:
     engine = create_db_engine(settings.database_url)
     try:
-        with create_session_factory(engine)() as session:
+        with machine_session_factory(engine)() as session:
             return session.scalar(select(func.count()).select_from(Case)) or 0
     finally:
         engine.dispose()

@@ -9,7 +9,7 @@ from typing import Annotated
 import typer
 from sqlalchemy.orm import Session, sessionmaker
 
-from service.db import create_db_engine, create_session_factory, transaction
+from service.db import create_db_engine, machine_session_factory, transaction
 from service.errors import TianxunError
 from service.ingest.scenes import IngestResult, ingest_snapshot, ingest_tile
 from service.ingest.store import JPEG, TIFF, stage_file
@@ -40,7 +40,7 @@ def ingest(
         raise typer.BadParameter("give --camera and --preset together (snapshots), or neither")
     settings = Settings()
     engine = create_db_engine(settings.database_url)
-    factory = create_session_factory(engine)
+    factory = machine_session_factory(engine)
     refused = 0
     try:
         for path in paths:

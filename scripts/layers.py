@@ -12,7 +12,7 @@ from sqlalchemy.orm import Session
 
 from models.jurisdiction import JurisdictionLevel
 from models.layer import LayerKind
-from service.db import create_db_engine, create_session_factory, migration_state, transaction
+from service.db import create_db_engine, machine_session_factory, migration_state, transaction
 from service.errors import TianxunError
 from service.jurisdictions.importer import DEFAULT_PARENT_FIELD, import_jurisdictions
 from service.layers.importer import import_layer
@@ -110,7 +110,7 @@ def run_in_transaction(settings: Settings, work: Callable[[Session], T]) -> T:
             _fail(
                 f"the database is at revision {current}, not {head}; run `tianxun db upgrade` first"
             )
-        with transaction(create_session_factory(engine)) as session:
+        with transaction(machine_session_factory(engine)) as session:
             return work(session)
     except TianxunError as error:
         _fail(str(error))

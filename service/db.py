@@ -14,6 +14,8 @@ from sqlalchemy import Engine, create_engine, event
 from sqlalchemy.engine import make_url
 from sqlalchemy.orm import Session, sessionmaker
 
+from service import rls
+
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 ALEMBIC_INI = PROJECT_ROOT / "alembic.ini"
 
@@ -52,8 +54,21 @@ def _create_sqlite_engine(url: str, *, busy_timeout_ms: int, echo: bool) -> Engi
     return engine
 
 
-def create_session_factory(engine: Engine) -> sessionmaker[Session]:
-    return sessionmaker(engine, expire_on_commit=False)
+def create_session_factory(engine: Engine, *, scope: str = rls.NOTHING) -> sessionmaker[Session]:
+    """Sessions whose every transaction starts in the row-level security `scope`.
+
+    The default shows no jurisdiction-scoped rows on PostgreSQL until a request sets its
+    caller's scope (`rls.apply_scope`); jobs that act for nobody in particular (workers,
+    delivery, commands) ask for `rls.EVERYTHING`, see `machine_session_factory`.
+    """
+    factory = sessionmaker(engine, expire_on_commit=False, info={rls.SETTING: scope})
+    event.listen(factory, "after_begin", rls.set_scope_on_begin)
+    return factory
+
+
+def machine_session_factory(engine: Engine) -> sessionmaker[Session]:
+    """Sessions that see every jurisdiction's rows: for jobs that act for no caller."""
+    return create_session_factory(engine, scope=rls.EVERYTHING)
 
 
 @contextmanager

@@ -10,6 +10,7 @@ from fastapi import FastAPI
 from service import health, metrics
 from service.alerts import router as alerts
 from service.cameras import router as cameras
+from service.cases import evidence_router as evidence
 from service.cases import router as cases
 from service.db import create_db_engine, create_session_factory
 from service.errors import register_error_handlers
@@ -50,5 +51,6 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(alerts.router)  # before cases: /v1/cases/{id}.cap
     app.include_router(cases.router)
     app.include_router(metrics.router)
+    app.include_router(evidence.router)
     app.include_router(web.router)
     return app

@@ -20,7 +20,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from models.base import utcnow
 from models.scene import IngestJob, JobStatus, Scene, SceneStatus
-from service.db import SQLITE_IMMEDIATE, create_session_factory
+from service.db import SQLITE_IMMEDIATE, machine_session_factory
 
 
 @dataclass(frozen=True)
@@ -45,8 +45,10 @@ class QueueStats:
 
 
 def claim_session_factory(engine: Engine) -> sessionmaker[Session]:
-    """Sessions whose transactions take SQLite's write lock at BEGIN, as a claim must."""
-    return create_session_factory(engine.execution_options(**SQLITE_IMMEDIATE))
+    """Sessions whose transactions take SQLite's write lock at BEGIN, as a claim must.
+
+    They see every jurisdiction's rows: on SQLite whole jobs run in them."""
+    return machine_session_factory(engine.execution_options(**SQLITE_IMMEDIATE))
 
 
 def enqueue(

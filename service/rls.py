@@ -5,17 +5,28 @@ the second wall: with `FORCE ROW LEVEL SECURITY`, a row is visible only when its
 is listed in the transaction's `app.jurisdictions` setting (or the setting is `*`). A session
 that sets nothing sees nothing. Superusers and roles with BYPASSRLS ignore policies, so the
 service must connect as an ordinary role for this to hold.
+
+The scope travels with the session (`session.info`), not with a connection: every transaction
+the session begins sets it again (`set_scope_on_begin`, installed by
+`service.db.create_session_factory`), so a commit in the middle of a job cannot drop it and a
+pooled connection never carries one caller's scope into another's. Requests scope their
+session to the caller (`apply_scope`); workers, feeds and commands use a factory made with
+`EVERYTHING`; anything else gets `NOTHING`.
 """
 
 from __future__ import annotations
 
-from sqlalchemy import text
-from sqlalchemy.orm import Session
+from typing import TYPE_CHECKING
 
-from service.auth import Principal
+from sqlalchemy import Connection, text
+from sqlalchemy.orm import Session, SessionTransaction
+
+if TYPE_CHECKING:
+    from service.auth import Principal
 
 SETTING = "app.jurisdictions"
-EVERYTHING = "*"
+EVERYTHING = "*"  # machine jobs and administrators
+NOTHING = ""  # the default: a forgotten scope shows no rows
 # Tables carrying `jurisdiction_id` directly, and tables that reach it through their case.
 DIRECT_TABLES = ("case", "alert_event")
 THROUGH_CASE_TABLES = ("case_event", "evidence")
@@ -61,22 +72,45 @@ def _enable(table: str, visible: str) -> list[str]:
     ]
 
 
-def scope_value(principal: Principal | None) -> str:
-    """The setting for a caller: `*` for administrators and machine jobs (None), else ids."""
-    if principal is None or principal.sees_everything:
+def scope_value(principal: Principal) -> str:
+    """The setting for a caller: `*` for administrators, else their jurisdiction ids."""
+    if principal.sees_everything:
         return EVERYTHING
     return ",".join(str(i) for i in sorted(principal.jurisdiction_ids))
 
 
-def apply_scope(session: Session, principal: Principal | None) -> None:
-    """`SET LOCAL app.jurisdictions` for the session's transaction; nothing on SQLite.
+def apply_scope(session: Session, principal: Principal) -> None:
+    """Let `session` see what `principal` may see, from now until the session closes."""
+    set_scope(session, scope_value(principal))
 
-    `set_config(..., true)` is SET LOCAL with a bound parameter: the value ends with the
-    transaction, so a pooled connection never carries one caller's scope into another's.
+
+def apply_machine_scope(session: Session) -> None:
+    """Let `session` see every row: for jobs that act for no caller (feeds, delivery)."""
+    set_scope(session, EVERYTHING)
+
+
+def set_scope(session: Session, value: str) -> None:
+    """Attach `value` to the session; applied now if a transaction is open, and at each begin.
+
+    Nothing runs on SQLite, which has no row-level security.
     """
-    if session.get_bind().dialect.name != "postgresql":
-        return
-    session.execute(
-        text("SELECT set_config(:name, :value, true)"),
-        {"name": SETTING, "value": scope_value(principal)},
+    session.info[SETTING] = value
+    if session.in_transaction() and session.get_bind().dialect.name == "postgresql":
+        # An open transaction does not begin again, so it takes the new value here.
+        _set_config(session.connection(), value)
+
+
+def set_scope_on_begin(
+    session: Session, _transaction: SessionTransaction, connection: Connection
+) -> None:
+    """`after_begin` listener: the session's scope (NOTHING if none) for its new transaction."""
+    if connection.dialect.name == "postgresql":
+        _set_config(connection, session.info.get(SETTING, NOTHING))
+
+
+def _set_config(connection: Connection, value: str) -> None:
+    # set_config(..., true) is SET LOCAL with a bound parameter: the value ends with the
+    # transaction.
+    connection.execute(
+        text("SELECT set_config(:name, :value, true)"), {"name": SETTING, "value": value}
     )

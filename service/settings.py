@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 from pathlib import Path
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -73,6 +74,11 @@ class Settings(BaseSettings):
     # Networks a webhook may target although private or loopback (CIDR, e.g. "10.20.0.0/16").
     webhook_allowed_networks: list[str] = []
     cap_sender: str = "alerts@tianxun.invalid"
+    # Field evidence photos: limits like snapshots' (phones deliver up to ~50 MP); a photo's
+    # EXIF time without a UTC offset is read in this time zone (IANA name).
+    max_evidence_bytes: int = 25 * 2**20
+    max_evidence_pixels: int = 52_000_000
+    evidence_timezone: str = "Asia/Shanghai"
 
     @field_validator("area_crs")
     @classmethod
@@ -80,6 +86,15 @@ class Settings(BaseSettings):
         # pyproj accepts URLs and arbitrary strings; only a plain EPSG code is taken.
         if not re.fullmatch(r"EPSG:\d{4,6}", value):
             raise ValueError("area_crs must look like 'EPSG:4549'")
+        return value
+
+    @field_validator("evidence_timezone")
+    @classmethod
+    def _known_timezone(cls, value: str) -> str:
+        try:
+            ZoneInfo(value)
+        except (ZoneInfoNotFoundError, ValueError) as error:
+            raise ValueError(f"evidence_timezone {value!r} is not an IANA time zone") from error
         return value
 
 

@@ -30,7 +30,7 @@ from sqlalchemy import Engine
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
 
-from service.db import create_db_engine, create_session_factory, transaction
+from service.db import create_db_engine, machine_session_factory, transaction
 from service.logging import configure_logging
 from service.metrics import JOB_FAILURES, JOB_SECONDS, JOBS_DEAD
 from service.queue import ClaimedJob, claim, claim_session_factory, complete, fail, heartbeat
@@ -69,7 +69,7 @@ class Worker:
         self.engine = engine or create_db_engine(
             settings.database_url, busy_timeout_ms=settings.sqlite_busy_timeout_ms
         )
-        self.sessions = create_session_factory(self.engine)
+        self.sessions = machine_session_factory(self.engine)  # jobs act for no one caller
         # Claims, and on SQLite whole jobs, take the write lock at BEGIN.
         self.claims = claim_session_factory(self.engine)
         self.job_sessions: sessionmaker[Session] = (

@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 import uuid
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -133,3 +134,30 @@ def shared_cd() -> Path:
     if not SHARED_CD.is_dir():
         pytest.skip(f"{SHARED_CD} is absent")
     return SHARED_CD
+
+
+@contextmanager
+def ordinary_role(owner_url: str) -> Iterator[str]:
+    """The URL of a new login role that row-level security applies to, as in production.
+
+    Not a superuser, no BYPASSRLS, owns nothing: it may read and write the tables the
+    migrations made (as `owner_url`'s role), nothing more. Dropped, with its grants, at the end.
+    """
+    owner = make_url(owner_url)
+    name = f"tianxun_app_{uuid.uuid4().hex[:8]}"
+    admin = create_engine(owner, isolation_level="AUTOCOMMIT")
+    with admin.connect() as connection:
+        for statement in (
+            f"CREATE ROLE {name} LOGIN NOSUPERUSER NOBYPASSRLS NOCREATEDB NOCREATEROLE",
+            f"GRANT USAGE ON SCHEMA public TO {name}",
+            f"GRANT SELECT, INSERT, UPDATE, DELETE ON ALL TABLES IN SCHEMA public TO {name}",
+            f"GRANT USAGE, SELECT ON ALL SEQUENCES IN SCHEMA public TO {name}",
+        ):
+            connection.execute(text(statement))
+    try:
+        yield owner.set(username=name, password=None).render_as_string(hide_password=False)
+    finally:
+        with admin.connect() as connection:
+            connection.execute(text(f"DROP OWNED BY {name}"))  # its grants in this database
+            connection.execute(text(f"DROP ROLE {name}"))
+        admin.dispose()

@@ -41,10 +41,9 @@ from service.alerts.feed import (
 from service.alerts.ssrf import UnsafeTargetError, check_target, parse_networks
 from service.alerts.webhooks import RetryPolicy, delivery_body, message_id, signed_headers
 from service.auth import principal_for
-from service.db import create_db_engine, create_session_factory, transaction
+from service.db import create_db_engine, machine_session_factory, transaction
 from service.errors import InvalidInputError
 from service.queue import claim_session_factory
-from service.rls import apply_scope
 from service.settings import Settings
 
 log = structlog.get_logger("tianxun.webhooks")
@@ -90,7 +89,7 @@ class WebhookDeliverer:
         self.engine = engine or create_db_engine(
             settings.database_url, busy_timeout_ms=settings.sqlite_busy_timeout_ms
         )
-        self.sessions = create_session_factory(self.engine)
+        self.sessions = machine_session_factory(self.engine)  # delivers every subscriber's events
         self.claims = claim_session_factory(self.engine)
         self.http = http or httpx.Client(
             timeout=settings.webhook_timeout_seconds, follow_redirects=False
@@ -132,7 +131,6 @@ class WebhookDeliverer:
     def fan_out(self) -> int:
         """Queue events up to the outbox horizon for every active subscription."""
         with transaction(self.claims) as session:
-            apply_scope(session, None)
             horizon = self._horizon(session).advance(session=session)
             statement = select(WebhookSubscription).where(
                 WebhookSubscription.active, WebhookSubscription.last_event_id < horizon
@@ -166,7 +164,6 @@ class WebhookDeliverer:
             seconds=self.settings.webhook_timeout_seconds * BATCH + LEASE_MARGIN_SECONDS
         )
         with transaction(self.claims) as session:
-            apply_scope(session, None)
             batches = []
             for subscription, head_event_id in session.execute(self._due_heads(now, session)):
                 batch = session.scalars(

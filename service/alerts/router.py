@@ -25,7 +25,7 @@ from service.alerts.stream import OutboxReader, alert_events, parse_last_event_i
 from service.auth import CaseReader
 from service.db import SQLITE_IMMEDIATE
 from service.deps import SessionDep, SettingsDep
-from service.rls import apply_scope
+from service.rls import apply_machine_scope, apply_scope
 
 router = APIRouter(tags=["alerts"])
 Id = Annotated[int, Path(ge=1, le=2**63 - 1)]
@@ -43,7 +43,7 @@ def write_session(request: Request, principal: CaseReader) -> Iterator[Session]:
     """A transaction that takes SQLite's write lock up front (the delivery loop writes too)."""
     with request.app.state.session_factory() as session, session.begin():
         session.connection(execution_options=SQLITE_IMMEDIATE)
-        apply_scope(session, None)  # webhook tables are scoped by owner, not jurisdiction
+        apply_machine_scope(session)  # webhook tables are scoped by owner, not jurisdiction
         yield session
 
 

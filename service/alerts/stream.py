@@ -20,7 +20,7 @@ from service.alerts.schemas import AlertEventRead
 from service.auth import Principal
 from service.db import transaction
 from service.errors import InvalidInputError
-from service.rls import apply_scope
+from service.rls import apply_machine_scope, apply_scope
 
 BATCH = 500
 RECONNECT_MILLISECONDS = 2_000
@@ -62,7 +62,7 @@ class OutboxReader:
         if cursor is None:
             # A new subscriber starts with what happens next, not with the history.
             with transaction(sessions) as session:
-                apply_scope(session, None)
+                apply_machine_scope(session)  # only the newest id is read
                 cursor = latest_event_id(session=session)
         horizon = OutboxHorizon(settled=cursor, max_gap_wait_seconds=max_gap_wait_seconds)
         return cls(sessions, principal, resolved, horizon, cursor)
@@ -70,7 +70,7 @@ class OutboxReader:
     def poll(self, *, limit: int = BATCH) -> list[AlertEventRead]:
         """The next visible events after the cursor, at most `limit`, in id order."""
         with transaction(self.sessions) as session:
-            apply_scope(session, None)  # only ids are read to find the horizon
+            apply_machine_scope(session)  # only ids are read to find the horizon
             upto = self.horizon.advance(session=session)
         if upto <= self.cursor:
             return []

@@ -190,8 +190,12 @@ def attach_evidence(
     lon: float | None = None,
     lat: float | None = None,
     note: str | None = None,
+    request_id: str | None = None,
+    details: dict[str, Any] | None = None,
 ) -> Evidence:
-    """Attach stored evidence (before/after chips, photos) to `case`; the same file once only."""
+    """Attach stored evidence (before/after chips, photos) to `case`; the same file once only.
+
+    `details` go into the event's payload next to the kind and the file's hash."""
     existing = session.scalars(
         select(Evidence).where(
             Evidence.case_id == case.id, Evidence.kind == kind, Evidence.sha256 == sha256
@@ -221,6 +225,7 @@ def attach_evidence(
         action="evidence_attached",
         actor=uploaded_by,
         role=role,
-        payload={"kind": str(kind), "sha256": sha256},
+        payload={**(details or {}), "kind": str(kind), "sha256": sha256},
+        request_id=request_id,
     )
     return evidence

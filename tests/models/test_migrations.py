@@ -70,3 +70,39 @@ def test_check_notices_a_model_the_migrations_lack(db_url: str) -> None:
             command.check(_config(db_url))
     finally:
         Base.metadata.remove(extra)
+
+
+def test_row_level_security_is_forced_by_its_migration_and_undone_by_its_downgrade(
+    db_url: str,
+) -> None:
+    from sqlalchemy import text
+
+    from service.rls import DIRECT_TABLES, THROUGH_CASE_TABLES
+
+    if not db_url.startswith("postgresql"):
+        pytest.skip("row-level security is a PostgreSQL feature; 0003 does nothing on SQLite")
+    tables = [*DIRECT_TABLES, *THROUGH_CASE_TABLES]
+    query = text(
+        "SELECT c.relname, c.relrowsecurity AND c.relforcerowsecurity, count(p.polname) "
+        "FROM pg_class c LEFT JOIN pg_policy p ON p.polrelid = c.oid "
+        "WHERE c.relname = ANY(:tables) AND c.relkind = 'r' GROUP BY c.relname, c.relrowsecurity, "
+        "c.relforcerowsecurity"
+    )
+
+    def state() -> dict[str, tuple[bool, int]]:
+        engine = create_engine(db_url)
+        try:
+            with engine.connect() as connection:
+                rows = connection.execute(query, {"tables": tables})
+                return {name: (forced, policies) for name, forced, policies in rows}
+        finally:
+            engine.dispose()
+
+    config = _config(db_url)
+    assert state() == {t: (True, 1) for t in tables}
+    command.downgrade(config, "0002")
+    try:
+        assert state() == {t: (False, 0) for t in tables}
+    finally:
+        command.upgrade(config, "head")
+    assert state() == {t: (True, 1) for t in tables}

@@ -5,6 +5,9 @@ City ─┬─ district A ── township A1      case "in" lies in A1
 
 The monitor and the analyst hold district A (so A1 through it), inspector_a holds A1,
 inspector_b holds district B, the admin holds nothing and sees everything.
+
+On PostgreSQL the service connects as an ordinary role, as in production, so row-level
+security applies to every request; the world is set up through a session that sees everything.
 """
 
 from __future__ import annotations
@@ -14,6 +17,7 @@ import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from functools import cached_property
 from pathlib import Path
 
 import pytest
@@ -23,16 +27,24 @@ from shapely.geometry.base import BaseGeometry
 from sqlalchemy import delete, select
 from sqlalchemy.orm import Session, sessionmaker
 
-from models import AlertEvent, ApiClient, Case, CaseEvent, ClientJurisdiction, Jurisdiction
+from models import (
+    AlertEvent,
+    ApiClient,
+    Case,
+    CaseEvent,
+    ClientJurisdiction,
+    Evidence,
+    Jurisdiction,
+)
 from models.case import CaseStatus
 from models.client import Role
 from models.jurisdiction import JurisdictionLevel
 from service.cases.events import append_event
 from service.clients import create_client
-from service.db import transaction
+from service.db import machine_session_factory, transaction
 from service.main import create_app
 from service.settings import Settings
-from tests.conftest import migrate
+from tests.conftest import migrate, ordinary_role
 
 AREAS = {
     "city": (JurisdictionLevel.city, None, box(120.0, 30.0, 120.4, 30.4)),
@@ -66,9 +78,10 @@ class World:
     ids: dict[str, int]
     case_ids: list[int] = field(default_factory=list)
 
-    @property
+    @cached_property
     def factory(self) -> sessionmaker[Session]:
-        return self.http.app.state.session_factory  # type: ignore[attr-defined,no-any-return]
+        """Sessions that see every jurisdiction, to set up and inspect the world."""
+        return machine_session_factory(self.http.app.state.engine)  # type: ignore[attr-defined]
 
     def auth(self, who: str) -> dict[str, str]:
         return {"Authorization": f"Bearer {self.keys[who]}"}
@@ -107,14 +120,18 @@ def add_case(session: Session, jurisdiction_id: int | None, place: str, **fields
 
 
 @pytest.fixture(scope="module", params=["sqlite", "postgresql"])
-def api_url(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> str:
-    """A migrated database for one test module: a fresh SQLite file, or the PostgreSQL one."""
+def api_url(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[str]:
+    """A migrated database for one test module: a fresh SQLite file, or the PostgreSQL one
+    reached through an ordinary role that row-level security applies to."""
     if request.param == "postgresql":
-        url: str = request.getfixturevalue("postgresql_url")
-        return url
+        with ordinary_role(request.getfixturevalue("postgresql_url")) as url:
+            yield url
+        return
     url = f"sqlite:///{tmp_path_factory.mktemp('api') / 'cases.db'}"
     migrate(url)
-    return url
+    yield url
 
 
 def make_settings(url: str, data_dir: Path) -> Settings:
@@ -125,7 +142,7 @@ def make_settings(url: str, data_dir: Path) -> Settings:
 def world(api_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
     settings = make_settings(api_url, tmp_path_factory.mktemp("data"))
     with TestClient(create_app(settings)) as http:
-        factory = http.app.state.session_factory  # type: ignore[attr-defined]
+        factory = machine_session_factory(http.app.state.engine)  # type: ignore[attr-defined]
         with transaction(factory) as session:
             ids, codes = _add_areas(session)
             keys, names = _add_clients(session, codes)
@@ -170,6 +187,7 @@ def _clean_up(factory: sessionmaker[Session], state: World) -> None:
         cases = state.case_ids
         session.execute(delete(AlertEvent).where(AlertEvent.case_id.in_(cases)))
         session.execute(delete(CaseEvent).where(CaseEvent.case_id.in_(cases)))
+        session.execute(delete(Evidence).where(Evidence.case_id.in_(cases)))
         session.execute(delete(Case).where(Case.id.in_(cases)))
         clients = select(ApiClient.id).where(ApiClient.name.in_(list(state.names.values())))
         client_ids = list(session.scalars(clients))

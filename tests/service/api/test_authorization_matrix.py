@@ -14,6 +14,7 @@ import pytest
 from httpx import Response
 
 from tests.service.api.conftest import World
+from tests.service.cases.photo_files import field_photo
 
 ROLES = ["admin", "monitor", "inspector_a", "inspector_b", "analyst", "ingest", None]
 BOTH = "120.0,30.0,120.4,30.4"  # a bbox holding both cases
@@ -76,6 +77,38 @@ def test_one_case_by_id(
     assert response.status_code == expected_by_id(who, place, allowed, writes=writes), response.text
     if response.status_code == 404:
         assert "not found among the cases you can see" in response.json()["detail"]
+
+
+@pytest.fixture(scope="module")
+def photo_urls(world: World) -> dict[str, str]:
+    """One field photo on each of the two cases, attached by the admin: where each is served."""
+    urls = {}
+    for seed, place in enumerate(("in", "out")):
+        response = call(
+            world, "admin", "POST", f"/v1/cases/{case_id(world, place)}/evidence",
+            content=field_photo(seed=seed), headers={"Content-Type": "image/jpeg"},
+        )  # fmt: skip
+        assert response.status_code == 201, response.text
+        urls[place] = response.headers["location"]
+    return urls
+
+
+@pytest.mark.parametrize("who", ROLES)
+@pytest.mark.parametrize("place", ["in", "out"])
+def test_evidence_upload_and_download(
+    world: World, photo_urls: dict[str, str], who: str | None, place: str
+) -> None:
+    photo = field_photo(seed=100 + 2 * ROLES.index(who) + (place == "out"))
+    uploaded = call(
+        world, who, "POST", f"/v1/cases/{case_id(world, place)}/evidence",
+        content=photo, headers={"Content-Type": "image/jpeg"},
+    )  # fmt: skip
+    assert uploaded.status_code == expected_by_id(who, place, 201, writes=True), uploaded.text
+    served = call(world, who, "GET", photo_urls[place])
+    assert served.status_code == expected_by_id(who, place, 200), served.text
+    for response in (uploaded, served):
+        if response.status_code == 404:
+            assert "not found among the cases you can see" in response.json()["detail"]
 
 
 def _seen_ids(response: Response, kind: str) -> set[int]:
