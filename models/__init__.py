@@ -1,6 +1,7 @@
 """The one-map database: SQLAlchemy 2 tables only (no queries, no HTTP)."""
 
 from models.alert import AlertEvent, WebhookDelivery, WebhookSubscription
+from models.backfill import BackfillRun, BackfillUnit
 from models.base import Base
 from models.camera import Camera, CameraPreset
 from models.case import Case, CaseEvent, Evidence
@@ -13,6 +14,8 @@ from models.scene import IngestJob, Scene
 __all__ = [
     "AlertEvent",
     "ApiClient",
+    "BackfillRun",
+    "BackfillUnit",
     "Base",
     "Camera",
     "CameraPreset",

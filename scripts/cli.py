@@ -5,6 +5,7 @@ from __future__ import annotations
 import typer
 from alembic import command
 
+from scripts.backfill import register as register_backfill
 from scripts.camera_detect import register as register_camera_detect
 from scripts.camera_eval import register as register_camera_eval
 from scripts.clients import register as register_clients
@@ -71,6 +72,7 @@ register_detect(app)
 register_webhooks(app)
 register_world(app)
 register_demo(app)
+register_backfill(app)
 
 
 if __name__ == "__main__":

@@ -10,6 +10,11 @@ from sqlalchemy.orm import Session
 
 from models import AlertEvent, Case, Detection, LayerHit
 
+#: A `Session.info` key: a batch that sets it decides whether the alerts it causes are backfill
+#: (hidden from the live feeds) or live, whatever their case's origin. A backfill that extends a
+#: live case must not page anyone; a backfill run with `--alert` must.
+ALERT_BACKFILL = "tianxun.alert_backfill"
+
 
 class AlertType(StrEnum):
     case_created = "case_created"
@@ -40,7 +45,7 @@ def record_alert(
         case_id=case.id,
         jurisdiction_id=case.jurisdiction_id,
         priority=case.priority,
-        backfill=case.backfill,
+        backfill=bool(session.info.get(ALERT_BACKFILL, case.backfill)),
         payload=_case_summary(case)
         | {"layers": _layer_kinds(case, session=session), "reason": reason}
         | (details or {}),

@@ -26,6 +26,7 @@ from sqlalchemy.orm import Session
 from models.case import Case, EvidenceKind
 from models.detection import ChangeType, Detection, DetectionSource
 from models.scene import Scene
+from service.analysis.pair import PairChange
 from service.cases.events import attach_evidence
 from service.cases.workflow import open_or_update_case
 from service.ingest.store import MediaKind, ObjectWriter, StoredObject, commit_object
@@ -69,6 +70,7 @@ class DetectorRun:
     detector_version: str
     parameters: dict[str, Any] = field(default_factory=dict)
     reference_scene_id: int | None = None
+    backfill: bool = False  # found by a batch backfill over past imagery, not live ingest
 
 
 def parameters_json(params: Any) -> dict[str, Any]:
@@ -103,6 +105,32 @@ CAMERA_TYPES = {
     "machinery_or_object": ChangeType.machinery,
     "land_change": ChangeType.unknown,
 }
+
+
+def found_changes(changes: Sequence[PairChange], data_dir: Path) -> list[FoundChange]:
+    """A comparison's changes ready to store, their chips written as PNGs under `data_dir`."""
+    stored: dict[int, tuple[StoredObject, StoredObject]] = {}
+    found = []
+    for change in changes:
+        chips = None
+        if change.chips is not None:
+            # The parts of one object share one chip pair: store it once.
+            key = id(change.chips)
+            if key not in stored:
+                before, after = (store_png(chip, data_dir) for chip in change.chips)
+                stored[key] = (before, after)
+            chips = stored[key]
+        found.append(
+            FoundChange(
+                geom=change.geom,
+                change_type=change_type_of(change.label),
+                benign=change.benign,
+                confidence=change.confidence,
+                area_m2=change.area_m2,
+                chips=chips,
+            )
+        )
+    return found
 
 
 def polygons_of(geom: BaseGeometry) -> list[Polygon]:
@@ -155,6 +183,7 @@ def _get_or_add(
         observed_at=scene.acquired_at,
         onset_at=change.onset_at,
         geom=change.geom,
+        backfill=run.backfill,
     )
     try:
         with session.begin_nested():

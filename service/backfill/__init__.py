@@ -1,0 +1,1 @@
+"""Batch backfills over past imagery: plan, compute on Dask, write as live ingest does, trace."""

@@ -1,0 +1,290 @@
+"""What Dask workers run: pure functions of file paths and outlines, results that pickle.
+
+Nothing here reads the database or the settings, so a worker on another machine needs only
+the package and read access to the imagery.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
+
+import numpy as np
+import shapely
+from rasterio.errors import RasterioError
+from rasterio.features import geometry_mask
+from rasterio.windows import Window, from_bounds
+from rasterio.windows import transform as window_transform
+from shapely.geometry.base import BaseGeometry
+
+from detection.errors import DetectionError
+from detection.io.raster import Raster
+from detection.raster_pair import detect_changes
+from detection.rs_params import RasterDetectorParams
+from service.analysis.pair import (
+    Chip,
+    PairComparison,
+    compare_files,
+    read_tile,
+    stretched,
+    transformer,
+    true_colour,
+)
+
+TRACE_MARGIN_PX = 32  # context around an outline: the detector's statistics need some
+TRACE_MIN_SIDE_PX = 96
+MIN_OBSERVED_FRACTION = 0.5  # of the outline's pixels clear, for a date to count as a look
+DIFFERS_FRACTION = 0.5  # of the outline changed against the violation's look: not there yet
+SAME_FRACTION = 0.2  # at most this changed: the violation already stands
+
+
+@dataclass(frozen=True)
+class UnitTask:
+    """One tile × date pair to compare, with the farmland valid on the later date."""
+
+    unit_id: int
+    before_path: str
+    after_path: str
+    parcels_lonlat: tuple[BaseGeometry, ...]
+    farmland: tuple[tuple[int, BaseGeometry], ...]
+    params: RasterDetectorParams
+
+
+@dataclass(frozen=True)
+class UnitResult:
+    unit_id: int
+    comparison: PairComparison | None
+    failure: str | None
+    seconds: float
+
+
+def compare_unit(task: UnitTask) -> UnitResult:
+    """Run the detector on one pair; a pair that cannot be compared gives its reason."""
+    started = time.perf_counter()
+    try:
+        comparison = compare_files(
+            task.before_path,
+            task.after_path,
+            parcels_lonlat=task.parcels_lonlat,
+            farmland=task.farmland,
+            params=task.params,
+        )
+    except (DetectionError, RasterioError, ValueError) as error:
+        return UnitResult(task.unit_id, None, str(error), time.perf_counter() - started)
+    return UnitResult(task.unit_id, comparison, None, time.perf_counter() - started)
+
+
+@dataclass(frozen=True)
+class DatedScene:
+    scene_id: int
+    acquired_at: datetime
+    path: str
+
+
+@dataclass(frozen=True)
+class TraceTask:
+    """Trace one case: its outline (lon/lat) over the dates of the scenes under it.
+
+    `reference_at` is when the violation was first seen; `rectifying_since`, when set, asks
+    whether imagery after that time shows the place returned to farmland.
+    """
+
+    case_id: int
+    outline: BaseGeometry
+    reference_at: datetime
+    rectifying_since: datetime | None = None
+
+
+@dataclass(frozen=True)
+class DateLook:
+    scene_id: int
+    acquired_at: datetime
+    state: str  # "differs" (not there yet / gone), "same" (standing), "unclear", "unobserved"
+    changed_fraction: float | None
+
+
+@dataclass(frozen=True)
+class TraceResult:
+    """The onset bracket of one case and, when asked, what later imagery shows."""
+
+    case_id: int
+    looks: tuple[DateLook, ...]
+    onset_after: DateLook | None  # last date the place was clearly unchanged
+    onset_before: DateLook | None  # first date the change is visible
+    onset_chips: tuple[Chip, Chip] | None
+    rectification: str | None = None  # "observed", "still_present" or "not_observed"
+    rectification_look: DateLook | None = None
+    rectification_chips: tuple[Chip, Chip] | None = None
+
+
+@dataclass(frozen=True)
+class _Crop:
+    raster: Raster
+    inside: np.ndarray  # the outline's pixels in the crop
+    observed: bool
+
+
+def trace_cases(dates: Sequence[DatedScene], tasks: Sequence[TraceTask]) -> list[TraceResult]:
+    """Trace every case of `tasks` over `dates` (each file is read once for all of them)."""
+    ordered = sorted(dates, key=lambda d: (d.acquired_at, d.scene_id))
+    crops: dict[int, list[_Crop | None]] = {task.case_id: [] for task in tasks}
+    for dated in ordered:
+        try:
+            raster = read_tile(dated.path)
+        except (DetectionError, RasterioError):
+            raster = None  # a date that cannot be read is a date without a look
+        for task in tasks:
+            crops[task.case_id].append(_crop(raster, task.outline) if raster else None)
+    return [_trace_one(task, ordered, crops[task.case_id]) for task in tasks]
+
+
+def _trace_one(task: TraceTask, dates: list[DatedScene], crops: list[_Crop | None]) -> TraceResult:
+    reference = _reference_index(task, dates, crops)
+    if reference is None:
+        looks = tuple(_look(d, "unobserved", None) for d in dates)
+        return TraceResult(task.case_id, looks, None, None, None)
+    ref_crop = crops[reference]
+    assert ref_crop is not None
+    looks = tuple(
+        _look(d, "same", 0.0) if i == reference else _compare_look(d, crop, ref_crop)
+        for i, (d, crop) in enumerate(zip(dates, crops, strict=True))
+    )
+    after, before = _onset(looks, reference)
+    chips = _chips(crops, after, before)
+    result = TraceResult(task.case_id, looks, _at(looks, after), _at(looks, before), chips)
+    if task.rectifying_since is None:
+        return result
+    return _with_rectification(result, task.rectifying_since, crops, reference)
+
+
+def _reference_index(
+    task: TraceTask, dates: list[DatedScene], crops: list[_Crop | None]
+) -> int | None:
+    """The first clear look at or after the first sighting: what the violation looks like."""
+    for index, (dated, crop) in enumerate(zip(dates, crops, strict=True)):
+        if dated.acquired_at >= task.reference_at and crop is not None and crop.observed:
+            return index
+    return None
+
+
+def _onset(looks: tuple[DateLook, ...], reference: int) -> tuple[int | None, int]:
+    """Walk back from the reference: the last "differs" date, and the earliest "same" after it."""
+    first_same = reference
+    for index in range(reference - 1, -1, -1):
+        state = looks[index].state
+        if state == "differs":
+            return index, first_same
+        if state == "same":
+            first_same = index
+    return None, first_same
+
+
+def _with_rectification(
+    result: TraceResult, since: datetime, crops: list[_Crop | None], reference: int
+) -> TraceResult:
+    later = [
+        i
+        for i, look in enumerate(result.looks)
+        if look.acquired_at > since and look.state in {"same", "differs"}
+    ]
+    if not later:
+        return dataclasses.replace(result, rectification="not_observed")
+    last = later[-1]
+    verdict = "observed" if result.looks[last].state == "differs" else "still_present"
+    chips = _chips(crops, reference, last)
+    return dataclasses.replace(
+        result,
+        rectification=verdict,
+        rectification_look=result.looks[last],
+        rectification_chips=chips,
+    )
+
+
+def _at(looks: tuple[DateLook, ...], index: int | None) -> DateLook | None:
+    return looks[index] if index is not None else None
+
+
+def _look(dated: DatedScene, state: str, fraction: float | None) -> DateLook:
+    return DateLook(dated.scene_id, dated.acquired_at, state, fraction)
+
+
+def _compare_look(dated: DatedScene, crop: _Crop | None, reference: _Crop) -> DateLook:
+    """Does the place on this date look like the violation (the reference) or not?"""
+    if crop is None or not crop.observed:
+        return _look(dated, "unobserved", None)
+    try:
+        result = detect_changes(
+            crop.raster.array,
+            reference.raster.array,
+            params=RasterDetectorParams(),
+            before_valid=~crop.raster.nodata,
+            after_valid=~reference.raster.nodata,
+            transform=crop.raster.transform,
+            crs=crop.raster.crs,
+            after_transform=reference.raster.transform,
+            after_crs=reference.raster.crs,
+            band_roles=crop.raster.band_roles,
+        )
+    except DetectionError:
+        return _look(dated, "unclear", None)
+    clear = crop.inside & ~crop.raster.nodata
+    fraction = float(result.mask[clear].mean()) if clear.any() else 0.0
+    if fraction >= DIFFERS_FRACTION:
+        return _look(dated, "differs", fraction)
+    if fraction <= SAME_FRACTION:
+        return _look(dated, "same", fraction)
+    return _look(dated, "unclear", fraction)
+
+
+def _crop(raster: Raster, outline: BaseGeometry) -> _Crop | None:
+    """The outline with some context, cut from `raster` (None when it lies outside)."""
+    if raster.crs is None or raster.transform is None:
+        return None
+    local = shapely.transform(
+        outline, transformer("EPSG:4326", raster.crs).transform, interleaved=False
+    )
+    rows, cols = raster.shape
+    window = from_bounds(*local.bounds, transform=raster.transform).round_offsets()
+    window = window.round_lengths()
+    grow_cols = max(TRACE_MARGIN_PX, (TRACE_MIN_SIDE_PX - int(window.width)) // 2 + 1)
+    grow_rows = max(TRACE_MARGIN_PX, (TRACE_MIN_SIDE_PX - int(window.height)) // 2 + 1)
+    window = Window(
+        window.col_off - grow_cols,
+        window.row_off - grow_rows,
+        window.width + 2 * grow_cols,
+        window.height + 2 * grow_rows,
+    ).intersection(Window(0, 0, cols, rows))
+    if window.width < TRACE_MIN_SIDE_PX // 2 or window.height < TRACE_MIN_SIDE_PX // 2:
+        return None
+    slices = window.toslices()
+    cut = Raster(
+        array=np.ascontiguousarray(raster.array[slices]),
+        nodata=raster.nodata[slices].copy(),
+        transform=window_transform(window, raster.transform),
+        crs=raster.crs,
+        band_roles=raster.band_roles,
+        source_dtype=raster.source_dtype,
+    )
+    inside = ~geometry_mask(
+        [local], out_shape=cut.shape, transform=cut.transform, all_touched=False
+    )
+    if not inside.any():
+        return None
+    observed = float((~cut.nodata[inside]).mean()) >= MIN_OBSERVED_FRACTION
+    return _Crop(cut, inside, observed)
+
+
+def _chips(
+    crops: list[_Crop | None], first: int | None, second: int | None
+) -> tuple[Chip, Chip] | None:
+    if first is None or second is None:
+        return None
+    a, b = crops[first], crops[second]
+    if a is None or b is None:
+        return None
+    whole = (slice(None), slice(None))
+    one, two = stretched([true_colour(a.raster, whole), true_colour(b.raster, whole)])
+    return one, two

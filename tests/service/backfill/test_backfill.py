@@ -1,0 +1,179 @@
+"""Backfills over a small simulated world: cases found and dated, resumable, idempotent."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+from datetime import date
+from pathlib import Path
+from typing import Any
+
+import pytest
+from shapely.geometry import shape
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session
+
+from models import AlertEvent, BackfillRun, BackfillUnit, Case, CaseEvent, Detection
+from models.backfill import BackfillUnitStatus
+from tests.conftest import migrate
+from tests.service.backfill.conftest import Loaded, World, request_for
+
+
+class StopAfter:
+    """Stops a run (as a kill would) once `units` work units are written."""
+
+    def __init__(self, units: int) -> None:
+        self.units = units
+        self.written = 0
+
+    def planned(self, units: int, pending: int, pending_pixels: int) -> None:
+        pass
+
+    def unit_written(self, pixels: int) -> None:
+        self.written += 1
+        if self.written >= self.units:
+            raise KeyboardInterrupt("stopped by the test")
+
+    def note(self, text: str) -> None:
+        pass
+
+
+def _counts(loaded: Loaded) -> dict[str, int]:
+    with Session(loaded.engine) as session:
+        return {
+            model.__name__: session.scalar(select(func.count()).select_from(model)) or 0
+            for model in (Detection, Case, CaseEvent, AlertEvent, BackfillRun, BackfillUnit)
+        }
+
+
+def _found_with_onset(world: World, loaded: Loaded) -> list[str]:
+    """Injected violations that a case covers, with its onset within one epoch of the truth."""
+    dates = [date.fromisoformat(epoch["date"]) for epoch in world.meta["epochs"]]
+    truth = json.loads((world.folder / "truth" / "violations.geojson").read_text())["features"]
+    with Session(loaded.engine) as session:
+        cases = list(session.scalars(select(Case)))
+    found = []
+    for feature in truth:
+        props = feature["properties"]
+        if props["in_approved"] or props["epoch"] < 1:
+            continue
+        outline = shape(feature["geometry"])
+        for case in cases:
+            if case.onset_before is None or not case.geom.intersects(outline):
+                continue
+            epoch = max(i for i, d in enumerate(dates) if d <= case.onset_before.date())
+            if abs(epoch - props["epoch"]) <= 1:
+                found.append(props["id"])
+                break
+    return found
+
+
+@pytest.mark.slow
+def test_backfill_writes_backfill_cases_dated_and_a_rerun_adds_nothing(
+    world: World, fresh_db_url: str, tmp_path: Path, client: Any
+) -> None:
+    loaded = Loaded(fresh_db_url, tmp_path / "data", world)
+    summary = loaded.backfill(request_for(world), client)
+
+    epochs = len(world.meta["epochs"])
+    assert summary["units_done"] == epochs - 1 and summary["units_failed"] == 0
+    assert summary["cases_new"] > 0
+    assert summary["problems"] == []
+    assert _found_with_onset(world, loaded), "no injected violation found with its onset"
+    with Session(loaded.engine) as session:
+        assert all(session.scalars(select(Detection.backfill)))
+        assert all(session.scalars(select(Case.backfill)))
+        # Backfill cases raise no live alerts: their outbox rows are marked for the feeds to skip.
+        assert session.scalars(select(AlertEvent.backfill)).all()
+        assert all(session.scalars(select(AlertEvent.backfill)))
+        traced = session.scalars(select(CaseEvent).where(CaseEvent.action == "onset_traced"))
+        assert traced.first() is not None
+        run = session.scalars(select(BackfillRun)).one()
+        assert run.detector_version and run.parameters and run.layer_versions
+        assert len(run.scene_ids) == epochs
+
+    before = _counts(loaded)
+    again = loaded.backfill(request_for(world), client)
+    assert _counts(loaded) == before
+    assert again["run_id"] == summary["run_id"] and again["units_done"] == epochs - 1
+    loaded.engine.dispose()
+
+
+@pytest.mark.slow
+def test_alert_flag_publishes_backfill_alerts_live(
+    world: World, tmp_path: Path, client: Any
+) -> None:
+    url = f"sqlite:///{tmp_path / 'alert.db'}"
+    migrate(url)
+    loaded = Loaded(url, tmp_path / "data", world)
+    loaded.backfill(request_for(world, alert=True), client)
+    with Session(loaded.engine) as session:
+        flags = session.scalars(select(AlertEvent.backfill)).all()
+    assert flags and not any(flags)
+    loaded.engine.dispose()
+
+
+@pytest.fixture(scope="module")
+def uninterrupted(world: World, tmp_path_factory: pytest.TempPathFactory, dask_cluster: Any):
+    from dask.distributed import Client
+
+    folder = tmp_path_factory.mktemp("uninterrupted")
+    url = f"sqlite:///{folder / 'whole.db'}"
+    migrate(url)
+    loaded = Loaded(url, folder / "data", world)
+    with Client(dask_cluster) as dask_client:
+        loaded.backfill(request_for(world), dask_client)
+    outcome = loaded.outcome()
+    loaded.engine.dispose()
+    return outcome
+
+
+@pytest.mark.slow
+def test_stopped_backfill_continues_to_the_uninterrupted_result(
+    world: World, tmp_path: Path, client: Any, uninterrupted: dict
+) -> None:
+    url = f"sqlite:///{tmp_path / 'stopped.db'}"
+    migrate(url)
+    loaded = Loaded(url, tmp_path / "data", world)
+    with pytest.raises(KeyboardInterrupt):
+        loaded.backfill(request_for(world), client, observer=StopAfter(1))
+    with Session(loaded.engine) as session:
+        statuses = session.scalars(select(BackfillUnit.status)).all()
+    assert statuses.count(BackfillUnitStatus.done) == 1
+    assert statuses.count(BackfillUnitStatus.pending) == len(statuses) - 1
+
+    summary = loaded.backfill(request_for(world), client)
+    assert summary["units_pending"] == 0 and summary["status"] == "done"
+    assert loaded.outcome() == uninterrupted
+    loaded.engine.dispose()
+
+
+class KillWorker(StopAfter):
+    """Kills one Dask worker process after the first unit is written."""
+
+    def __init__(self, client: Any) -> None:
+        super().__init__(units=0)
+        self.client = client
+        self.killed: int | None = None
+
+    def unit_written(self, pixels: int) -> None:
+        if self.killed is None:
+            pids = self.client.run(os.getpid)
+            self.killed = sorted(pids.values())[0]
+            os.kill(self.killed, signal.SIGKILL)
+
+
+@pytest.mark.slow
+def test_a_killed_worker_does_not_change_the_result(
+    world: World, tmp_path: Path, client: Any, uninterrupted: dict
+) -> None:
+    url = f"sqlite:///{tmp_path / 'killed.db'}"
+    migrate(url)
+    loaded = Loaded(url, tmp_path / "data", world)
+    observer = KillWorker(client)
+    summary = loaded.backfill(request_for(world), client, observer=observer)
+    assert observer.killed is not None
+    assert summary["units_pending"] == 0
+    assert loaded.outcome() == uninterrupted
+    loaded.engine.dispose()
