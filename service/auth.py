@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from typing import Annotated
 
 from fastapi import Depends, Request
+from fastapi.security import APIKeyHeader, HTTPAuthorizationCredentials, HTTPBearer
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
@@ -130,7 +131,17 @@ def key_from_headers(request: Request) -> str | None:
     return request.headers.get(API_KEY_HEADER) or None
 
 
-def current_client(request: Request) -> Principal:
+# Only so that the OpenAPI document names both ways to send a key: `key_from_headers` reads
+# them itself, to answer a malformed header with a message that says what is wrong.
+_BEARER = HTTPBearer(scheme_name="bearer", auto_error=False, description="tx_… API key")
+_API_KEY = APIKeyHeader(name=API_KEY_HEADER, scheme_name="apiKey", auto_error=False)
+
+
+def current_client(
+    request: Request,
+    _bearer: Annotated[HTTPAuthorizationCredentials | None, Depends(_BEARER)] = None,
+    _api_key: Annotated[str | None, Depends(_API_KEY)] = None,
+) -> Principal:
     """FastAPI dependency: the authenticated caller.
 
     The lookup runs in its own short transaction, so that the endpoint's own transaction can

@@ -8,7 +8,7 @@ from typing import Any
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
-from sqlalchemy.exc import OperationalError
+from sqlalchemy.exc import DataError, OperationalError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from detection.errors import DetectionError
@@ -124,8 +124,20 @@ def register_error_handlers(app: FastAPI) -> None:
         response.headers["Retry-After"] = "1"
         return response
 
+    async def on_unstorable_value(request: Request, error: Exception) -> JSONResponse:
+        # The database refused a value the request carried (SQLSTATE class 22: a NUL
+        # character in text, a number beyond BIGINT): the request, not the service, is at fault.
+        assert isinstance(error, DataError)
+        reason = str(error.orig).splitlines()[0] if error.orig else "a value is out of range"
+        return problem(
+            422,
+            f"a value in the request cannot be used: {reason}; remove control characters "
+            "and keep numbers within range",
+        )
+
     app.add_exception_handler(TianxunError, on_domain_error)
     app.add_exception_handler(OperationalError, on_database_unavailable)
+    app.add_exception_handler(DataError, on_unstorable_value)
     app.add_exception_handler(DetectionError, on_domain_error)
     app.add_exception_handler(RequestValidationError, on_validation_error)
     app.add_exception_handler(StarletteHTTPException, on_http_error)

@@ -16,6 +16,7 @@ from service.db import create_db_engine, create_session_factory
 from service.errors import register_error_handlers
 from service.ingest import router as ingest
 from service.logging import configure_logging, request_id_middleware
+from service.openapi import install_openapi
 from service.settings import Settings
 from service.web import router as web
 
@@ -50,7 +51,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(cameras.router)
     app.include_router(alerts.router)  # before cases: /v1/cases/{id}.cap
     app.include_router(cases.router)
-    app.include_router(metrics.router)
     app.include_router(evidence.router)
+    app.include_router(metrics.router)
     app.include_router(web.router)
+    install_openapi(app)
     return app

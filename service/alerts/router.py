@@ -11,8 +11,10 @@ from sse_starlette import EventSourceResponse
 
 from models.alert import DeliveryStatus
 from models.base import utcnow
+from models.layer import LayerKind
 from service.alerts import cap, webhooks
 from service.alerts.feed import EventFilter, resolve_filter
+from service.alerts.outbox import AlertType
 from service.alerts.schemas import (
     AlertPage,
     DeliveryRead,
@@ -53,15 +55,15 @@ WriteSession = Annotated[Session, Depends(write_session, scope="function")]
 def event_filter(
     jurisdiction: Annotated[list[str] | None, Query(description="Jurisdiction code.")] = None,
     priority_min: Annotated[int | None, Query(ge=0, le=100)] = None,
-    type: Annotated[list[str] | None, Query(description="Event type.")] = None,
-    layer: Annotated[list[str] | None, Query(description="Layer kind the case hit.")] = None,
+    type: Annotated[list[AlertType] | None, Query(description="Event type.")] = None,
+    layer: Annotated[list[LayerKind] | None, Query(description="Layer kind the case hit.")] = None,
     include_backfill: bool = False,
 ) -> EventFilter:
     return EventFilter(
         jurisdiction_codes=frozenset(jurisdiction or ()),
         priority_min=priority_min,
-        types=frozenset(type or ()),
-        layers=frozenset(layer or ()),
+        types=frozenset(str(t) for t in type or ()),
+        layers=frozenset(str(k) for k in layer or ()),
         include_backfill=include_backfill,
     )
 
@@ -74,8 +76,8 @@ def stream_alerts(
     session: SessionDep,
     jurisdiction: Annotated[list[str] | None, Query()] = None,
     priority_min: Annotated[int | None, Query(ge=0, le=100)] = None,
-    type: Annotated[list[str] | None, Query()] = None,
-    layer: Annotated[list[str] | None, Query()] = None,
+    type: Annotated[list[AlertType] | None, Query()] = None,
+    layer: Annotated[list[LayerKind] | None, Query()] = None,
     include_backfill: bool = False,
     after: Annotated[str | None, Query(description="Replay after this event id.")] = None,
     last_event_id: Annotated[str | None, Header(alias="Last-Event-ID")] = None,
@@ -102,12 +104,12 @@ def list_alerts(
     principal: CaseReader,
     settings: SettingsDep,
     session: SessionDep,
-    after: Annotated[int, Query(ge=0, description="Events after this id.")] = 0,
+    after: Annotated[int, Query(ge=0, le=2**63 - 1, description="Events after this id.")] = 0,
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
     jurisdiction: Annotated[list[str] | None, Query()] = None,
     priority_min: Annotated[int | None, Query(ge=0, le=100)] = None,
-    type: Annotated[list[str] | None, Query()] = None,
-    layer: Annotated[list[str] | None, Query()] = None,
+    type: Annotated[list[AlertType] | None, Query()] = None,
+    layer: Annotated[list[LayerKind] | None, Query()] = None,
     include_backfill: bool = False,
 ) -> Any:
     """Alerts after an id, oldest first: the polling twin of the stream."""

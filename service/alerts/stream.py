@@ -31,7 +31,8 @@ def parse_last_event_id(value: str | None) -> int | None:
     if value is None or not value.strip():
         return None
     text = value.strip()
-    if not text.isdigit() or len(text) > 19:
+    # ASCII digits only ("²" is a digit to str.isdigit but not to int), within a BIGINT.
+    if not (text.isascii() and text.isdigit()) or int(text) > 2**63 - 1:
         raise InvalidInputError(
             f"Last-Event-ID {value!r} is not an event id: send the `id:` of the last event "
             "received, or leave it out to start with new events"

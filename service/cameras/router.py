@@ -36,7 +36,15 @@ PresetName = Annotated[
 ]
 
 
-@router.post("", response_model=CameraRead, status_code=201, responses=PROBLEMS)
+@router.post(
+    "",
+    response_model=CameraRead,
+    status_code=201,
+    responses={
+        200: {"description": "The camera existed: updated.", "model": CameraRead},
+        **PROBLEMS,
+    },
+)
 def post_camera(
     body: CameraCreate, session: SessionDep, caller: Admin, response: Response
 ) -> CameraRead:

@@ -74,11 +74,26 @@ def scope_clause(principal: Principal) -> ColumnElement[bool]:
 
 def visible_cases(principal: Principal, filters: CaseFilter, *, session: Session) -> Select:
     """`select(Case)` limited to the caller's jurisdictions and the filters (bbox excepted)."""
-    statement = select(Case).where(scope_clause(principal))
     dialect = session.get_bind().dialect.name
-    for clause in _filter_clauses(principal, filters, session=session, dialect=dialect):
-        statement = statement.where(clause)
-    return statement
+    clauses = [
+        scope_clause(principal),
+        *_filter_clauses(principal, filters, session=session, dialect=dialect),
+    ]
+    if dialect == "sqlite" and filters.bbox is not None:
+        clauses = [_not_for_index(clause) for clause in clauses]
+    return select(Case).where(*clauses)
+
+
+def _not_for_index(clause: ColumnElement[bool]) -> ColumnElement[bool]:
+    """Keep SQLite from answering `clause` with a b-tree index, so that the R*Tree drives.
+
+    Without statistics (SQLite gathers none by itself) the planner takes an indexed equality
+    such as `status IN (...)` for the most selective term and walks that index over most of
+    the table, testing each row against the bbox: ~600,000 rows for a 100-case box among a
+    million cases. Wrapped in `likely()` (same value; "usually true" to the planner) the term
+    cannot use an index, and the bbox candidates from the R*Tree are looked up by rowid.
+    """
+    return func.likely(clause, type_=Boolean)
 
 
 def _filter_clauses(

@@ -61,6 +61,27 @@ WRITE_PROBLEMS = READ_PROBLEMS | {
 }
 
 
+def geojson_answer(geojson_type: str, description: str) -> dict[int | str, dict[str, Any]]:
+    """The 200 of an endpoint that answers with a GeoJSON object of `geojson_type`."""
+    schema = {
+        "type": "object",
+        "required": ["type"],
+        "properties": {"type": {"type": "string", "enum": [geojson_type]}},
+    }
+    return {200: {"description": description, "content": {GEOJSON: {"schema": schema}}}}
+
+
+FEATURE_COLLECTION = geojson_answer("FeatureCollection", "A GeoJSON FeatureCollection.")
+FEATURE = geojson_answer("Feature", "A GeoJSON Feature.")
+CSV = "text/csv; charset=utf-8"
+CSV_ANSWER: dict[int | str, dict[str, Any]] = {
+    200: {
+        "description": "One row per case.",
+        "content": {"text/csv": {"schema": {"type": "string"}}},
+    }
+}
+
+
 def read_session(principal: CaseReader, session: SessionDep) -> Session:
     apply_scope(session, principal)
     return session
@@ -118,7 +139,7 @@ Limit = Annotated[int, Query(ge=1, le=1000, description="Items per page.")]
 Cursor = Annotated[str | None, Query(max_length=200, description="From the previous page.")]
 
 
-@router.get("/v1/cases", response_model=CasePage, responses=READ_PROBLEMS)
+@router.get("/v1/cases", response_model=CasePage, responses=READ_PROBLEMS | FEATURE_COLLECTION)
 def list_cases(
     request: Request,
     principal: CaseReader,
@@ -144,17 +165,21 @@ def case_statistics(principal: CaseReader, session: ReadSession, filters: Filter
     return queries.case_statistics(principal, filters, session=session)
 
 
-@router.get("/v1/cases/export.csv", responses=READ_PROBLEMS)
+@router.get("/v1/cases/export.csv", response_class=Response, responses=READ_PROBLEMS | CSV_ANSWER)
 def export_csv(principal: CaseReader, session: ReadSession, filters: Filters) -> Response:
     """Every matching case as CSV (UTF-8, one row per case, centroid lon/lat)."""
     cases = queries.all_cases(principal, filters, session=session, max_rows=EXPORT_MAX_ROWS)
     reads = queries.case_reads(cases, session=session)
     body = cases_csv(reads, [c.geom.representative_point() for c in cases])
     headers = {"Content-Disposition": 'attachment; filename="cases.csv"'}
-    return Response(body, media_type="text/csv; charset=utf-8", headers=headers)
+    return Response(body, media_type=CSV, headers=headers)
 
 
-@router.get("/v1/cases/export.geojson", responses=READ_PROBLEMS)
+@router.get(
+    "/v1/cases/export.geojson",
+    response_class=Response,
+    responses=READ_PROBLEMS | FEATURE_COLLECTION,
+)
 def export_geojson(principal: CaseReader, session: ReadSession, filters: Filters) -> Response:
     """Every matching case as one GeoJSON FeatureCollection (RFC 7946)."""
     cases = queries.all_cases(principal, filters, session=session, max_rows=EXPORT_MAX_ROWS)
@@ -246,7 +271,12 @@ def cases_collection(request: Request, principal: CaseReader, session: ReadSessi
     return _collection(request, principal, session)
 
 
-@router.get("/collections/cases/items", tags=["ogc"], responses=READ_PROBLEMS)
+@router.get(
+    "/collections/cases/items",
+    tags=["ogc"],
+    response_class=Response,
+    responses=READ_PROBLEMS | FEATURE_COLLECTION,
+)
 def collection_items(
     request: Request,
     principal: CaseReader,
@@ -268,7 +298,12 @@ def collection_items(
     return JSONResponse(body, media_type=GEOJSON)
 
 
-@router.get("/collections/cases/items/{case_id}", tags=["ogc"], responses=READ_PROBLEMS)
+@router.get(
+    "/collections/cases/items/{case_id}",
+    tags=["ogc"],
+    response_class=Response,
+    responses=READ_PROBLEMS | FEATURE,
+)
 def collection_item(
     case_id: CaseId, request: Request, principal: CaseReader, session: ReadSession
 ) -> JSONResponse:

@@ -186,7 +186,10 @@ async def post_scene(
     "/scenes/{scene_id}",
     response_model=SceneRead,
     summary="A scene: its status, the reason if it failed, its jobs and its STAC item",
-    responses={404: {"description": "No such scene.", **_PROBLEM}},
+    responses={
+        403: {"description": "Inspectors work with cases, not raw scenes.", **_PROBLEM},
+        404: {"description": "No such scene.", **_PROBLEM},
+    },
 )
 def get_scene(
     scene_id: Annotated[int, Path(ge=1, le=2**63 - 1)],

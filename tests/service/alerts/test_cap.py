@@ -27,7 +27,8 @@ from service.alerts.outbox import AlertType, record_alert
 from service.auth import Principal
 from service.errors import InvalidInputError, NotFoundError
 
-SCHEMA = etree.XMLSchema(etree.parse(str(Path(__file__).with_name("cap-1.2.xsd"))))
+# The official OASIS schema (docs.oasis-open.org/emergency/cap/v1.2/CAP-v1.2.xsd), unchanged.
+SCHEMA = etree.XMLSchema(etree.parse(str(Path(__file__).with_name("CAP-v1.2.xsd"))))
 NS = {"cap": CAP_NS, "atom": "http://www.w3.org/2005/Atom"}
 ADMIN = Principal(client_id=0, name="centre", role=Role.admin, jurisdiction_ids=frozenset())
 SENDER = "alerts@tianxun.example"
