@@ -15,7 +15,14 @@ from starlette.staticfiles import StaticFiles
 from models.layer import LayerKind
 from service.auth import CaseReader
 from service.cases import queries
-from service.cases.router import GEOJSON, READ_PROBLEMS, CaseId, ReadSession, parse_bbox
+from service.cases.router import (
+    FEATURE_COLLECTION,
+    GEOJSON,
+    READ_PROBLEMS,
+    CaseId,
+    ReadSession,
+    parse_bbox,
+)
 from service.deps import SettingsDep
 from service.web import case_layer, chips, overlays, tiles
 
@@ -27,6 +34,7 @@ SCENE_CACHE = "private, max-age=86400"  # one stored scene never changes
 PNG = "image/png"
 PNG_RESPONSES: dict[int | str, dict[str, Any]] = {200: {"content": {PNG: {}}}}
 TILE_RESPONSES = PNG_RESPONSES | {304: {"description": "Not modified."}} | READ_PROBLEMS
+GEOJSON_RESPONSES = READ_PROBLEMS | FEATURE_COLLECTION
 
 router = APIRouter()
 _static = StaticFiles(directory=STATIC_DIR)
@@ -36,6 +44,12 @@ _static = StaticFiles(directory=STATIC_DIR)
 def page() -> FileResponse:
     """The one-map page; it asks for an API key and then calls the API like any client."""
     return FileResponse(STATIC_DIR / "index.html", headers={"Cache-Control": PAGE_CACHE})
+
+
+@router.get("/cases/{case_id}/report", include_in_schema=False)
+def case_report_page(case_id: CaseId) -> FileResponse:
+    """The printable evidence sheet of one case; like the map, it reads the case via the API."""
+    return FileResponse(STATIC_DIR / "report.html", headers={"Cache-Control": PAGE_CACHE})
 
 
 @router.get("/static/{path:path}", include_in_schema=False)
@@ -89,21 +103,36 @@ def _geojson(overlay: overlays.Overlay) -> JSONResponse:
 
 @router.get("/v1/map/me", tags=["map"], responses=READ_PROBLEMS)
 def who_am_i(principal: CaseReader, session: ReadSession) -> dict[str, Any]:
-    """The signed-in client, the status moves its role may ask for, and where the map opens."""
+    """The signed-in client, the status moves its role may ask for, where the map opens, and
+    the box the imagery basemap covers."""
     summary = overlays.caller_summary(principal)
-    return summary | {"extent": overlays.data_extent(principal, session=session)}
+    extent = overlays.data_extent(principal, session=session)
+    return summary | {"extent": extent, "imagery_extent": tiles.imagery_extent(session=session)}
 
 
-@router.get("/v1/map/cases.geojson", tags=["map"], responses=READ_PROBLEMS)
+@router.get(
+    "/v1/map/cases.geojson", tags=["map"], response_class=Response, responses=GEOJSON_RESPONSES
+)
 def map_cases(
     principal: CaseReader,
     session: ReadSession,
     bbox: Annotated[str | None, Query(description="minx,miny,maxx,maxy in lon/lat.")] = None,
 ) -> Response:
     """Your cases for drawing: id, code, status and priority with the outline (lean GeoJSON)."""
-    box = parse_bbox(bbox) if bbox else None
+    box = parse_bbox(bbox) if bbox is not None else None  # an empty bbox is a mistake
     body = case_layer.case_layer_json(principal, session=session, bbox=box)
     return Response(body, media_type=GEOJSON)
+
+
+@router.get(
+    "/v1/map/case-points.geojson",
+    tags=["map"],
+    response_class=Response,
+    responses=GEOJSON_RESPONSES,
+)
+def map_case_points(principal: CaseReader, session: ReadSession) -> Response:
+    """Your cases as points for the zoomed-out map: id, status and priority at the bbox centre."""
+    return Response(case_layer.case_points_json(principal, session=session), media_type=GEOJSON)
 
 
 @router.get("/v1/map/layers", tags=["map"], responses=READ_PROBLEMS)
@@ -112,7 +141,12 @@ def legal_layers(principal: CaseReader, session: ReadSession) -> list[dict[str, 
     return overlays.list_layers(session=session)
 
 
-@router.get("/v1/map/layers/{kind}.geojson", tags=["map"], responses=READ_PROBLEMS)
+@router.get(
+    "/v1/map/layers/{kind}.geojson",
+    tags=["map"],
+    response_class=Response,
+    responses=GEOJSON_RESPONSES,
+)
 def legal_layer_features(
     kind: LayerKind,
     principal: CaseReader,
@@ -120,29 +154,40 @@ def legal_layer_features(
     bbox: Annotated[str | None, Query(description="minx,miny,maxx,maxy in lon/lat.")] = None,
 ) -> JSONResponse:
     """The current version's polygons within the caller's area (at most 20,000)."""
-    box = parse_bbox(bbox) if bbox else None
+    box = parse_bbox(bbox) if bbox is not None else None  # an empty bbox is a mistake
     return _geojson(overlays.layer_features(kind, principal, session=session, bbox=box))
 
 
-@router.get("/v1/map/cameras.geojson", tags=["map"], responses=READ_PROBLEMS)
+@router.get(
+    "/v1/map/cameras.geojson", tags=["map"], response_class=Response, responses=GEOJSON_RESPONSES
+)
 def cameras(principal: CaseReader, session: ReadSession) -> JSONResponse:
     """Towers (points) and preset viewsheds (polygons) with health, in the caller's area."""
     return _geojson(overlays.camera_features(principal, session=session))
 
 
-@router.get("/v1/map/jurisdictions.geojson", tags=["map"], responses=READ_PROBLEMS)
+@router.get(
+    "/v1/map/jurisdictions.geojson",
+    tags=["map"],
+    response_class=Response,
+    responses=GEOJSON_RESPONSES,
+)
 def jurisdictions(principal: CaseReader, session: ReadSession) -> JSONResponse:
     """The caller's jurisdictions and everything below them."""
     return _geojson(overlays.jurisdiction_features(principal, session=session))
 
 
-@router.get("/v1/map/scenes.geojson", tags=["map"], responses=READ_PROBLEMS)
+@router.get(
+    "/v1/map/scenes.geojson", tags=["map"], response_class=Response, responses=GEOJSON_RESPONSES
+)
 def scenes(principal: CaseReader, session: ReadSession) -> JSONResponse:
     """Footprints and dates of the imagery behind the basemap, newest first."""
     return _geojson(overlays.scene_features(principal, session=session))
 
 
-@router.get("/v1/map/unobserved.geojson", tags=["map"], responses=READ_PROBLEMS)
+@router.get(
+    "/v1/map/unobserved.geojson", tags=["map"], response_class=Response, responses=GEOJSON_RESPONSES
+)
 def unobserved(
     principal: CaseReader,
     session: ReadSession,

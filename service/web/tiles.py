@@ -22,7 +22,7 @@ from pyproj import Transformer
 from rasterio.enums import Resampling
 from rasterio.transform import Affine
 from rasterio.warp import reproject
-from sqlalchemy import Select, select
+from sqlalchemy import ColumnElement, Select, func, select
 from sqlalchemy.orm import Session
 
 from models.scene import Scene, SceneKind, SceneStatus
@@ -85,19 +85,37 @@ def _to_lonlat() -> Transformer:
     return Transformer.from_crs(WEB_MERCATOR, "EPSG:4326", always_xy=True)
 
 
+def _drawable() -> tuple[ColumnElement[bool], ...]:
+    """Scenes the basemap can draw: georeferenced remote-sensing tiles that did not fail."""
+    return (
+        Scene.kind == SceneKind.rs_tile,
+        Scene.status != SceneStatus.failed,
+        Scene.crs.is_not(None),
+    )
+
+
 def usable_scenes(session: Session, bbox: BBox) -> Select[Any]:
     """Validated remote-sensing scenes whose footprint box overlaps `bbox`, newest first."""
     dialect = session.get_bind().dialect.name
     return (
         select(Scene)
-        .where(
-            Scene.kind == SceneKind.rs_tile,
-            Scene.status != SceneStatus.failed,
-            Scene.crs.is_not(None),
-            bbox_clause(Scene, bbox, dialect),
-        )
+        .where(*_drawable(), bbox_clause(Scene, bbox, dialect))
         .order_by(Scene.acquired_at.desc(), Scene.id.desc())
     )
+
+
+def imagery_extent(*, session: Session) -> list[float] | None:
+    """[west, south, east, north] around every drawable scene; None when there is none.
+
+    The page gives it to the map as the basemap's bounds, so no tile is asked for where
+    there is no imagery (most of a county is often not covered yet).
+    """
+    box = session.execute(
+        select(
+            func.min(Scene.minx), func.min(Scene.miny), func.max(Scene.maxx), func.max(Scene.maxy)
+        ).where(*_drawable())
+    ).one()
+    return None if box[0] is None else [float(value) for value in box]
 
 
 def tile_sources(

@@ -6,7 +6,10 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import httpx
+
 from tests.browser.conftest import LiveService
+from tests.service.cases.photo_files import field_photo
 
 CASES_IN_A = 3  # build_world's cases in district A; one more lies in district B
 
@@ -102,3 +105,30 @@ def test_a_wrong_key_is_refused_with_the_reason_and_asked_for_again(
     page.wait_for_selector("#key-dialog[open]")
     page.wait_for_function("document.querySelector('#key-error').textContent.length > 0")
     assert "not valid" in page.locator("#key-error").inner_text()
+
+
+def test_field_photos_show_as_thumbnails_in_the_panel(
+    live_service: LiveService, new_page: Callable[[], Any]
+) -> None:
+    case_id = live_service.world.case_ids["a1"]
+    uploaded = httpx.post(
+        f"{live_service.url}/v1/cases/{case_id}/evidence",
+        content=field_photo(),
+        params={"caption": "shed seen from the road"},
+        headers={
+            "Authorization": f"Bearer {live_service.world.keys['inspector_a']}",
+            "Content-Type": "image/jpeg",
+        },
+    )
+    assert uploaded.status_code == 201, uploaded.text
+    page = new_page()
+    sign_in(page, live_service, "inspector_a")
+    open_case(page, case_id)
+    page.wait_for_function(
+        "() => [...document.querySelectorAll('.evidence img.thumb')]"
+        ".some(i => i.complete && i.naturalWidth > 0)"
+    )
+    thumb = page.eval_on_selector(
+        "img.thumb[alt='shed seen from the road']", "i => [i.naturalWidth, i.naturalHeight]"
+    )
+    assert thumb == [32, 64]  # the stripped copy, turned upright

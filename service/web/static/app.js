@@ -1,11 +1,14 @@
 // The one-map page: imagery basemap, cases coloured by status, legal layers, cameras,
 // jurisdictions, and a case panel. It talks to the public API with the key the user enters,
 // exactly like any other client, so it can see and do no more than that key allows.
+import { applyEarlyAlerts, startLiveFeed } from "./alerts.js";
+import { addCaseLayers, addCaseSources, showCases } from "./cases.js";
 import { $, apiJson, apiKey, askForKey, forgetKey, saveKey, setStatus, state } from "./common.js";
 import {
-  STALE_DAYS, addCaseLayers, addOverlaySources, buildMap, buildSidebar, loadLegalLayers,
-  showCases, showOverlays, wireClicks,
+  STALE_DAYS, addOverlaySources, buildMap, buildSidebar, loadLegalLayers, showOverlays,
+  wireClicks,
 } from "./map.js";
+import { wireStatistics } from "./stats.js";
 
 // --- start -----------------------------------------------------------------------------
 
@@ -19,14 +22,17 @@ async function start() {
   }
   $("#who").textContent = `${state.me.name} (${state.me.role})`;
   $("#sign-out").hidden = false;
+  wireStatistics();
   // Ask for the data while the map library sets itself up.
-  const cases = apiJson("/v1/map/cases.geojson");
+  startLiveFeed();
+  // Points only: outlines are fetched for the view once zoomed in far enough to see them.
+  const cases = apiJson("/v1/map/case-points.geojson");
   const overlays = Promise.all([
     apiJson("/v1/map/jurisdictions.geojson"),
     apiJson("/v1/map/cameras.geojson"),
     apiJson(`/v1/map/unobserved.geojson?days=${STALE_DAYS}`),
   ]);
-  const map = buildMap(state.me.extent);
+  const map = buildMap(state.me.extent, state.me.imagery_extent);
   state.map = map;
   // The style is inline, so layers can be added once it is parsed, before any tile arrives.
   await new Promise((resolve) => {
@@ -34,11 +40,15 @@ async function start() {
     else map.once("style.load", resolve);
   });
   addOverlaySources(map);
+  addCaseSources(map);
   addCaseLayers(map);
   buildSidebar();
   wireClicks(map);
   await Promise.all([
-    cases.then((collection) => showCases(collection, started)),
+    cases.then((collection) => {
+      showCases(collection, started);
+      applyEarlyAlerts();
+    }),
     overlays.then(showOverlays),
     loadLegalLayers(),
   ]).catch((error) => setStatus(`loading failed: ${error.message}`));

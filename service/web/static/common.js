@@ -5,7 +5,11 @@ const KEY_STORAGE = "tianxun.apiKey";
 export const state = {
   map: null,
   me: null,
-  cases: new Map(), // id -> GeoJSON feature (polygon)
+  cases: new Map(), // id -> GeoJSON point feature (status, priority, live)
+  outlines: new Map(), // id -> GeoJSON polygon feature, for the cases around the view
+  outlineBox: null, // [w, s, e, n] the outlines were fetched for
+  outlinesLoaded: null, // the promise of the latest outline request
+  knownVersions: new Map(), // id -> case version this page has read or written
   openCaseId: null,
   openCaseEtag: null,
   firstRenderMs: null,

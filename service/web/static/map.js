@@ -1,21 +1,11 @@
 // The map: imagery basemap, case layers coloured by status, overlays and the layer sidebar.
+import {
+  POLYGON_MIN_ZOOM, STATUS_COLOURS, caseLayerIds, centreOf, loadOutlinesInView,
+} from "./cases.js";
 import { $, apiJson, apiKey, element, setStatus, state } from "./common.js";
 import { openCase } from "./panel.js";
 
 export const STALE_DAYS = 30; // imagery older than this is shaded as "not observed since"
-// Below this zoom cases are drawn as points, clustered when crowded: outlines of thousands of
-// 10-50 m plots cost rendering time and are too small to see there anyway.
-const POLYGON_MIN_ZOOM = 16;
-export const STATUS_COLOURS = {
-  new: "#e53935",
-  dispatched: "#fb8c00",
-  verifying: "#fdd835",
-  confirmed: "#8e24aa",
-  rectifying: "#1e88e5",
-  rectified: "#00897b",
-  closed: "#757575",
-  dismissed: "#bdbdbd",
-};
 const LAYER_COLOURS = {
   cultivated_land: "#9ccc65",
   permanent_basic_farmland: "#2e7d32",
@@ -34,7 +24,7 @@ const HEALTH_COLOURS = { ok: "#43a047", unknown: "#9e9e9e" }; // anything else: 
 
 // --- the map -------------------------------------------------------------------------
 
-export function buildMap(extent) {
+export function buildMap(extent, imageryExtent) {
   const map = new maplibregl.Map({
     container: "map",
     style: {
@@ -45,12 +35,15 @@ export function buildMap(extent) {
           tiles: [`${location.origin}/v1/tiles/{z}/{x}/{y}.png`],
           tileSize: 256,
           maxzoom: 19,
+          // No requests where there is no imagery (scenes ingested later show after a reload).
+          ...(imageryExtent ? { bounds: imageryExtent } : {}),
           attribution: "Imagery: ingested scenes",
         },
       },
       layers: [
         { id: "background", type: "background", paint: { "background-color": "#dfe4e8" } },
-        { id: "imagery", type: "raster", source: "imagery" },
+        // No fade-in: each fading tile costs a redraw of the whole map per frame.
+        { id: "imagery", type: "raster", source: "imagery", paint: { "raster-fade-duration": 0 } },
       ],
     },
     bounds: extent || [119.9, 30.0, 120.5, 30.5],
@@ -68,23 +61,11 @@ export function buildMap(extent) {
   return map;
 }
 
-function statusColour() {
-  const expression = ["match", ["get", "status"]];
-  for (const [status, colour] of Object.entries(STATUS_COLOURS)) expression.push(status, colour);
-  expression.push("#000000");
-  return expression;
-}
-
 export function addOverlaySources(map) {
   const empty = { type: "FeatureCollection", features: [] };
   map.addSource("unobserved", { type: "geojson", data: empty });
   map.addSource("jurisdictions", { type: "geojson", data: empty });
   map.addSource("cameras", { type: "geojson", data: empty });
-  map.addSource("cases", { type: "geojson", data: empty, promoteId: "id" });
-  map.addSource("case-points", {
-    // Clustered only when zoomed well out; single points stay clickable from zoom 15.
-    type: "geojson", data: empty, cluster: true, clusterRadius: 40, clusterMaxZoom: 14,
-  });
 
   map.addLayer({
     id: "stale-imagery", type: "fill", source: "unobserved",
@@ -109,77 +90,7 @@ export function addOverlaySources(map) {
   });
 }
 
-export function addCaseLayers(map) {
-  const radius = ["interpolate", ["linear"], ["get", "priority"], 0, 5, 100, 11];
-  map.addLayer({
-    id: "case-clusters", type: "circle", source: "case-points", filter: ["has", "point_count"],
-    paint: {
-      "circle-color": "#e53935", "circle-opacity": 0.75,
-      "circle-radius": ["interpolate", ["linear"], ["get", "point_count"], 2, 12, 1000, 30],
-      "circle-stroke-color": "#ffffff", "circle-stroke-width": 2,
-    },
-  });
-  map.addLayer({
-    id: "case-points", type: "circle", source: "case-points",
-    filter: ["!", ["has", "point_count"]], maxzoom: POLYGON_MIN_ZOOM,
-    paint: {
-      "circle-color": statusColour(), "circle-radius": radius,
-      "circle-stroke-color": "#ffffff", "circle-stroke-width": 1.5,
-    },
-  });
-  map.addLayer({
-    id: "case-fill", type: "fill", source: "cases", minzoom: POLYGON_MIN_ZOOM,
-    paint: { "fill-color": statusColour(), "fill-opacity": 0.45 },
-  });
-  map.addLayer({
-    id: "case-outline", type: "line", source: "cases", minzoom: POLYGON_MIN_ZOOM,
-    paint: {
-      "line-color": ["case", ["boolean", ["feature-state", "selected"], false], "#00e5ff",
-        statusColour()],
-      "line-width": 2,
-    },
-  });
-}
-
-function caseLayerIds() {
-  return ["case-clusters", "case-points", "case-fill", "case-outline"];
-}
-
 // --- loading data ----------------------------------------------------------------------
-
-function centreOf(feature) {
-  const [minx, miny, maxx, maxy] = feature.bbox || feature.properties.bbox;
-  return [(minx + maxx) / 2, (miny + maxy) / 2];
-}
-
-function pointOf(feature) {
-  const p = feature.properties;
-  return {
-    type: "Feature", id: feature.id,
-    geometry: { type: "Point", coordinates: centreOf(feature) },
-    properties: { id: feature.id, status: p.status, priority: p.priority, code: p.code },
-  };
-}
-
-export function refreshCaseSources() {
-  const features = [...state.cases.values()];
-  state.map.getSource("cases").setData({ type: "FeatureCollection", features });
-  state.map.getSource("case-points").setData({
-    type: "FeatureCollection", features: features.map(pointOf),
-  });
-  $("#case-count").textContent = `${features.length} cases`;
-  $("#case-count").dataset.count = String(features.length);
-}
-
-export function showCases(collection, started) {
-  state.cases = new Map(collection.features.map((f) => [f.id, f]));
-  refreshCaseSources();
-  state.map.once("idle", () => {
-    state.firstRenderMs = Math.round(performance.now() - started);
-    document.body.dataset.casesRendered = "true";
-    setStatus(`${state.cases.size} cases drawn ${state.firstRenderMs} ms after sign-in`);
-  });
-}
 
 export function showOverlays([jurisdictions, cameras, unobserved]) {
   state.map.getSource("jurisdictions").setData(jurisdictions);
@@ -258,6 +169,7 @@ export function wireClicks(map) {
     const zoom = await map.getSource("case-points").getClusterExpansionZoom(cluster.id);
     map.easeTo({ center: cluster.geometry.coordinates, zoom });
   });
+  map.on("moveend", loadOutlinesInView);
   map.on("click", "towers", (event) => {
     const p = event.features[0].properties;
     new maplibregl.Popup()
@@ -271,17 +183,20 @@ export function wireClicks(map) {
 
 // Project a case's centre to page pixels (used by the browser tests to click it).
 state.pixelOfCase = (id) => {
-  const feature = state.cases.get(id);
-  const point = state.map.project(centreOf(feature));
+  const point = state.map.project(centreOf(id));
   const box = state.map.getCanvas().getBoundingClientRect();
   return { x: box.left + point.x, y: box.top + point.y };
 };
 
 // Centre the map on a case at a zoom where its outline shows; resolves once drawn.
-state.focusCase = (id, zoom = POLYGON_MIN_ZOOM + 1) => new Promise((resolve) => {
-  state.map.once("idle", resolve);
-  state.map.jumpTo({ center: centreOf(state.cases.get(id)), zoom });
-});
+state.focusCase = async (id, zoom = POLYGON_MIN_ZOOM + 1) => {
+  state.map.jumpTo({ center: centreOf(id), zoom }); // its moveend asks for the outlines
+  await loadOutlinesInView();
+  await new Promise((resolve) => {
+    state.map.once("idle", resolve);
+    state.map.triggerRepaint();
+  });
+};
 
 // Cases drawn one by one (as outline or point), by id.
 state.renderedCaseIds = () => {
@@ -301,4 +216,14 @@ state.renderedCaseCount = () => {
   let total = state.renderedCaseIds().length;
   for (const count of clusters.values()) total += count;
   return total;
+};
+
+// Cases drawn with the live highlight (changed by someone else and not opened since), by id.
+state.renderedLiveCaseIds = () => {
+  const layers = ["case-points", "case-outline"];
+  const ids = new Set();
+  for (const f of state.map.queryRenderedFeatures({ layers })) {
+    if (f.properties.live) ids.add(f.properties.id);
+  }
+  return [...ids].sort((a, b) => a - b);
 };

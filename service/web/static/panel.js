@@ -1,7 +1,7 @@
 // The case panel: facts, before/after imagery, detections, layer hits, evidence, history and
 // the status moves the signed-in role may make (sent with If-Match).
 import { $, api, apiJson, element, state } from "./common.js";
-import { STATUS_COLOURS, refreshCaseSources } from "./map.js";
+import { STATUS_COLOURS, updateCase } from "./cases.js";
 
 const DISMISSAL_REASONS = [
   "farming_activity", "approved_use", "pre_existing", "detector_error", "duplicate", "other",
@@ -53,6 +53,30 @@ function historyItem(e) {
   const note = e.payload && e.payload.note ? ` — ${e.payload.note}` : "";
   return element("li", {}, element("span", { className: "when" }, formatTime(e.created_at)), " ",
     `${e.action}${move} by ${e.actor} (${e.role})${note}`);
+}
+
+// One piece of evidence; photos and chips get a thumbnail, fetched with the key (an <img src>
+// could not send it) and linked to the full image.
+function evidenceItem(caseId, e) {
+  const where = e.lat === null ? "" : ` at ${e.lat.toFixed(5)}, ${e.lon.toFixed(5)}`;
+  const item = element("li", { className: "evidence" },
+    `${e.kind} ${formatTime(e.taken_at)} by ${e.uploaded_by}${where}`,
+    e.note ? element("div", { className: "when" }, e.note) : null);
+  if (!e.media_type.startsWith("image/")) return item;
+  const link = element("a", { target: "_blank", rel: "noopener" });
+  const thumb = element("img", { className: "thumb", alt: e.note || `${e.kind} ${e.id}` });
+  link.append(thumb);
+  item.prepend(link);
+  api(`/v1/cases/${caseId}/evidence/${e.id}`)
+    .then((response) => response.blob())
+    .then((blob) => {
+      const url = URL.createObjectURL(blob);
+      state.blobUrls.push(url);
+      thumb.src = url;
+      link.href = url;
+    })
+    .catch(() => link.remove());
+  return item;
 }
 
 function layerHits(detail) {
@@ -122,7 +146,8 @@ async function transition(caseId, to, note, reason, result) {
       body: JSON.stringify(body),
     });
     const updated = await response.json();
-    updateCase(updated);
+    state.knownVersions.set(caseId, updated.version);
+    updateCase(caseId, updated);
     await openCase(caseId);
     $("#action-result").textContent = `moved to ${updated.status}`;
   } catch (error) {
@@ -134,14 +159,9 @@ async function transition(caseId, to, note, reason, result) {
   }
 }
 
-function updateCase(read) {
-  const feature = state.cases.get(read.id);
-  if (!feature) return;
-  feature.properties = { ...feature.properties, ...read };
-  refreshCaseSources();
-}
-
-export async function openCase(caseId) {
+// Open (or, with acknowledge false, refresh after a live change) the panel of one case.
+// Opening it is what clears the case's live highlight.
+export async function openCase(caseId, { acknowledge = true } = {}) {
   const panel = $("#case-panel");
   for (const url of state.blobUrls.splice(0)) URL.revokeObjectURL(url);
   if (state.openCaseId !== null) {
@@ -155,6 +175,8 @@ export async function openCase(caseId) {
   const response = await api(`/v1/cases/${caseId}`);
   state.openCaseEtag = response.headers.get("ETag");
   const detail = await response.json();
+  state.knownVersions.set(caseId, detail.version);
+  if (acknowledge) updateCase(caseId, detail);
   const colour = STATUS_COLOURS[detail.status] || "#000";
   const compare = await compareView(caseId).catch((error) =>
     element("p", { className: "error" }, `imagery: ${error.message}`));
@@ -166,12 +188,13 @@ export async function openCase(caseId) {
     ...section("Detections", listOrEmpty(detail.detections, detectionItem, "No detections.", "ol")),
     ...section("Legal layers hit", listOrEmpty(layerHits(detail),
       ([kind, mu]) => element("li", {}, `${kind}: ${mu.toFixed(2)} mu`), "No legal layer hit.")),
-    ...section("Evidence", listOrEmpty(detail.evidence,
-      (e) => element("li", {}, `${e.kind} ${formatTime(e.taken_at)} by ${e.uploaded_by}`),
+    ...section("Evidence", listOrEmpty(detail.evidence, (e) => evidenceItem(caseId, e),
       "No evidence yet.")),
     ...section("History", listOrEmpty(detail.history, historyItem, "No history.", "ol")),
     ...section("Actions", actionsView(detail),
-      element("button", { type: "button", onclick: () => window.print() }, "Print report")),
+      // Opened from this tab, the report shares its signed-in key (sessionStorage is copied).
+      element("button", { type: "button", id: "open-report",
+        onclick: () => window.open(`/cases/${detail.id}/report`) }, "Printable report")),
   );
   panel.dataset.loaded = "true";
 }

@@ -10,6 +10,7 @@ from PIL import Image
 
 from service.web.chips import CHIP_SIZE, OUTLINE
 from tests.service.web.conftest import MapApp
+from tests.service.web.world import OLD_WEST_ORIGIN, scene_bounds_lonlat
 
 pytestmark = pytest.mark.db
 
@@ -81,6 +82,19 @@ def test_the_signed_in_role_and_its_moves_are_described(map_app: MapApp) -> None
     assert (west, east) == pytest.approx((120.00, 120.03))
 
 
+def test_the_page_learns_where_the_imagery_basemap_has_tiles(map_app: MapApp) -> None:
+    me = map_app.http.get("/v1/map/me", headers=map_app.auth("inspector_a")).json()
+    west, south, east, north = me["imagery_extent"]
+    _, new_south, new_east, new_north = scene_bounds_lonlat()
+    old_west, old_south, _, old_north = scene_bounds_lonlat(OLD_WEST_ORIGIN)
+    # Around both scene squares (the old one just west of the other), with no tile to spare.
+    assert west <= old_west + 1e-6 and east >= new_east - 1e-6
+    assert south <= min(new_south, old_south) + 1e-6 and north >= max(new_north, old_north) - 1e-6
+    if map_app.settings.database_url.startswith("sqlite"):  # PostgreSQL is shared with others
+        expected = (old_west, min(new_south, old_south), new_east, max(new_north, old_north))
+        assert (west, south, east, north) == pytest.approx(expected, abs=1e-6)
+
+
 def test_a_case_gets_a_before_and_after_scene_pair(map_app: MapApp) -> None:
     case_id = map_app.world.case_ids["a1"]
     pair = map_app.http.get(
@@ -149,7 +163,34 @@ def test_the_map_case_layer_is_lean_and_scoped(map_app: MapApp) -> None:
     assert [f["id"] for f in theirs["features"]] == [world.case_ids["b1"]]
 
 
+def test_the_map_case_points_are_bbox_centres_with_status_and_priority(map_app: MapApp) -> None:
+    world = map_app.world
+    outlines = geojson(map_app, "/v1/map/cases.geojson", "inspector_a")
+    points = geojson(map_app, "/v1/map/case-points.geojson", "inspector_a")
+    assert [f["id"] for f in points["features"]] == [f["id"] for f in outlines["features"]]
+    for point, outline in zip(points["features"], outlines["features"], strict=True):
+        west, south, east, north = outline["bbox"]
+        assert point["geometry"]["type"] == "Point"
+        assert point["geometry"]["coordinates"] == pytest.approx(
+            [(west + east) / 2, (south + north) / 2], abs=1e-7
+        )
+        assert point["properties"] == {
+            "id": outline["id"],
+            "status": outline["properties"]["status"],
+            "priority": outline["properties"]["priority"],
+        }
+    theirs = geojson(map_app, "/v1/map/case-points.geojson", "inspector_b")
+    assert [f["id"] for f in theirs["features"]] == [world.case_ids["b1"]]
+
+
 def test_the_map_case_layer_narrows_to_a_bbox(map_app: MapApp) -> None:
     everyone = geojson(map_app, "/v1/map/cases.geojson?bbox=120.04,30.17,120.06,30.19", "admin")
     assert map_app.world.case_ids["b1"] in {f["id"] for f in everyone["features"]}
     assert map_app.world.case_ids["a1"] not in {f["id"] for f in everyone["features"]}
+
+
+def test_an_empty_bbox_is_refused_rather_than_read_as_everywhere(map_app: MapApp) -> None:
+    for path in ("/v1/map/cases.geojson", "/v1/map/layers/permanent_basic_farmland.geojson"):
+        response = map_app.http.get(f"{path}?bbox=", headers=map_app.auth("admin"))
+        assert response.status_code == 422, path
+        assert "four numbers" in response.json()["detail"]

@@ -51,9 +51,10 @@ def test_every_file_the_page_references_is_served_locally(tmp_path: Path) -> Non
 def test_no_script_or_style_reaches_for_the_internet(tmp_path: Path) -> None:
     # Offline intranets: no CDN, no web fonts, no internet basemap in our own files.
     own = sorted(STATIC_DIR.glob("*.*"))
-    assert {path.name for path in own} >= {"index.html", "app.js", "app.css"}
+    assert {path.name for path in own} >= {"index.html", "app.js", "app.css", "report.html"}
     for path in own:
-        text = path.read_text(encoding="utf-8")
+        # The SVG namespace is a name that is never fetched.
+        text = path.read_text(encoding="utf-8").replace('"http://www.w3.org/2000/svg"', "")
         assert not re.search(r"https?://", text), f"{path.name} names an internet address"
 
 
@@ -63,6 +64,32 @@ def test_the_page_modules_import_only_local_files(tmp_path: Path) -> None:
         for module in re.findall(r'from "([^"]+)"', path.read_text(encoding="utf-8")):
             assert module.startswith("./"), f"{path.name} imports {module}"
             assert http.get(f"/static/{module[2:]}").status_code == 200, module
+
+
+def test_the_case_report_page_is_served_without_a_key_and_only_for_case_ids(
+    tmp_path: Path,
+) -> None:
+    http = client(tmp_path)
+    response = http.get("/cases/12/report")
+    assert response.status_code == 200
+    assert 'id="report"' in response.text and 'id="key-dialog"' in response.text
+    parser = _References()
+    parser.feed(response.text)
+    for url in (u for u in parser.urls if not u.startswith("data:")):
+        assert url.startswith("/static/") and http.get(url).status_code == 200, url
+    refused = http.get("/cases/twelve/report")
+    assert refused.status_code == 422
+    assert refused.headers["content-type"] == "application/problem+json"
+
+
+def test_the_vendored_chart_library_is_the_version_its_readme_names() -> None:
+    vendor = STATIC_DIR / "vendor"
+    readme = (vendor / "README.md").read_text(encoding="utf-8")
+    version = re.search(r"\| (\d+\.\d+\.\d+) \(npm `chart\.js`\)", readme)
+    assert version is not None, "vendor/README.md must name the Chart.js version"
+    header = (vendor / "chart.js" / "chart.umd.min.js").read_text(encoding="utf-8")[:200]
+    assert f"Chart.js v{version.group(1)}" in header
+    assert "MIT License" in (vendor / "chart.js" / "LICENSE.md").read_text(encoding="utf-8")
 
 
 def test_the_vendored_map_library_is_the_version_its_readme_names() -> None:
