@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import json
+import zipfile
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -13,6 +14,10 @@ from numpy.typing import NDArray
 from detection.camera_reference import ReferenceModel
 
 _STATE_FORMAT = 1
+# The state is written after every analysed batch of a preset, so its cost is paid per job.
+# numpy's savez_compressed deflates at level 6: on the ~2 MB state of a 1080p preset (noisy
+# frames) that took 190 ms of CPU against 68 ms at level 1, for a blob only 5 % smaller.
+_DEFLATE_LEVEL = 1
 
 
 @dataclass(frozen=True)
@@ -144,9 +149,7 @@ class CameraState:
             arrays[f"{mode}_frames"] = ref.frames
             arrays[f"{mode}_median"] = ref.median
             arrays[f"{mode}_spread"] = ref.spread
-        buffer = io.BytesIO()
-        np.savez_compressed(buffer, **arrays)  # type: ignore[arg-type]
-        return buffer.getvalue()
+        return _npz(arrays, level=_DEFLATE_LEVEL)
 
     @classmethod
     def from_bytes(cls, data: bytes) -> CameraState:
@@ -181,3 +184,13 @@ class CameraState:
                 next_detection_id=int(meta["next_detection_id"]),
                 failures=int(meta["failures"]),
             )
+
+
+def _npz(arrays: dict[str, NDArray[np.generic]], *, level: int) -> bytes:
+    """An ``.npz`` archive as `np.load` reads it, deflated at `level` (1 fastest, 9 smallest)."""
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w", zipfile.ZIP_DEFLATED, compresslevel=level) as archive:
+        for name, array in arrays.items():
+            with archive.open(f"{name}.npy", "w", force_zip64=True) as member:
+                np.lib.format.write_array(member, np.asanyarray(array), allow_pickle=False)
+    return buffer.getvalue()

@@ -1,9 +1,9 @@
 """`tianxun demo`: the main job on the embedded default, from nothing to cases on the map.
 
 It simulates a farmland world (once), migrates the database, loads the world's legal layers,
-jurisdictions and cameras, starts the API and the ingest workers, uploads every tile and
-snapshot over HTTP in capture order, waits until the workers have analysed them, and leaves
-the map running with a key to sign in with.
+jurisdictions and cameras, starts the API and the ingest workers (which also deliver
+webhooks), uploads every tile and snapshot over HTTP in capture order, waits until the workers
+have analysed them, and leaves the map running with a key to sign in with.
 """
 
 from __future__ import annotations

@@ -4,7 +4,8 @@ Each job's effects are written in one transaction together with its completion, 
 happen exactly once; a heartbeat thread extends the lease meanwhile. A phased task (the
 analysis) reads its inputs and computes with no write transaction open, then writes briefly.
 A failing job is recorded (retry with backoff, or dead letter) and the worker goes on.
-SIGTERM/SIGINT stop claiming; running jobs finish first.
+SIGTERM/SIGINT stop claiming; running jobs finish first. A worker may also run the webhook
+delivery loop in a thread of its own, so that a deployment needs no extra process for it.
 
 On SQLite a job's transaction takes the write lock at its start (`BEGIN IMMEDIATE`): SQLite
 has one writer, and a deferred transaction could not commit after a heartbeat or claim from
@@ -30,6 +31,7 @@ from sqlalchemy import Engine
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
 
+from service.alerts.delivery import WebhookDeliverer
 from service.db import create_db_engine, machine_session_factory, transaction
 from service.logging import configure_logging
 from service.metrics import JOB_FAILURES, JOB_SECONDS, JOBS_DEAD
@@ -57,15 +59,22 @@ class JobOutcome:
 
 
 class Worker:
-    """`concurrency` threads sharing one engine; `run()` blocks until `stop()`."""
+    """`concurrency` job threads (and optionally webhook delivery) sharing one engine;
+    `run()` blocks until `stop()`."""
 
     def __init__(
-        self, settings: Settings, *, concurrency: int = 1, engine: Engine | None = None
+        self,
+        settings: Settings,
+        *,
+        concurrency: int = 1,
+        engine: Engine | None = None,
+        deliver_webhooks: bool = False,
     ) -> None:
         if concurrency < 1:
             raise ValueError(f"concurrency must be at least 1, got {concurrency}")
         self.settings = settings
         self.concurrency = concurrency
+        self.deliver_webhooks = deliver_webhooks
         self.engine = engine or create_db_engine(
             settings.database_url, busy_timeout_ms=settings.sqlite_busy_timeout_ms
         )
@@ -84,17 +93,33 @@ class Worker:
     def run(self) -> None:
         load_task_modules(self.settings.task_modules)
         log.info(
-            "worker started", name=self.name, concurrency=self.concurrency, tasks=registered_tasks()
+            "worker started",
+            name=self.name,
+            concurrency=self.concurrency,
+            tasks=registered_tasks(),
+            webhooks=self.deliver_webhooks,
         )
         threads = [
             threading.Thread(target=self._loop, args=(f"{self.name}:{index}",), name=f"job-{index}")
             for index in range(self.concurrency)
         ]
+        if self.deliver_webhooks:
+            # Built here so that a bad webhook setting stops the worker at start, loudly.
+            deliverer = WebhookDeliverer(self.settings, engine=self.engine)
+            threads.append(
+                threading.Thread(target=self._deliver, args=(deliverer,), name="webhooks")
+            )
         for thread in threads:
             thread.start()
         for thread in threads:
             thread.join()
         log.info("worker stopped", name=self.name)
+
+    def _deliver(self, deliverer: WebhookDeliverer) -> None:
+        try:
+            deliverer.run(self.stopping)
+        finally:
+            deliverer.http.close()
 
     def _loop(self, owner: str) -> None:
         while not self.stopping.is_set():
@@ -227,10 +252,12 @@ class _Heartbeat:
                 return
 
 
-def run_until_signalled(settings: Settings, *, concurrency: int) -> None:
+def run_until_signalled(
+    settings: Settings, *, concurrency: int, deliver_webhooks: bool = True
+) -> None:
     """Run a worker in the foreground until SIGTERM or SIGINT."""
     configure_logging(level=settings.log_level, json=settings.log_json)
-    worker = Worker(settings, concurrency=concurrency)
+    worker = Worker(settings, concurrency=concurrency, deliver_webhooks=deliver_webhooks)
 
     def on_signal(signum: int, frame: FrameType | None) -> None:
         log.info("stopping after running jobs finish", signal=signal.Signals(signum).name)

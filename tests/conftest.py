@@ -74,7 +74,8 @@ def fresh_db_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str
         pytest.skip("TIANXUN_TEST_POSTGRES_URL not set: PostgreSQL tests run in .ci/run")
     server = make_url(POSTGRES_URL)
     name = f"{server.database}_fresh_{uuid.uuid4().hex[:8]}"
-    admin = create_engine(server, isolation_level="AUTOCOMMIT")
+    # Pre-ping: a test may have restarted the server since this connection was pooled.
+    admin = create_engine(server, isolation_level="AUTOCOMMIT", pool_pre_ping=True)
     with admin.connect() as connection:
         connection.execute(text(f'CREATE DATABASE "{name}"'))
     url = server.set(database=name).render_as_string(hide_password=False)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 import io
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -87,6 +88,10 @@ def _jsonable(value: Any) -> Any:
         return [_jsonable(item) for item in value]
     if isinstance(value, timedelta):
         return value.total_seconds()
+    if isinstance(value, float) and not math.isfinite(value):
+        # JSON has no Infinity or NaN (PostgreSQL refuses them): "inf", "-inf", "nan", which
+        # float() reads back.
+        return str(value)
     return value
 
 

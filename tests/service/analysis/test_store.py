@@ -12,13 +12,20 @@ from shapely.geometry import box
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
+from detection.camera import CameraParams
 from models import AlertEvent, Case, CaseEvent, Detection, Evidence, LayerFeature, Scene
 from models.detection import ChangeType, DetectionSource, Screening
 from models.jurisdiction import JurisdictionLevel
 from models.layer import LayerKind
 from models.scene import SceneKind
 from service.analysis.coverage import last_observed, record_observation
-from service.analysis.store import DetectorRun, FoundChange, store_detections, store_png
+from service.analysis.store import (
+    DetectorRun,
+    FoundChange,
+    parameters_json,
+    store_detections,
+    store_png,
+)
 from tests.service.screening.places import (
     FARMLAND,
     OUTSIDE,
@@ -157,3 +164,19 @@ def test_camera_and_satellite_sightings_of_one_place_share_one_case(db_session: 
     assert case is not None
     assert case.sources == ["camera", "remote_sensing"] and case.confidence_level == "highest"
     assert (case.first_seen_at, case.last_seen_at) == (snapshot.acquired_at, tile.acquired_at)
+
+
+def test_detector_parameters_with_infinite_values_are_stored_on_every_backend(
+    db_session: Session,
+) -> None:
+    # The camera detector's defaults hold an infinite threshold; PostgreSQL's JSON has no
+    # Infinity, so every camera detection once failed to store there.
+    parameters = parameters_json(CameraParams())
+    assert CameraParams().hold_score == float("inf") and parameters["hold_score"] == "inf"
+    run = DetectorRun(DetectionSource.camera, "camera-test", parameters)
+    add_layer_version(db_session, LayerKind.permanent_basic_farmland, [FARMLAND])
+    scene = add_scene(db_session, at(2025, 7, 16))
+    stored = store_detections(scene, [change()], run=run, session=db_session, settings=SETTINGS)
+    db_session.expire_all()
+    detection = db_session.get(Detection, stored[0].detection_id)
+    assert detection is not None and detection.parameters == parameters

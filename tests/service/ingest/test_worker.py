@@ -1,5 +1,6 @@
 """The real `tianxun worker` in subprocesses: it validates scenes, survives bad input, stops on
-SIGTERM, and a job whose worker is SIGKILLed is taken over and completes exactly once."""
+SIGTERM, delivers webhooks, and a job whose worker is SIGKILLed is taken over and completes
+exactly once."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ import signal
 import subprocess
 import sys
 import time
+import uuid
 from collections.abc import Callable, Iterator
 from datetime import timedelta
 from pathlib import Path
@@ -16,14 +18,22 @@ import pytest
 from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
+from models import AlertEvent, ApiClient
 from models.base import utcnow
+from models.client import Role
 from models.scene import IngestJob, JobStatus, Scene, SceneStatus
+from service.alerts.feed import EventFilter
+from service.alerts.ssrf import parse_networks
+from service.alerts.webhooks import create_subscription
+from service.auth import principal_for
+from service.clients import create_client
 from service.db import create_db_engine, create_session_factory, transaction
 from service.ingest.scenes import ingest_snapshot
 from service.ingest.store import JPEG, stage_chunks
 from service.metrics import render_metrics
 from service.queue import enqueue
 from service.settings import Settings
+from tests.service.alerts.receiver import Receiver
 from tests.service.ingest.blocking_task import BLOCK_TASK, COMPLETIONS
 from tests.service.ingest.conftest import add_camera, add_placeholder_scene, jpeg_bytes
 
@@ -79,6 +89,7 @@ def start_worker(
             "TIANXUN_WORKER_POLL_SECONDS": "0.1",
             "TIANXUN_TASK_MODULES": '["tests.service.ingest.blocking_task"]',
             "PROMETHEUS_MULTIPROC_DIR": str(tmp_path / "prometheus"),
+            "TIANXUN_WEBHOOK_ALLOWED_NETWORKS": '["127.0.0.0/8"]',
         }
         log = open(tmp_path / f"worker-{len(started)}.log", "wb")  # noqa: SIM115
         process = subprocess.Popen(
@@ -195,3 +206,33 @@ def test_sigkilled_job_is_taken_over_after_its_lease_and_completes_once(
         item = session.get(Scene, scene_id).stac_item  # type: ignore[union-attr]
     assert item is not None and item[COMPLETIONS] == 1
     assert stop(second) == 0
+
+
+def test_worker_delivers_webhooks_so_no_separate_process_is_needed(
+    factory: sessionmaker[Session], start_worker: Callable[..., subprocess.Popen[bytes]]
+) -> None:
+    receiver = Receiver()
+    receiver.start()
+    try:
+        with transaction(factory) as session:
+            issued = create_client(
+                f"hooks-{uuid.uuid4().hex[:8]}", session=session, role=Role.admin,
+                jurisdiction_codes=[],
+            )  # fmt: skip
+            principal = principal_for(session.get_one(ApiClient, issued.client_id), session=session)
+            create_subscription(
+                principal, receiver.url, EventFilter(), session=session,
+                allowed_networks=parse_networks(["127.0.0.0/8"]),
+            )  # fmt: skip
+        worker = start_worker()  # webhook delivery is on unless --no-webhooks
+        with transaction(factory) as session:
+            event = AlertEvent(event_type="case_created", payload={"code": "TX-1"})
+            session.add(event)
+            session.flush()
+            event_id = event.id
+        receiver.wait_for(lambda r: len(r.delivered()) == 1, timeout=60)
+        assert [r.event_id for r in receiver.delivered()] == [event_id]
+        assert receiver.delivered()[0].headers["webhook-id"] == f"evt_{event_id}"
+        assert stop(worker) == 0
+    finally:
+        receiver.stop()
