@@ -327,9 +327,13 @@ def due_at_for(status: CaseStatus, start: datetime, settings: Settings) -> datet
 def next_case_code(prefix: str, year: int, *, session: Session) -> str:
     """The next human reference of the year, e.g. "TX-2024-000123".
 
-    Two writers racing for one number fail on the unique code and the job retries.
+    Writers take numbers one at a time: on PostgreSQL a transaction-scoped advisory lock per
+    prefix and year is held until the new case commits, so a second worker reads the number
+    the first one took instead of drawing the same one (SQLite writers are serialised anyway).
     """
     stem = f"{prefix}-{year}-"
+    if session.get_bind().dialect.name == "postgresql":
+        session.execute(select(func.pg_advisory_xact_lock(func.hashtext(f"case-code:{stem}"))))
     last = session.scalar(select(func.max(Case.code)).where(Case.code.like(f"{stem}%")))
     number = int(last.removeprefix(stem)) + 1 if last else 1
     return f"{stem}{number:06d}"
