@@ -1,9 +1,10 @@
 """Safe retries of ingest POSTs: an `Idempotency-Key` header and the answer stored for it.
 
-Same key and same request → the stored answer again; same key, other request → 422; the
-first request still running → 409. The key is reserved in its own committed transaction so
-that a concurrent retry sees it, and the answer is stored in the transaction that does the
-work, so either both persist or neither does.
+Same key and same request → the stored answer again; same key, other request → 422. The key
+is reserved, the work done and the answer stored in one transaction, so either all of it
+persists or none does: a request that meets an outage or a crash leaves no reservation behind
+to block its retries. A concurrent retry waits for the first request's transaction (an advisory
+lock on PostgreSQL, the write lock on SQLite) and then gets its answer.
 """
 
 from __future__ import annotations
@@ -11,19 +12,17 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import datetime
 from typing import Any
 
-from sqlalchemy import ColumnElement, delete, func, select
+from sqlalchemy import ColumnElement, func, select
 from sqlalchemy.orm import Session, sessionmaker
 
 from models.base import utcnow
 from models.client import IdempotencyKey
 from service.db import SQLITE_IMMEDIATE, create_session_factory, transaction
-from service.errors import ConflictError, InvalidInputError
+from service.errors import InvalidInputError
 
-# A reservation older than this belongs to a request whose process died: it may be reused.
-ABANDONED_AFTER = timedelta(minutes=5)
 MAX_KEY_LENGTH = 200
 
 
@@ -98,12 +97,9 @@ def reserve_key(
             "use a new key for a new request"
         )
     if row.status_code is None:
-        if row.created_at > now - ABANDONED_AFTER:
-            raise ConflictError(
-                f"the request with Idempotency-Key {key!r} is still being processed; "
-                "retry in a few seconds"
-            )
-        row.created_at = now  # its first request died: this one takes over
+        # Reserved and answered in one transaction, a row is never seen unanswered unless an
+        # older release of the service left it behind: its request is long gone, take it over.
+        row.created_at = now
         session.flush()
         return None
     return Answer(row.status_code, dict(row.response or {}), replayed=True)
@@ -123,17 +119,6 @@ def record_answer(
     row.status_code = status_code
     row.response = body
     session.flush()
-
-
-def release_key(*, session: Session, key: str, client_id: int | None = None) -> None:
-    """Forget an unanswered reservation, so that the client's retry is processed afresh."""
-    session.execute(
-        delete(IdempotencyKey).where(
-            _of_client(client_id),
-            IdempotencyKey.key == key,
-            IdempotencyKey.status_code.is_(None),
-        )
-    )
 
 
 def run_idempotent(
@@ -157,18 +142,12 @@ def run_idempotent(
     key = check_key(key)
     with transaction(factory) as session:
         stored = reserve_key(session=session, key=key, fingerprint=fingerprint, client_id=client_id)
-    if stored is not None:
-        return stored
-    try:
-        with transaction(factory) as session:
-            status_code, body = work(session)
-            record_answer(
-                session=session, key=key, status_code=status_code, body=body, client_id=client_id
-            )
-    except BaseException:
-        with transaction(factory) as session:
-            release_key(session=session, key=key, client_id=client_id)
-        raise
+        if stored is not None:
+            return stored
+        status_code, body = work(session)
+        record_answer(
+            session=session, key=key, status_code=status_code, body=body, client_id=client_id
+        )
     return Answer(status_code, body, replayed=False)
 
 

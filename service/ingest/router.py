@@ -56,7 +56,6 @@ PROBLEMS: dict[int | str, dict[str, Any]] = {
     for status, text in {
         403: "The path is outside the allow-listed ingest roots.",
         404: "Unknown camera or preset.",
-        409: "A request with the same Idempotency-Key is still being processed.",
         413: "The body exceeds the size limit.",
         415: "The body is not what the endpoint takes (checked by its magic bytes).",
         422: "Invalid parameters, a capture time in the future, or a reused Idempotency-Key.",

@@ -346,11 +346,6 @@ def test_ingest_survives_a_postgresql_restart(deployment: Deployment) -> None:
 
 
 @pytest.mark.parametrize("fresh_db_url", ["postgresql"], indirect=True)
-@pytest.mark.xfail(
-    strict=True,
-    reason="known bug: the reservation of an Idempotency-Key outlives a request that met an "
-    "outage (its release fails too), so retries get 409 for ABANDONED_AFTER (5 minutes)",
-)
 def test_an_idempotency_key_whose_request_met_the_outage_can_be_retried(
     fresh_db_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -1,32 +1,28 @@
-"""Idempotency-Key: a retry gets the stored answer, a reused key is refused, in flight is 409."""
+"""Idempotency-Key: retries get the stored answer, a reused key is 422, failures leave no trace."""
 
 from __future__ import annotations
 
 import uuid
-from datetime import timedelta
 
 import pytest
+from sqlalchemy import Engine
 from sqlalchemy.orm import Session
 
-from models.base import utcnow
-from service.errors import ConflictError, InvalidInputError
+from service.db import create_session_factory
+from service.errors import InvalidInputError
 from service.ingest.idempotency import (
     check_key,
     record_answer,
-    release_key,
     request_fingerprint,
     reserve_key,
+    run_idempotent,
 )
 
 
-def test_a_retry_while_the_first_request_runs_is_409_then_gets_its_answer(
-    db_session: Session,
-) -> None:
+def test_an_answered_key_replays_its_answer(db_session: Session) -> None:
     key = str(uuid.uuid4())
     fingerprint = request_fingerprint("POST", "/v1/scenes", [("sensor", "GF-2")], "abc")
     assert reserve_key(session=db_session, key=key, fingerprint=fingerprint) is None
-    with pytest.raises(ConflictError, match="still being processed"):
-        reserve_key(session=db_session, key=key, fingerprint=fingerprint)
     record_answer(session=db_session, key=key, status_code=202, body={"id": 7})
     answer = reserve_key(session=db_session, key=key, fingerprint=fingerprint)
     assert answer is not None and answer.replayed
@@ -40,18 +36,23 @@ def test_the_same_key_for_another_request_is_422(db_session: Session) -> None:
         reserve_key(session=db_session, key=key, fingerprint=request_fingerprint("b"))
 
 
-def test_an_abandoned_reservation_is_taken_over(db_session: Session) -> None:
+def test_work_that_fails_leaves_no_reservation_behind(db_engine: Engine) -> None:
+    factory = create_session_factory(db_engine)
     key, fingerprint = str(uuid.uuid4()), request_fingerprint("a")
-    reserve_key(session=db_session, key=key, fingerprint=fingerprint)
-    later = utcnow() + timedelta(minutes=10)
-    assert reserve_key(session=db_session, key=key, fingerprint=fingerprint, now=later) is None
 
+    def failing(session: Session) -> tuple[int, dict[str, object]]:
+        raise OSError("the database went away")
 
-def test_a_released_key_can_be_used_afresh(db_session: Session) -> None:
-    key = str(uuid.uuid4())
-    reserve_key(session=db_session, key=key, fingerprint=request_fingerprint("a"))
-    release_key(session=db_session, key=key)
-    assert reserve_key(session=db_session, key=key, fingerprint=request_fingerprint("b")) is None
+    with pytest.raises(OSError):
+        run_idempotent(factory, key=key, fingerprint=fingerprint, work=failing)
+    answer = run_idempotent(
+        factory, key=key, fingerprint=fingerprint, work=lambda session: (202, {"id": 1})
+    )
+    assert (answer.status_code, answer.replayed) == (202, False)  # a retry is processed afresh
+    again = run_idempotent(
+        factory, key=key, fingerprint=fingerprint, work=lambda session: (500, {})
+    )
+    assert (again.status_code, again.body, again.replayed) == (202, {"id": 1}, True)
 
 
 def test_parameter_order_does_not_change_the_fingerprint() -> None:
