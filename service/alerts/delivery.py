@@ -117,6 +117,8 @@ class WebhookDeliverer:
 
     def run_once(self) -> int:
         """One round; returns how many deliveries were attempted."""
+        if not self.has_subscribers():
+            return 0
         self.fan_out()
         batches = self.claim_due()
         if not batches:
@@ -127,6 +129,13 @@ class WebhookDeliverer:
         for batch, batch_outcomes in zip(batches, outcomes, strict=True):
             self.record(batch, batch_outcomes)
         return sum(len(o) for o in outcomes)
+
+    def has_subscribers(self) -> bool:
+        """Whether any subscription is active. Only a read: every worker runs this loop, and on
+        SQLite an idle round must not take the write lock a few times a second for nothing."""
+        with self.sessions() as session:
+            active = select(WebhookSubscription.id).where(WebhookSubscription.active).limit(1)
+            return session.scalar(active) is not None
 
     def fan_out(self) -> int:
         """Queue events up to the outbox horizon for every active subscription."""

@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import sqlite3
 import threading
 import time
 from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
-from sqlalchemy import select
+from sqlalchemy import make_url, select
+from sqlalchemy.exc import OperationalError
 from standardwebhooks import Webhook, WebhookVerificationError
 
 from models import ApiClient, WebhookDelivery, WebhookSubscription
@@ -25,7 +27,7 @@ from service.alerts.webhooks import (
     rotate_secret,
 )
 from service.auth import Principal, principal_for
-from service.db import transaction
+from service.db import create_db_engine, transaction
 from service.settings import Settings
 from tests.service.alerts.conftest import LiveDb, live_settings
 from tests.service.alerts.receiver import Receiver
@@ -205,3 +207,27 @@ def test_retries_back_off_with_jitter_for_a_day() -> None:
         delays = {policy.delay(attempt) for _ in range(50)}
         full = policy.nominal_delay(attempt)
         assert all(full / 2 <= d <= full for d in delays) and len(delays) > 1
+
+
+def test_an_idle_round_without_subscriptions_takes_no_write_lock(
+    live_db: LiveDb, receiver: Receiver
+) -> None:
+    if live_db.engine.dialect.name != "sqlite":
+        pytest.skip("the write lock in question is SQLite's")
+    impatient = create_db_engine(live_db.url, busy_timeout_ms=200)
+    deliverer = WebhookDeliverer(live_settings(live_db), engine=impatient)
+    # Another writer holds the lock: any write by the deliverer fails with "database is locked".
+    holder = sqlite3.connect(make_url(live_db.url).database or "", isolation_level=None)
+    try:
+        holder.execute("BEGIN IMMEDIATE")
+        assert deliverer.run_once() == 0
+        holder.execute("ROLLBACK")
+        Subscriber(live_db, receiver.url)
+        holder.execute("BEGIN IMMEDIATE")
+        with pytest.raises(OperationalError, match="locked"):
+            deliverer.run_once()  # with a subscriber, a round does write
+        holder.execute("ROLLBACK")
+    finally:
+        holder.close()
+        deliverer.http.close()
+        impatient.dispose()
