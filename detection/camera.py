@@ -48,7 +48,8 @@ class CameraParams:
     reduce : int
         Work at 1/reduce of the full resolution (JPEG DCT scaling when decoding bytes).
     persistence : int
-        A change becomes a detection after this many consecutive analysed snapshots.
+        A change becomes a detection after this many consecutive snapshots showing it; night
+        infrared frames and rows hidden by fog or rain pause the count instead of breaking it.
     reference_depth : int
         Frames in the per-pixel median background (odd keeps the median a real pixel value).
     warmup_frames : int
@@ -60,6 +61,9 @@ class CameraParams:
     structure_threshold : float
         Mean gradient magnitude of the difference image (new or lost edges and texture) that
         counts as strong structural change, fraction per pixel; it reinforces colour change.
+    noise_factor : float
+        Each pixel's colour threshold grows by this many times the background's spread (its
+        median absolute deviation over the recent frames, averaged over 5 × 5 neighbours).
     object_window_px : int
         Colour change is measured against its surroundings within this window (working
         pixels), so parcel-wide farm work scores only at its edges.
@@ -109,12 +113,13 @@ class CameraParams:
     """
 
     reduce: int = 4
-    persistence: int = 3
+    persistence: int = 2
     reference_depth: int = 5
     warmup_frames: int = 3
     reference_every: int = 1
     colour_threshold: float = 0.12
     structure_threshold: float = 0.05
+    noise_factor: float = 3.0
     hysteresis_low: float = 0.6
     object_window_px: int = 25
     min_area_px: int = 10
@@ -285,6 +290,11 @@ def _analyse(
     )
     if reference.count < params.warmup_frames:
         state = _absorb(state, mode, reference, matched, valid, params, warm=True)
+        return state, result
+    if mode == "ir":
+        # Night frames are few, so their background is weeks old and shows every season's
+        # change; they keep it current but, like fog, neither confirm nor break a streak.
+        state = _absorb(state, mode, reference, matched, valid, params, warm=False)
         return state, result
     score = score_change(
         matched,

@@ -223,8 +223,9 @@ def score_change(
     # (ploughing, harvest, a new crop) shifts the local mean too and keeps only its edges,
     # while a building or a dug pit inside the parcel keeps its full contrast.
     local = difference - _local_mean(difference, params.object_window_px)
-    # Pixels that vary a lot in the background (wind in trees, water) need more to count.
-    tolerance = params.colour_threshold + 3.0 * spread
+    # Pixels that vary a lot in the background (wind in trees, water, misregistered texture)
+    # need more to count; the spread of a few frames is noisy, so it is pooled over neighbours.
+    tolerance = params.colour_threshold + params.noise_factor * ndimage.uniform_filter(spread, 5)
     colour_score = _norm(local) / tolerance
     # The plain difference has no halo around an object: it draws the outlines.
     plain_score = _norm(difference) / tolerance

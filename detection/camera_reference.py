@@ -143,8 +143,13 @@ def upsample_field(field: NDArray[np.float32], shape: tuple[int, int]) -> NDArra
     left, right, across = _interpolation_steps(shape[1], field.shape[1])
     # Columns first on the small grid, then whole rows, which are contiguous block copies.
     by_cols = field[:, left] + (field[:, right] - field[:, left]) * across[None, :, None]
-    upper, lower = by_cols[top], by_cols[bottom]
-    return (upper + (lower - upper) * down[:, None, None]).astype(np.float32)
+    by_cols = by_cols.astype(np.float32, copy=False)
+    # In place on one full-size array: the temporaries cost more than the arithmetic.
+    upper, out = by_cols[top], by_cols[bottom]
+    out -= upper
+    out *= down[:, None, None]
+    out += upper
+    return out
 
 
 def match_illumination(

@@ -74,7 +74,7 @@ def test_a_known_sway_is_recovered(scene: Scene, calibration: Calibration) -> No
     assert not results[-1].candidates.any()
 
 
-def test_a_change_persisting_three_snapshots_is_detected_with_its_onset(
+def test_a_change_persisting_over_the_persistence_is_detected_with_its_onset(
     scene: Scene, calibration: Calibration
 ) -> None:
     frames = background(scene, 5) + [
@@ -82,10 +82,11 @@ def test_a_change_persisting_three_snapshots_is_detected_with_its_onset(
     ]
     _, results = run(frames, calibration)
     found = detections(results)
-    assert [index for index, _ in found] == [7]  # the third snapshot showing it
+    confirming = 5 + PARAMS.persistence - 1  # the n-th snapshot showing it
+    assert [index for index, _ in found] == [confirming]
     detection = found[0][1]
     assert detection.onset == START + timedelta(minutes=50)
-    assert detection.confirmed_at == START + timedelta(minutes=70)
+    assert detection.confirmed_at == START + timedelta(minutes=10 * confirming)
     truth = Polygon(scene.lonlat(np.array([[-10, 190], [10, 190], [10, 210], [-10, 210]])))
     overlap = ground_area_m2(calibration, detection.ground.intersection(truth))
     union = ground_area_m2(calibration, detection.ground.union(truth))
@@ -94,8 +95,11 @@ def test_a_change_persisting_three_snapshots_is_detected_with_its_onset(
     assert detection.type == "building_or_hardening"
 
 
-def test_a_change_seen_twice_does_not_alarm_yet(scene: Scene, calibration: Calibration) -> None:
-    frames = background(scene, 5) + [scene.render(noise_seed=20, patches=[PATCH])] * 2
+def test_a_change_seen_fewer_times_than_the_persistence_does_not_alarm_yet(
+    scene: Scene, calibration: Calibration
+) -> None:
+    seen = PARAMS.persistence - 1
+    frames = background(scene, 5) + [scene.render(noise_seed=20, patches=[PATCH])] * seen
     _, results = run(frames, calibration)
     assert detections(results) == []
 
@@ -159,7 +163,7 @@ def test_state_survives_a_round_trip_between_snapshots(
     scene: Scene, calibration: Calibration
 ) -> None:
     frames = background(scene, 5) + [
-        scene.render(noise_seed=60 + i, patches=[PATCH]) for i in range(3)
+        scene.render(noise_seed=60 + i, patches=[PATCH]) for i in range(PARAMS.persistence)
     ]
     state, _ = run(frames[:6], calibration)
     restored = CameraState.from_bytes(state.to_bytes())
@@ -248,20 +252,37 @@ def test_fog_over_a_pending_change_delays_it_instead_of_forgetting_it(
     patch_rows = scene.pixels_of_ground(np.array([[0.0, 190.0], [0.0, 210.0]]))[:, 1] / 4
     fog_rows = int(patch_rows.max()) + 8
     showing = [scene.render(noise_seed=40 + i, patches=[PATCH]) for i in range(4)]
-    frames = [*background(scene, 5), showing[0], showing[1], _fogged(showing[2], fog_rows)]
-    frames.append(showing[3])
     params = CameraParams(clear_texture=clear_texture)
+    # Fog over the snapshot that would confirm the change, then one more clear one.
+    last = params.persistence - 1
+    frames = [*background(scene, 5), *showing[:last], _fogged(showing[last], fog_rows)]
+    frames.append(showing[last + 1])
     state, found = None, []
     for index, frame in enumerate(frames):
         when = START + timedelta(minutes=10 * index)
         state, result = process_snapshot(state, frame, when, calibration=calibration, params=params)
         found += [(index, d) for d in result.detections]
     if clear_texture > 0:
-        # The foggy snapshot neither counts nor breaks the streak: the third clear one confirms.
-        assert [index for index, _ in found] == [8]
+        # The foggy snapshot neither counts nor breaks the streak: the n-th clear one confirms.
+        assert [index for index, _ in found] == [len(frames) - 1]
         assert found[0][1].onset == START + timedelta(minutes=50)
     else:
         assert found == []  # without the rule the fog resets the streak
+
+
+def test_a_night_frame_pauses_a_pending_change_instead_of_breaking_it(
+    scene: Scene, calibration: Calibration
+) -> None:
+    showing = [scene.render(noise_seed=90 + i, patches=[PATCH]) for i in range(PARAMS.persistence)]
+    night = showing[0].mean(axis=-1, keepdims=True).repeat(3, axis=-1).astype(np.uint8)
+    # Night frames seen earlier give the infrared background some history.
+    frames = [*background(scene, 4), night, night, night, *background(scene, 2)]
+    first = len(frames)
+    frames += [showing[0], night, *showing[1:]]
+    _, results = run(frames, calibration)
+    found = detections(results)
+    assert [index for index, _ in found] == [len(frames) - 1]
+    assert found[0][1].onset == START + timedelta(minutes=10 * first)
 
 
 @pytest.mark.parametrize("hold_score", [0.4, float("inf")])

@@ -13,6 +13,7 @@ from PIL import Image
 from shapely.geometry import Polygon, shape
 from typer.testing import CliRunner
 
+from detection.camera import CameraParams
 from detection.geolocate import calibration_from_mapping, ground_area_m2
 from scripts.cli import app
 from tests.detection.test_camera_scene import FULL_SIZE, Scene
@@ -69,8 +70,9 @@ def test_camera_detect_writes_one_feature_per_persistent_change(
     assert collection["type"] == "FeatureCollection"
     [feature] = collection["features"]
     properties = feature["properties"]
+    confirming = 5 + CameraParams().persistence - 1
     assert properties["onset"] == (START + timedelta(minutes=50)).isoformat()
-    assert properties["confirmed_at"] == (START + timedelta(minutes=70)).isoformat()
+    assert properties["confirmed_at"] == (START + timedelta(minutes=10 * confirming)).isoformat()
     assert 0 < properties["confidence"] < 1 and properties["type"]
     fitted = calibration_from_mapping(json.loads(calibration.read_text()))
     truth = Polygon(scene.lonlat(np.array([[-10, 190], [10, 190], [10, 210], [-10, 210]])))
@@ -78,7 +80,7 @@ def test_camera_detect_writes_one_feature_per_persistent_change(
     iou = ground_area_m2(fitted, found & truth) / ground_area_m2(fitted, found | truth)
     assert iou >= 0.5
     assert properties["area_m2"] == pytest.approx(ground_area_m2(fitted, found), rel=0.01)
-    assert (out / "overlays" / f"{Path(name(7)).stem}.png").exists()
+    assert (out / "overlays" / f"{Path(name(confirming)).stem}.png").exists()
 
 
 def test_bad_snapshots_are_marked_with_their_reason(
