@@ -17,9 +17,12 @@ from shapely.ops import unary_union
 from detection.decide import CONNECTIVITY
 from detection.rs_params import M2_PER_MU, RasterDetectorParams
 from detection.rs_parcels import ParcelContext, farm_activity, stands_out
+from detection.rs_standout import LIKE_PARCEL, STANDS_OUT, UNJUDGED
 
 #: Farm work: reported so the map shows it, but never a suspected violation.
 BENIGN_TYPES = frozenset({"ploughing", "harvest", "paddy_flooding"})
+#: What a patch that looks like farm work but stands out from its parcel is reported as.
+SUSPECT_FOR_BENIGN = {"paddy_flooding": "pond", "ploughing": "excavation"}
 _GEOD = Geod(ellps="WGS84")
 
 
@@ -178,6 +181,8 @@ def tile_pieces(
 
 #: Material classes of changed pixels (see `surface_class`).
 OTHER, WATER, BRIGHT, SOIL = 0, 1, 2, 3
+#: A piece's kind is its material class + this × its parcel judgement (see rs_standout).
+JUDGEMENT_STRIDE = 4
 
 
 def surface_class(
@@ -206,6 +211,14 @@ def surface_class(
     if "ndwi" in after:
         classes[(after["ndwi"] > water_ndwi) & (before["ndwi"] <= water_ndwi)] = WATER
     return classes
+
+
+def _mean_material(
+    before: Mapping[str, float], after: Mapping[str, float], *, water_ndwi: float
+) -> int:
+    """`surface_class` of an object's mean indices."""
+    as_arrays = [{k: np.array([v]) for k, v in side.items()} for side in (before, after)]
+    return int(surface_class(as_arrays[0], as_arrays[1], water_ndwi=water_ndwi)[0])
 
 
 def _label_by_class(mask: np.ndarray, classes: np.ndarray) -> tuple[np.ndarray, int]:
@@ -329,11 +342,19 @@ def finish_object(
     count = max(piece.pixels, 1)
     before = {k: v / count for k, v in piece.sums_before.items()}
     after = {k: v / count for k, v in piece.sums_after.items()}
-    farm_wide = (
-        context is not None
-        and context.changed_fraction >= params.parcel_fraction_farming
-        and not stands_out(after, context.others_after, water_ndwi=params.water_ndwi)
-    )
+    judgement, material = divmod(piece.kind, JUDGEMENT_STRIDE)
+    if judgement == STANDS_OUT:
+        material = _mean_material(before, after, water_ndwi=params.water_ndwi)
+    if judgement == UNJUDGED:
+        farm_wide = (
+            context is not None
+            and context.changed_fraction >= params.parcel_fraction_farming
+            and not stands_out(after, context.others_after, water_ndwi=params.water_ndwi)
+        )
+    else:
+        # The parcel was compared with itself pixel by pixel: change like the rest of the
+        # parcel is farming or season, whatever its spectra.
+        farm_wide = judgement == LIKE_PARCEL
     if farm_wide:
         change_type, benign = farm_activity(before, after), True
     else:
@@ -341,9 +362,12 @@ def finish_object(
             before,
             after,
             params=params,
-            kind=piece.kind,
+            kind=material,
             parcel_fraction=None if context is None else context.own_fraction,
         )
+        if judgement == STANDS_OUT and change_type in BENIGN_TYPES:
+            # Farming acts on whole parcels: a patch unlike the rest of its parcel is not it.
+            change_type = SUSPECT_FOR_BENIGN.get(change_type, "vegetation_loss")
         benign = change_type in BENIGN_TYPES
     area = polygon_area_m2(piece.geometry, crs, pixel_area=pixel_area, transform=transform)
     mean_score = piece.score_sum / count

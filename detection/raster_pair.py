@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -16,11 +17,13 @@ from detection.objects import ChangeObject
 from detection.radiometry import Normalisation, fit_normalisation
 from detection.rs_params import RasterDetectorParams
 from detection.rs_parcels import parcel_contexts
+from detection.rs_standout import LOG_OFFSET_FRACTION, STANDS_OUT, judge_parcels, parcel_windows
 from detection.rs_tiles import (
     Grid,
     RasterLike,
     ScoreModel,
     Source,
+    buffered,
     check_finite,
     collect_objects,
     decide_image,
@@ -125,17 +128,23 @@ def detect_changes(
     )
     after, after_valid = _align(after, after_valid, grid, after_transform, after_crs)
     roles = features.resolve_roles(band_roles, before.shape[2])
-    normalisation = _fit_radiometry(before, after, before_valid, after_valid, params)
-    shift = _estimate_shift(before, after, before_valid, after_valid, normalisation, params)
     pixel_area = objects.pixel_area_m2(
         grid.transform, grid.crs, (grid.rows, grid.cols), pixel_size_m=params.pixel_size_m
     )
+    buffer_px = math.ceil(params.invalid_buffer_m / math.sqrt(pixel_area) - 1e-9)
+    before_valid, after_valid = buffered(before_valid, buffer_px), buffered(after_valid, buffer_px)
+    normalisation = _fit_radiometry(before, after, before_valid, after_valid, params)
+    shift = _estimate_shift(before, after, before_valid, after_valid, normalisation, params)
     mmu_px = decide.mmu_pixels(params.min_mapping_unit_m2, pixel_area)
     source = Source(before, after, before_valid, after_valid, normalisation, shift)
     score = score_image(source, grid, roles, params, model)
     strong, weak = thresholds(score, params, model)
     mask = decide_image(score, source, grid, farmland, strong, weak, mmu_px, params)
-    pieces = collect_objects(mask, score, source, grid, roles, params)
+    judged = None
+    if farmland:
+        judged = _judge_parcels(source, grid, farmland, before, before_valid, mmu_px, params)
+        mask |= judged == STANDS_OUT
+    pieces = collect_objects(mask, score, source, grid, roles, params, judged)
     # Splitting objects by material can leave slivers below the mapping unit.
     pieces = [piece for piece in pieces if piece.pixels >= mmu_px]
     contexts = (
@@ -312,6 +321,37 @@ def _estimate_shift(
     gray_before, gray_after = b.mean(axis=2), a.mean(axis=2)
     return align.estimate_shift(
         gray_before, gray_after, max_shift_px=params.max_shift_px, min_shift_px=params.min_shift_px
+    )
+
+
+def _judge_parcels(
+    source: Source,
+    grid: Grid,
+    farmland: Sequence[BaseGeometry],
+    before: RasterLike,
+    before_valid: RasterLike | None,
+    mmu_px: int,
+    params: RasterDetectorParams,
+) -> np.ndarray:
+    """Per pixel, whether its change is like its parcel's or stands out (rs_standout)."""
+    windows = parcel_windows(
+        farmland,
+        grid.transform,
+        (grid.rows, grid.cols),
+        margin_px=math.ceil(max(abs(s) for s in source.shift)) + 1,
+    )
+    step = lattice_step(grid.rows, grid.cols, params.sample_pixels)
+    key = (slice(None, None, step), slice(None, None, step))
+    sample = np.asarray(before[key], dtype=np.float32)
+    valid = valid_window(before_valid, key, sample.shape[:2])
+    low, high = np.percentile(sample[valid], [2.0, 98.0], axis=0)
+    return judge_parcels(
+        source.read,
+        windows,
+        offset=np.maximum(LOG_OFFSET_FRACTION * (high - low), 1e-3),
+        shape=(grid.rows, grid.cols),
+        mmu_px=mmu_px,
+        params=params,
     )
 
 

@@ -62,6 +62,16 @@ class RasterDetectorParams:
     parcel_fraction_farming : float
         When farmland parcels are given: change covering at least this fraction of its
         parcel is farm work (farming acts on whole parcels; violations on part of one).
+    standout_sigmas : float
+        When farmland parcels are given: a pixel whose smoothed log ratio after/before
+        differs from its parcel's median by this many robust deviations (pooled over all
+        parcels) stands out from the parcel, i.e. is a suspected violation.
+    standout_min_log_ratio : float
+        Smallest difference from the parcel median (natural-log ratio, RMS over bands) that
+        can stand out, whatever the noise (0.2 is about 22 % relative change).
+    invalid_buffer_m : float
+        Pixels within this distance (metres) of nodata or cloud are not compared either:
+        cloud masks miss the thin, bright fringe of a cloud and the soft edge of its shadow.
     """
 
     min_mapping_unit_m2: float = 50.0
@@ -85,6 +95,9 @@ class RasterDetectorParams:
     ndvi_drop: float = 0.2
     water_ndwi: float = 0.1
     parcel_fraction_farming: float = 0.3
+    standout_sigmas: float = 6.0
+    standout_min_log_ratio: float = 0.2
+    invalid_buffer_m: float = 15.0
 
     def __post_init__(self) -> None:
         if self.min_mapping_unit_m2 < 0 or self.pixel_size_m <= 0:
@@ -98,5 +111,12 @@ class RasterDetectorParams:
             raise ValueError(
                 f"threshold_method must be 'otsu' or 'noise', got {self.threshold_method!r}"
             )
+        if self.standout_sigmas <= 0 or self.standout_min_log_ratio < 0:
+            raise ValueError(
+                "standout_sigmas must be > 0 and standout_min_log_ratio >= 0 "
+                f"(got {self.standout_sigmas}, {self.standout_min_log_ratio})"
+            )
+        if self.invalid_buffer_m < 0:
+            raise ValueError(f"invalid_buffer_m must be >= 0, got {self.invalid_buffer_m}")
         if self.tile_px < 64:
             raise ValueError(f"tile_px must be at least 64 pixels, got {self.tile_px}")

@@ -10,12 +10,14 @@ from typing import Any, Protocol
 import numpy as np
 from affine import Affine
 from rasterio.features import rasterize
+from scipy import ndimage
 from shapely.geometry.base import BaseGeometry
 
 from detection import align, decide, features, objects
 from detection.errors import InvalidRasterError
 from detection.radiometry import Normalisation
 from detection.rs_params import RasterDetectorParams
+from detection.rs_standout import STANDS_OUT
 
 
 class RasterLike(Protocol):
@@ -88,6 +90,48 @@ def without_invalid(
         before = np.where(valid[:, :, None], before, 0.0).astype(np.float32)
         after = np.where(valid[:, :, None], after, before).astype(np.float32)
     return before, after
+
+
+@dataclass(frozen=True, eq=False)
+class BufferedValid:
+    """A validity mask whose invalid areas are grown by `radius_px` (a square), read lazily.
+
+    Each read takes `radius_px` of context around the window, so a window gives exactly
+    what the whole grown mask holds there; beyond the image edge counts as valid.
+    """
+
+    mask: RasterLike
+    radius_px: int
+
+    @property
+    def shape(self) -> tuple[int, ...]:
+        return tuple(self.mask.shape[:2])
+
+    @property
+    def dtype(self) -> Any:
+        return np.dtype(bool)
+
+    def __getitem__(self, key: Any) -> np.ndarray:
+        rows, cols = (_span(part, size) for part, size in zip(key, self.shape, strict=True))
+        r0, c0 = max(rows.start - self.radius_px, 0), max(cols.start - self.radius_px, 0)
+        r1 = min(rows.stop + self.radius_px, self.shape[0])
+        c1 = min(cols.stop + self.radius_px, self.shape[1])
+        valid = np.asarray(self.mask[r0:r1, c0:c1], dtype=bool)
+        grown = ndimage.minimum_filter(valid, size=2 * self.radius_px + 1, mode="constant", cval=1)
+        core = grown[rows.start - r0 : rows.stop - r0, cols.start - c0 : cols.stop - c0]
+        return core[:: rows.step or 1, :: cols.step or 1]
+
+
+def _span(part: slice, size: int) -> slice:
+    start, stop, step = part.indices(size)
+    return slice(start, max(stop, start), step)
+
+
+def buffered(mask: RasterLike | None, radius_px: int) -> RasterLike | None:
+    """`mask` with invalid areas grown by `radius_px` (None and 0 leave it as it is)."""
+    if mask is None or radius_px <= 0:
+        return mask
+    return BufferedValid(mask, radius_px)
 
 
 # --- tiles ------------------------------------------------------------------------------------
@@ -249,7 +293,10 @@ def collect_objects(
     grid: Grid,
     roles: tuple[str | None, ...],
     params: RasterDetectorParams,
+    judged: np.ndarray | None = None,
 ) -> list[objects.ObjectPiece]:
+    """Object pieces of the mask, split by material class and, with `judged`, by whether
+    they stand out from their parcel (class + JUDGEMENT_STRIDE × judgement)."""
     base = grid.transform or Affine.identity()
     shift_halo = math.ceil(max(abs(s) for s in source.shift)) + 1
     pieces = []
@@ -261,14 +308,19 @@ def collect_objects(
         indices_before = features.spectral_indices(before[window.inner], roles)
         indices_after = features.spectral_indices(after[window.inner], roles)
         rows, cols = window.core
+        classes = objects.surface_class(indices_before, indices_after, water_ndwi=params.water_ndwi)
+        if judged is not None:
+            judgement = judged[window.core].astype(np.int8)
+            # What stands out from its parcel is one object whatever its materials (a roof
+            # and its shadow); its material is judged from its mean indices later.
+            material = np.where(judgement == STANDS_OUT, objects.OTHER, classes)
+            classes = material + objects.JUDGEMENT_STRIDE * judgement
         pieces += objects.tile_pieces(
             core,
             score[window.core].astype(np.float32),
             indices_before,
             indices_after,
-            classes=objects.surface_class(
-                indices_before, indices_after, water_ndwi=params.water_ndwi
-            ),
+            classes=classes,
             transform=base @ Affine.translation(cols.start, rows.start),
             touches_edge=(
                 rows.start > 0,

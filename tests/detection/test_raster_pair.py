@@ -124,3 +124,63 @@ def test_change_over_a_whole_parcel_is_farm_work_and_a_patch_in_a_parcel_is_not(
     assert in_a and all(o.benign and o.parcel_fraction >= 0.3 for o in in_a)
     assert [o.change_type for o in in_b] == ["building"]
     assert not in_b[0].benign and in_b[0].parcel_fraction < 0.1
+
+
+STUBBLE = np.array([800.0, 1000.0, 1300.0, 2200.0], dtype=np.float32)
+PARCEL_A = box(*(TRANSFORM @ (0, 128)), *(TRANSFORM @ (128, 0)))
+PARCEL_B = box(*(TRANSFORM @ (128, 256)), *(TRANSFORM @ (256, 128)))
+
+
+def test_a_shed_put_up_during_harvest_stands_out_from_its_harvested_parcel() -> None:
+    before = field_scene(seed=5)
+    after = paint(before, slice(0, 128), slice(0, 128), STUBBLE)  # parcel A harvested
+    shed = (slice(40, 52), slice(50, 66))  # 12 × 16 px = 768 m² inside A
+    after[shed] = paint(before, *shed, ROOF)[shed]
+    result = detect(before, after, farmland=[PARCEL_A, PARCEL_B])
+    suspects = [o for o in result.objects if not o.benign]
+    assert [o.change_type for o in suspects] == ["building"]
+    assert suspects[0].area_m2 == pytest.approx(12 * 16 * PIXEL_M**2, rel=0.2)
+    farm_work = [o for o in result.objects if o.benign]
+    assert sum(o.area_m2 for o in farm_work) > 0.8 * PARCEL_A.area
+
+
+def test_a_building_standing_on_both_dates_is_not_change_when_its_parcel_is_harvested() -> None:
+    field = field_scene(seed=6)
+    shed = (slice(40, 52), slice(50, 66))
+    before = field.copy()
+    before[shed] = paint(field, *shed, ROOF)[shed]
+    after = paint(field, slice(0, 128), slice(0, 128), STUBBLE)
+    after[shed] = before[shed]
+    result = detect(before, after, farmland=[PARCEL_A, PARCEL_B])
+    assert result.objects
+    assert all(o.benign for o in result.objects)
+
+
+def test_a_bright_cloud_fringe_the_cloud_mask_missed_is_not_change() -> None:
+    before = field_scene(seed=7)
+    haze = np.array([1500.0, 1500.0, 1500.0, 1500.0], dtype=np.float32)
+    after = before.copy()
+    after[60:200, 100:106] += haze  # the thin edge of a cloud, just outside its mask
+    clear = np.ones(before.shape[:2], dtype=bool)
+    clear[60:200, 106:200] = False  # the cloud as masked
+    assert not detect(before, after, after_valid=clear).mask.any()
+    unbuffered = RasterDetectorParams(invalid_buffer_m=0.0)
+    assert detect(before, after, after_valid=clear, params=unbuffered).mask[60:200, 100:106].any()
+
+
+def test_parcel_judgement_and_cloud_buffer_do_not_depend_on_tiling() -> None:
+    before = field_scene(seed=8)
+    after = paint(before, slice(0, 128), slice(0, 128), STUBBLE)
+    shed = (slice(60, 75), slice(100, 120))  # across the edge of 64-px tiles
+    after[shed] = paint(before, *shed, ROOF)[shed]
+    after = paint(after, slice(150, 170), slice(150, 175), ROOF)
+    clear = np.ones(before.shape[:2], dtype=bool)
+    clear[180:230, 20:90] = False
+    options = {"farmland": [PARCEL_A, PARCEL_B], "after_valid": clear}
+    whole = detect(before, after, params=RasterDetectorParams(tile_px=4096), **options)
+    tiled = detect(before, after, params=RasterDetectorParams(tile_px=64), **options)
+    assert any(not o.benign for o in whole.objects)
+    np.testing.assert_array_equal(tiled.mask, whole.mask)
+    assert sorted((o.change_type, o.benign, o.pixels) for o in tiled.objects) == sorted(
+        (o.change_type, o.benign, o.pixels) for o in whole.objects
+    )
