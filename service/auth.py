@@ -6,6 +6,11 @@ stored. A slow password KDF (scrypt, argon2) protects *guessable* secrets; these
 256 random bits, which no dictionary covers, so a single SHA-256 is as strong as the secret and
 keeps authentication at a few microseconds per request. Digests are compared with
 `hmac.compare_digest` so that the comparison time says nothing about the stored digest.
+
+Who holds a key is remembered for a few seconds (`PrincipalCache`, `TIANXUN_AUTH_CACHE_SECONDS`),
+so a busy client is not looked up again on every request. Within that time a key rotated or
+deactivated, or a jurisdiction reassigned, keeps its old rights in processes that already
+knew it; after it, every process asks the database again.
 """
 
 from __future__ import annotations
@@ -13,10 +18,13 @@ from __future__ import annotations
 import hashlib
 import hmac
 import secrets
+import threading
+import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Annotated
 
+from cachetools import TTLCache
 from fastapi import Depends, Request
 from fastapi.security import APIKeyHeader, HTTPAuthorizationCredentials, HTTPBearer
 from sqlalchemy import select
@@ -121,6 +129,50 @@ def authenticate(key: str, *, session: Session) -> Principal:
     return principal_for(client, session=session)
 
 
+class PrincipalCache:
+    """Callers recently authenticated, by the SHA-256 of their whole key, for `ttl_seconds`.
+
+    It spares a busy client the key lookup and the jurisdiction expansion (a transaction and
+    two or three queries) on each request. Only keys that authenticated are kept, so unknown
+    keys cannot fill it, and it holds at most `max_entries`. A `ttl_seconds` of 0 turns it off.
+    Requests run in a thread pool, hence the lock.
+    """
+
+    def __init__(
+        self,
+        ttl_seconds: float,
+        *,
+        max_entries: int = 4096,
+        timer: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self._entries: TTLCache[bytes, Principal] | None = (
+            TTLCache(max_entries, ttl_seconds, timer=timer) if ttl_seconds > 0 else None
+        )
+        self._lock = threading.Lock()
+
+    def get(self, key: str) -> Principal | None:
+        if self._entries is None:
+            return None
+        with self._lock:
+            return self._entries.get(_digest(key))
+
+    def put(self, key: str, principal: Principal) -> None:
+        if self._entries is None:
+            return
+        with self._lock:
+            self._entries[_digest(key)] = principal
+
+    def clear(self) -> None:
+        if self._entries is not None:
+            with self._lock:
+                self._entries.clear()
+
+
+def _digest(key: str) -> bytes:
+    # The key itself is not kept in memory longer than the request that carried it.
+    return hashlib.sha256(key.encode("utf-8")).digest()
+
+
 def key_from_headers(request: Request) -> str | None:
     authorization = request.headers.get("Authorization")
     if authorization:
@@ -142,7 +194,7 @@ def current_client(
     _bearer: Annotated[HTTPAuthorizationCredentials | None, Depends(_BEARER)] = None,
     _api_key: Annotated[str | None, Depends(_API_KEY)] = None,
 ) -> Principal:
-    """FastAPI dependency: the authenticated caller.
+    """FastAPI dependency: the authenticated caller, from the app's `PrincipalCache` if there.
 
     The lookup runs in its own short transaction, so that the endpoint's own transaction can
     still choose how it begins (a transition takes the SQLite write lock up front).
@@ -150,8 +202,12 @@ def current_client(
     key = key_from_headers(request)
     if key is None:
         raise AuthenticationError(_MISSING_KEY)
-    with request.app.state.session_factory() as session:
-        principal = authenticate(key, session=session)
+    cache: PrincipalCache = request.app.state.principal_cache
+    principal = cache.get(key)
+    if principal is None:
+        with request.app.state.session_factory() as session:
+            principal = authenticate(key, session=session)
+        cache.put(key, principal)
     request.state.principal = principal
     return principal
 

@@ -9,6 +9,7 @@ from fastapi import FastAPI
 
 from service import health, metrics
 from service.alerts import router as alerts
+from service.auth import PrincipalCache
 from service.cameras import router as cameras
 from service.cases import evidence_router as evidence
 from service.cases import router as cases
@@ -44,6 +45,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         lifespan=lifespan,
     )
     app.state.settings = settings
+    app.state.principal_cache = PrincipalCache(settings.auth_cache_seconds)
     app.middleware("http")(request_id_middleware)
     register_error_handlers(app)
     app.include_router(health.router)

@@ -19,6 +19,9 @@ class Settings(BaseSettings):
     area_crs: str = "EPSG:4549"
     data_dir: Path = Path("./var")
     sqlite_busy_timeout_ms: int = 10_000
+    # Who holds an API key is remembered this long per process (0: ask the database on every
+    # request); a rotated or deactivated key may keep working that long in a running server.
+    auth_cache_seconds: float = Field(5.0, ge=0)
     log_json: bool = False
     log_level: str = "INFO"
     # Layer imports: polygons with more vertices than this are split on a grid so that the

@@ -53,9 +53,16 @@ def event_hash(event: CaseEvent) -> str:
     return hashlib.sha256(canonical_json(fields)).hexdigest()
 
 
-def last_event(case_id: int, *, session: Session) -> CaseEvent | None:
-    statement = select(CaseEvent).where(CaseEvent.case_id == case_id).order_by(CaseEvent.seq.desc())
-    return session.scalars(statement.limit(1)).first()
+def chain_tail(case_id: int, *, session: Session) -> tuple[int, str]:
+    """(seq, hash) of the case's last event; (0, GENESIS_HASH) before its first one."""
+    statement = (
+        select(CaseEvent.seq, CaseEvent.hash)
+        .where(CaseEvent.case_id == case_id)
+        .order_by(CaseEvent.seq.desc())
+        .limit(1)
+    )
+    row = session.execute(statement).first()
+    return (row.seq, row.hash) if row is not None else (0, GENESIS_HASH)
 
 
 def append_event(
@@ -73,10 +80,10 @@ def append_event(
 ) -> CaseEvent:
     """Append one event to `case`'s chain at its current version; flushes, never commits."""
     session.flush()  # the case needs its id, and the previous event must be visible
-    previous = last_event(case.id, session=session)
+    previous_seq, previous_hash = chain_tail(case.id, session=session)
     event = CaseEvent(
         case_id=case.id,
-        seq=previous.seq + 1 if previous else 1,
+        seq=previous_seq + 1,
         action=action,
         from_status=from_status,
         to_status=to_status,
@@ -88,7 +95,7 @@ def append_event(
         payload=json.loads(canonical_json(payload or {})),
         # Microseconds are the finest time both backends keep.
         created_at=(at or utcnow()).astimezone(UTC),
-        prev_hash=previous.hash if previous else GENESIS_HASH,
+        prev_hash=previous_hash,
     )
     event.hash = event_hash(event)
     session.add(event)

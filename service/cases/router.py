@@ -89,11 +89,15 @@ def read_session(principal: CaseReader, session: SessionDep) -> Session:
 
 def write_session(request: Request, principal: CaseWriter) -> Iterator[Session]:
     """A transaction that takes SQLite's write lock up front: a read-then-write transaction
-    would otherwise fail with 'database is locked' when another writer commits in between."""
-    with request.app.state.session_factory() as session, session.begin():
-        session.connection(execution_options=SQLITE_IMMEDIATE)
+    would otherwise fail with 'database is locked' when another writer commits in between.
+
+    The caller's scope is attached before the transaction begins, so that the transaction
+    begins in it (`rls.set_scope_on_begin`) instead of beginning in none and being set again."""
+    with request.app.state.session_factory() as session:
         apply_scope(session, principal)
-        yield session
+        with session.begin():
+            session.connection(execution_options=SQLITE_IMMEDIATE)
+            yield session
 
 
 ReadSession = Annotated[Session, Depends(read_session)]

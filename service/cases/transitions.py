@@ -1,10 +1,12 @@
 """Changes people make to a case through the API: status transitions, assignment, comments.
 
 A change names the version it was based on (`If-Match`). The version is claimed with one
-`UPDATE case SET version = version + 1 WHERE id = :id AND version = :v`, so of two callers
-holding the same ETag exactly one wins and the other gets 412; nothing is overwritten
-silently. Every change appends one hash-chained event with actor, role, request id and the
-case's fields before and after.
+`UPDATE case SET version = :v + 1 WHERE id = :id AND version = :v ... RETURNING *`, so of two
+callers holding the same ETag exactly one wins and the other gets 412; nothing is overwritten
+silently. The same statement reads the case, so a transition needs no SELECT before it; only
+when no row comes back is the case read, to tell "not yours" (404) from "stale" (412).
+Every change appends one hash-chained event with actor, role, request id and the case's
+fields before and after.
 
 The status table is `service.cases.workflow.TRANSITIONS`; machine changes (new detections,
 rebounds) live in `workflow`, people's changes here, on the same event chain (`append_event`).
@@ -26,7 +28,7 @@ from models.client import Role
 from service.alerts.outbox import AlertType, record_alert
 from service.auth import Principal, principal_for
 from service.cases.events import append_event
-from service.cases.queries import get_case_or_raise
+from service.cases.queries import get_case_or_raise, scope_clause
 from service.cases.schemas import CommentCreate, InspectorTransitionCreate, TransitionCreate
 from service.cases.workflow import MACHINE_ROLE, OPEN_STATUSES, check_transition, due_at_for
 from service.errors import (
@@ -86,26 +88,27 @@ def apply_transition(
     request_id: str | None = None,
     now: datetime | None = None,
 ) -> Case:
-    """Move a visible case to `change.to` and/or assign it; flushes, never commits."""
+    """Move a visible case to `change.to` and/or assign it; flushes, never commits.
+
+    The version is claimed first; a refusal after that (409, 422) raises, and the caller's
+    rollback undoes the claim with everything else.
+    """
     now = now or utcnow()
-    case = get_case_or_raise(case_id, principal, session=session)
     target = change.to
     if target is not None and target not in ROLE_TARGETS.get(principal.role, frozenset()):
         raise PermissionDeniedError(
             f"role {principal.role} may not move a case to {target}; it may move cases to: "
             f"{', '.join(sorted(ROLE_TARGETS.get(principal.role, ()))) or 'none'}"
         )
-    _check_version(case, version)
+    case = _claim_visible(case_id, version, principal, session=session)
     if target is not None:
         check_transition(case.status, target)
     assignee = _assignee(change, case, session=session)
-    _claim(case, version, session=session)
-    before = _snapshot(case)
+    before = _snapshot(case) | {"version": version}
     if target is not None:
         _move(case, target, change, settings=settings, actor=principal.name, now=now)
     if assignee is not None:
         case.assignee_id = assignee.id
-    case.version = version + 1
     payload: dict[str, Any] = {"before": before, "after": _snapshot(case)}
     payload |= {k: v for k, v in (("reason_code", change.reason_code), ("note", change.note)) if v}
     if assignee is not None:
@@ -163,6 +166,29 @@ def _check_version(case: Case, version: int) -> None:
             f"case {case.id} is at version {case.version}, not {version}: someone changed it "
             "since you read it; GET it again, check the change still makes sense, and retry"
         )
+
+
+def _claim_visible(case_id: int, version: int, principal: Principal, *, session: Session) -> Case:
+    """The visible case, its version bumped from `version`: the lost-update guard and the read.
+
+    No row back means the case is out of reach (404), was at another version already (412),
+    or was claimed by a concurrent change between the two (412 as well).
+    """
+    claimed = session.scalars(
+        update(Case)
+        .where(Case.id == case_id, Case.version == version, scope_clause(principal))
+        .values(version=version + 1)
+        .returning(Case)
+        .execution_options(synchronize_session=False)
+    ).first()
+    if claimed is not None:
+        return claimed
+    current = get_case_or_raise(case_id, principal, session=session)
+    _check_version(current, version)
+    raise PreconditionFailedError(
+        f"case {case_id} was changed by someone else at the same moment: GET it again "
+        "and retry with the new ETag"
+    )
 
 
 def _claim(case: Case, version: int, *, session: Session) -> None:

@@ -4,13 +4,15 @@ from __future__ import annotations
 
 import hashlib
 import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
 
 import pytest
 from sqlalchemy import select
 
 from models import ApiClient
 from models.client import Role
-from service.auth import authenticate, descendant_ids, split_key
+from service.auth import PrincipalCache, authenticate, descendant_ids, split_key
 from service.clients import create_client, deactivate_client, rotate_key
 from service.db import transaction
 from service.errors import ConflictError, InvalidInputError
@@ -73,8 +75,36 @@ def test_a_right_prefix_with_a_wrong_secret_is_refused(world: World) -> None:
     assert status(world, {"X-API-Key": forged}) == 401
 
 
-def test_rotation_replaces_the_key_and_deactivation_stops_it(world: World) -> None:
+class ManualClock:
+    """The principal cache's clock, moved by the test instead of waiting."""
+
+    def __init__(self) -> None:
+        self.now = 0.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+@contextmanager
+def principal_cache(world: World, cache: PrincipalCache) -> Iterator[PrincipalCache]:
+    """The world's app with `cache` for the duration (app.state is not monkeypatch-safe)."""
+    state = world.http.app.state  # type: ignore[attr-defined]
+    previous = state.principal_cache
+    state.principal_cache = cache
+    try:
+        yield cache
+    finally:
+        state.principal_cache = previous
+
+
+def test_without_the_cache_rotation_and_deactivation_act_at_once(world: World) -> None:
+    with principal_cache(world, PrincipalCache(0)):
+        _rotation_and_deactivation_act_at_once(world)
+
+
+def _rotation_and_deactivation_act_at_once(world: World) -> None:
     name, old = new_inspector(world)
+    assert status(world, {"X-API-Key": old}) == 200
     with transaction(world.factory) as session:
         new = rotate_key(name, session=session).key
     assert status(world, {"X-API-Key": old}) == 401
@@ -82,6 +112,39 @@ def test_rotation_replaces_the_key_and_deactivation_stops_it(world: World) -> No
     with transaction(world.factory) as session:
         deactivate_client(name, session=session)
     assert status(world, {"X-API-Key": new}) == 401
+
+
+def test_a_cached_key_keeps_working_until_the_cache_time_runs_out(world: World) -> None:
+    clock = ManualClock()
+    with principal_cache(world, PrincipalCache(5.0, timer=clock)):
+        _cached_key_expires(world, clock)
+
+
+def _cached_key_expires(world: World, clock: ManualClock) -> None:
+    name, old = new_inspector(world)
+    assert status(world, {"X-API-Key": old}) == 200
+    with transaction(world.factory) as session:
+        new = rotate_key(name, session=session).key
+    assert status(world, {"X-API-Key": old}) == 200  # the documented grace of up to 5 s
+    assert status(world, {"X-API-Key": new}) == 200
+    clock.now += 5.0
+    assert status(world, {"X-API-Key": old}) == 401
+    assert status(world, {"X-API-Key": new}) == 200  # looked up again: cached until 10 s
+    with transaction(world.factory) as session:
+        deactivate_client(name, session=session)
+    assert status(world, {"X-API-Key": new}) == 200
+    clock.now += 5.0
+    assert status(world, {"X-API-Key": new}) == 401
+
+
+def test_unknown_keys_are_not_cached(world: World) -> None:
+    _, key = new_inspector(world)
+    forged = key[:-4] + ("AAAA" if not key.endswith("AAAA") else "BBBB")
+    with principal_cache(world, PrincipalCache(60.0)) as cache:
+        assert status(world, {"X-API-Key": forged}) == 401
+        assert cache.get(forged) is None
+        assert status(world, {"X-API-Key": key}) == 200
+        assert cache.get(key) is not None
 
 
 def test_the_ingest_role_cannot_read_cases(world: World) -> None:
