@@ -1,6 +1,6 @@
 """Benchmark of the raster-pair detector against plain decoding of the same files.
 
-    python benchmarks/bench_rs.py --size 8192 --workdir /tmp/bench_rs
+    python benchmarks/bench_rs.py --size 8192 --workdir /tmp/bench_rs --append-results
 
 Writes a synthetic 4-band uint16 DEFLATE GeoTIFF pair (tiled 512², predictor 2) under
 --workdir, then in one run measures (1) decoding both files whole and (2) the detector
@@ -12,9 +12,12 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import resource
+import sys
 import time
 from collections.abc import Callable
+from datetime import UTC, datetime
 from pathlib import Path
 
 import numpy as np
@@ -76,10 +79,45 @@ def peak_rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
+COLUMNS = {
+    "size": "size",
+    "decode_both_s": "decode both s",
+    "detector_s": "detector s",
+    "ratio": "ratio",
+    "detector_mpx_per_s": "detector Mpx/s",
+    "peak_rss_after_decode_mb": "peak RSS after decode MB",
+    "peak_rss_mb": "peak RSS MB",
+    "objects": "objects",
+}
+
+
+def append_results(outcome: dict[str, object], command: str) -> None:
+    """Append one section to benchmarks/RESULTS.md, as the other benchmarks do."""
+    when = datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC")
+    load = os.getloadavg()[0]
+    header = " | ".join(COLUMNS.values())
+    row = " | ".join(str(outcome[key]) for key in COLUMNS)
+    section = f"""
+## Remote-sensing detector against decoding both files (`bench_rs`)
+
+- Command: `{command}`
+- Date: {when}; {os.cpu_count()} CPUs shared, load average {load:.2f} at the end
+- One run: decode both GeoTIFFs whole, then `tianxun detect`'s code path (read, detect, write
+  mask and objects) on the same files. Targets: ratio ≤ 2; peak memory ≤ 2 GB at 20000².
+
+| {header} |
+|{"---|" * len(COLUMNS)}
+| {row} |
+"""
+    with Path(__file__).with_name("RESULTS.md").open("a", encoding="utf-8") as handle:
+        handle.write(section)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--size", type=int, default=8192, help="Edge in pixels (multiple of 1024).")
     parser.add_argument("--workdir", type=Path, default=Path("/tmp/bench_rs"))
+    parser.add_argument("--append-results", action="store_true", help="add a RESULTS.md section")
     args = parser.parse_args()
     args.workdir.mkdir(parents=True, exist_ok=True)
     before, after = args.workdir / "before.tif", args.workdir / "after.tif"
@@ -101,20 +139,19 @@ def main() -> None:
         )
     )
     megapixels = args.size**2 / 1e6
-    print(
-        json.dumps(
-            {
-                "size": args.size,
-                "decode_both_s": round(decode_s, 2),
-                "detector_s": round(detect_s, 2),
-                "ratio": round(detect_s / decode_s, 2),
-                "detector_mpx_per_s": round(megapixels / detect_s, 2),
-                "peak_rss_after_decode_mb": round(decode_rss),
-                "peak_rss_mb": round(peak_rss_mb()),
-                "objects": summary["objects_found"] if isinstance(summary, dict) else None,
-            }
-        )
-    )
+    outcome = {
+        "size": args.size,
+        "decode_both_s": round(decode_s, 2),
+        "detector_s": round(detect_s, 2),
+        "ratio": round(detect_s / decode_s, 2),
+        "detector_mpx_per_s": round(megapixels / detect_s, 2),
+        "peak_rss_after_decode_mb": round(decode_rss),
+        "peak_rss_mb": round(peak_rss_mb()),
+        "objects": summary["objects_found"] if isinstance(summary, dict) else None,
+    }
+    print(json.dumps(outcome))
+    if args.append_results:
+        append_results(outcome, ".venv/bin/python benchmarks/bench_rs.py " + " ".join(sys.argv[1:]))
 
 
 if __name__ == "__main__":

@@ -92,6 +92,10 @@ def without_invalid(
     return before, after
 
 
+#: Rows grown at a time when a sample lattice is read from a buffered mask.
+SAMPLE_STRIP_ROWS = 512
+
+
 @dataclass(frozen=True, eq=False)
 class BufferedValid:
     """A validity mask whose invalid areas are grown by `radius_px` (a square), read lazily.
@@ -113,11 +117,29 @@ class BufferedValid:
 
     def __getitem__(self, key: Any) -> np.ndarray:
         rows, cols = (_span(part, size) for part, size in zip(key, self.shape, strict=True))
+        step = rows.step or 1
+        if step == 1 or rows.stop - rows.start <= SAMPLE_STRIP_ROWS:
+            return self._grown(rows, cols)
+        # A sample lattice over a lazy mask: grow strip by strip, so that no read spans
+        # the whole image; each strip starts on a sampled row.
+        stride = max(1, SAMPLE_STRIP_ROWS // step) * step
+        strips = [
+            self._grown(slice(top, min(top + stride, rows.stop), step), cols)
+            for top in range(rows.start, rows.stop, stride)
+        ]
+        return np.concatenate(strips)
+
+    def _grown(self, rows: slice, cols: slice) -> np.ndarray:
         r0, c0 = max(rows.start - self.radius_px, 0), max(cols.start - self.radius_px, 0)
         r1 = min(rows.stop + self.radius_px, self.shape[0])
         c1 = min(cols.stop + self.radius_px, self.shape[1])
         valid = np.asarray(self.mask[r0:r1, c0:c1], dtype=bool)
-        grown = ndimage.minimum_filter(valid, size=2 * self.radius_px + 1, mode="constant", cval=1)
+        # Nothing to grow in a fully valid window (the common case): skip the filter.
+        grown = (
+            valid
+            if valid.all()
+            else ndimage.minimum_filter(valid, size=2 * self.radius_px + 1, mode="constant", cval=1)
+        )
         core = grown[rows.start - r0 : rows.stop - r0, cols.start - c0 : cols.stop - c0]
         return core[:: rows.step or 1, :: cols.step or 1]
 

@@ -13,6 +13,7 @@ import numpy as np
 import rasterio
 import typer
 from pyproj import Transformer
+from rasterio.windows import Window
 from shapely import transform as transform_coordinates
 from shapely.geometry import mapping, shape
 from shapely.geometry.base import BaseGeometry
@@ -27,12 +28,14 @@ from detection.io import (
     read_raster,
     write_mask_png,
 )
-from detection.io.raster import DRIVER_BY_SUFFIX
+from detection.io.raster import DRIVER_BY_SUFFIX, ReadLimits
+from detection.io.windowed import ValidWindows, WindowedRaster, open_raster
 from detection.raster_pair import ChangeResult, detect_changes
 from detection.rs_params import RasterDetectorParams
 
 detector_app = typer.Typer(no_args_is_help=True, help="The remote-sensing change detector.")
 MASK_SUFFIXES = (".tif", ".tiff", ".png")
+MASK_STRIP_ROWS = 1024
 
 
 def register(app: typer.Typer) -> None:
@@ -40,10 +43,13 @@ def register(app: typer.Typer) -> None:
     app.add_typer(detector_app, name="detector")
 
 
-def read_date(path: Path) -> Raster:
-    """One date: a raster file, or a folder with one single-band GeoTIFF per band (OSCD)."""
+def read_date(path: Path, *, limits: ReadLimits | None = None) -> Raster | WindowedRaster:
+    """One date: a raster file, or a folder with one single-band GeoTIFF per band (OSCD).
+
+    A GeoTIFF too large to read whole (over `limits`) is opened for windowed reading.
+    """
     if not path.is_dir():
-        return read_raster(path)
+        return open_raster(path, limits=limits)
     files = sorted(p for p in path.iterdir() if p.suffix.lower() in DRIVER_BY_SUFFIX)
     if not files:
         raise InvalidRasterError(f"{path} holds no raster files; put one GeoTIFF per band in it")
@@ -64,7 +70,7 @@ def read_date(path: Path) -> Raster:
     )
 
 
-def _check_source_dtype(name: str, raster: Raster) -> None:
+def _check_source_dtype(name: str, raster: Raster | WindowedRaster) -> None:
     if raster.source_dtype in ("float64", "int32", "uint32", "int64", "complex64"):
         raise InvalidRasterError(
             f"{name} stores {raster.source_dtype} samples; the detector takes uint8, uint16, "
@@ -82,6 +88,30 @@ def cloud_free_mask(path: Path | None, like: Raster) -> np.ndarray:
             f"{like.shape[0]}×{like.shape[1]}; the mask must share the image grid"
         )
     return ~like.nodata & (cloud == 0)
+
+
+def _validity(
+    cloud: Path | None, like: Raster | WindowedRaster
+) -> np.ndarray | ValidWindows | None:
+    """The cloud-free mask, or None when every pixel has data and there is no cloud mask:
+    the detector then reads no mask per window (same result, less memory and time)."""
+    if isinstance(like, WindowedRaster):
+        return _windowed_validity(cloud, like)
+    if cloud is None and not like.nodata.any():
+        return None
+    return cloud_free_mask(cloud, like)
+
+
+def _windowed_validity(cloud: Path | None, like: WindowedRaster) -> ValidWindows | None:
+    if cloud is None:
+        return None if like.nodata is None else ValidWindows(like, None)
+    mask = open_raster(cloud, windowed=True)
+    if mask.shape != like.shape or not isinstance(mask, WindowedRaster):
+        raise InvalidRasterError(
+            f"cloud mask {cloud.name} is {mask.shape[0]}×{mask.shape[1]} but its image is "
+            f"{like.shape[0]}×{like.shape[1]}; the mask must be a GeoTIFF on the image grid"
+        )
+    return ValidWindows(like, mask.array)
 
 
 def read_farmland(path: Path, crs: str | None) -> list[BaseGeometry]:
@@ -124,7 +154,7 @@ def _write_atomically(path: Path, write: Any) -> None:
             os.unlink(temporary)
 
 
-def write_mask_geotiff(path: Path, mask: np.ndarray, like: Raster) -> None:
+def write_mask_geotiff(path: Path, mask: np.ndarray, like: Raster | WindowedRaster) -> None:
     """The change mask as a DEFLATE GeoTIFF on the before grid (255 = change)."""
     profile = {
         "driver": "GTiff",
@@ -141,7 +171,11 @@ def write_mask_geotiff(path: Path, mask: np.ndarray, like: Raster) -> None:
 
     def write(target: str) -> None:
         with rasterio.open(target, "w", **profile) as dst:
-            dst.write(np.where(mask, 255, 0).astype(np.uint8), 1)
+            # In strips, so a large mask is never copied whole.
+            for top in range(0, mask.shape[0], MASK_STRIP_ROWS):
+                strip = mask[top : top + MASK_STRIP_ROWS]
+                window = Window(0, top, mask.shape[1], strip.shape[0])
+                dst.write(strip.astype(np.uint8) * np.uint8(255), 1, window=window)
 
     _write_atomically(path, write)
 
@@ -228,9 +262,13 @@ def run_detect(
     before_cloud: Path | None,
     after_cloud: Path | None,
     params: RasterDetectorParams,
+    limits: ReadLimits | None = None,
 ) -> dict[str, Any]:
-    """Read, detect, write; returns a summary of what was written."""
-    before, after = read_date(before_path), read_date(after_path)
+    """Read, detect, write; returns a summary of what was written.
+
+    `limits` bounds what is read whole; larger GeoTIFFs are read window by window.
+    """
+    before, after = read_date(before_path, limits=limits), read_date(after_path, limits=limits)
     _check_source_dtype(str(before_path), before)
     _check_source_dtype(str(after_path), after)
     scorer = train.RasterChangeModel.from_bytes(model.read_bytes()) if model else None
@@ -239,8 +277,8 @@ def run_detect(
         after.array,
         params=params,
         farmland=read_farmland(farmland, before.crs) if farmland else None,
-        before_valid=cloud_free_mask(before_cloud, before),
-        after_valid=cloud_free_mask(after_cloud, after),
+        before_valid=_validity(before_cloud, before),
+        after_valid=_validity(after_cloud, after),
         transform=before.transform,
         crs=before.crs,
         after_transform=after.transform,

@@ -200,12 +200,18 @@ def _read_pixels(path: Path, src: rasterio.DatasetReader) -> tuple[np.ndarray, n
             f"{path.name} could not be decoded ({error}); the file is truncated or "
             "corrupt: copy the complete file again"
         ) from error
-    array = np.moveaxis(stored, 0, -1).astype(np.float32, copy=False)
-    nodata = ~np.isfinite(array).all(axis=2)
+    # One conversion straight into pixel-interleaved order: no second full-size float32 copy.
+    array = np.moveaxis(stored, 0, -1).astype(np.float32, order="C")
+    if np.issubdtype(stored.dtype, np.integer):  # integer samples are always finite
+        nodata = np.zeros(array.shape[:2], dtype=bool)
+    else:
+        nodata = ~np.isfinite(array).all(axis=2)
+    del stored
     if declared_nodata is not None:
         nodata |= declared_nodata.any(axis=0)
-    array[nodata] = 0.0
-    return np.ascontiguousarray(array), nodata
+    if nodata.any():
+        array[nodata] = 0.0
+    return array, nodata
 
 
 def _read_with_pillow(path: Path, driver: str, limits: ReadLimits) -> Raster:

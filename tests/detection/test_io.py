@@ -74,6 +74,17 @@ def test_declared_nodata_value_is_masked(tmp_path: Path) -> None:
     assert raster.source_dtype == "uint16"
 
 
+def test_integer_bands_read_pixel_interleaved_with_nodata_zeroed(tmp_path: Path) -> None:
+    bands = RNG.integers(1, 4000, size=(4, 6, 5)).astype("uint16")
+    bands[1, 2, 3] = 9999
+    raster = read_raster(write_raster(tmp_path / "u.tif", bands, nodata=9999))
+    assert raster.array.dtype == np.float32 and raster.array.flags.c_contiguous
+    assert np.argwhere(raster.nodata).tolist() == [[2, 3]]
+    assert raster.array[2, 3].tolist() == [0.0] * 4
+    expected = np.moveaxis(bands, 0, -1).astype(np.float32)
+    np.testing.assert_array_equal(raster.array[~raster.nodata], expected[~raster.nodata])
+
+
 def test_png_reads_as_rgb_without_georeferencing(tmp_path: Path) -> None:
     bands = RNG.integers(0, 256, size=(3, 8, 9), dtype="uint8")
     raster = read_raster(write_raster(tmp_path / "photo.png", bands, driver="PNG"))

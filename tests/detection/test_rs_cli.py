@@ -65,6 +65,22 @@ def test_detect_writes_a_georeferenced_mask_and_objects(
     assert 116.9 < lon < 117.1 and 30.1 < lat < 30.3  # RFC 7946 lon/lat, UTM 50N
 
 
+def test_an_all_clear_cloud_mask_gives_the_same_result_as_none(
+    pair: tuple[Path, Path], tmp_path: Path
+) -> None:
+    # Without nodata or clouds the detector is given no validity masks at all.
+    clear = write_geotiff(tmp_path / "clear.tif", np.zeros((128, 128, 1), dtype=np.uint16))
+    masks = []
+    for name, extra in (("plain", []), ("clear", ["--before-cloud", str(clear)])):
+        out = tmp_path / name / "result.tif"
+        outcome = runner.invoke(app, ["detect", *map(str, pair), "-o", str(out), *extra])
+        assert outcome.exit_code == 0, outcome.output
+        with rasterio.open(out) as mask:
+            masks.append(mask.read(1))
+    assert masks[0].any()
+    np.testing.assert_array_equal(masks[0], masks[1])
+
+
 def test_detect_on_plain_png_writes_a_png_mask(tmp_path: Path) -> None:
     before = np.clip(field_scene(96, 96)[:, :, :3] / 12, 0, 255).astype(np.uint8)
     after = before.copy()
