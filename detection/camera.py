@@ -12,15 +12,18 @@ from datetime import UTC, datetime, timedelta
 
 import numpy as np
 from numpy.typing import NDArray
+from scipy import ndimage
 
 from detection.camera_change import (
     ChangeScore,
+    local_residual,
     outline_detections,
     region_of_interest,
     score_change,
     seen_clearly,
 )
 from detection.camera_reference import (
+    NOISE_UNITS,
     ReferenceModel,
     gray,
     illumination_mode,
@@ -57,16 +60,36 @@ class CameraParams:
     reference_every : int
         Add every n-th accepted snapshot to the background (larger = slower absorption).
     colour_threshold : float
-        RGB distance that counts as change on its own, fraction of full scale.
+        RGB distance that counts as change on its own where the residual is quiet, fraction of
+        full scale.
     structure_threshold : float
         Mean gradient magnitude of the difference image (new or lost edges and texture) that
         counts as strong structural change, fraction per pixel; it reinforces colour change.
     noise_factor : float
         Each pixel's colour threshold grows by this many times the background's spread (its
         median absolute deviation over the recent frames, averaged over 5 × 5 neighbours).
+    residual_factor : float
+        Each pixel's colour threshold also grows by this many times its residual noise (the
+        running upper estimate of its local difference from the background on ordinary
+        snapshots, averaged over 5 × 5 neighbours), so change is scored against what the
+        pixel usually shows after lighting matching rather than against one fixed level.
+    noise_rise, noise_fall : float
+        Fractions of the gap by which the residual noise climbs towards a larger residual and
+        sinks towards a smaller one on each snapshot.
+    colour_agreement : float
+        A pending change continues its streak only while the cosine between its colour
+        difference from the background and the one it started with reaches this; -1 lets any
+        candidate continue.
+    day_buckets : tuple of float
+        Two local solar hours splitting daylight into morning, midday and evening, each with
+        its own background and residual noise; empty keeps one daylight background. Off by
+        default: on two simulated worlds it did not help both (benchmarks/RESULTS.md).
     object_window_px : int
         Colour change is measured against its surroundings within this window (working
         pixels), so parcel-wide farm work scores only at its edges.
+    signal_window_px : int
+        The signed colour difference is averaged over this many working pixels square before
+        its length is scored (1 = off): frame noise cancels, an object's change does not.
     hysteresis_low : float
         Change regions grow from pixels scoring ≥ 1 into neighbours scoring ≥ this.
     min_area_px : int
@@ -120,8 +143,14 @@ class CameraParams:
     colour_threshold: float = 0.12
     structure_threshold: float = 0.05
     noise_factor: float = 3.0
+    residual_factor: float = 0.0
+    noise_rise: float = 0.3
+    noise_fall: float = 0.05
+    day_buckets: tuple[float, ...] = ()
+    colour_agreement: float = 0.8
     hysteresis_low: float = 0.6
     object_window_px: int = 25
+    signal_window_px: int = 1
     min_area_px: int = 10
     max_object_area_m2: float = 3000.0
     max_object_extent_m: float = 75.0
@@ -236,19 +265,42 @@ def process_snapshot(
     if contrast < params.min_signal_std:
         detail = f"flat frame (mean {brightness:.2f}, std {contrast:.3f})"
         return state, SnapshotResult(captured_at, health=_health("no_signal", captured_at, detail))
-    mode = illumination_mode(frame, max_ir_chroma=params.max_ir_chroma)
+    light = illumination_mode(frame, max_ir_chroma=params.max_ir_chroma)
     health = (
         _health("night_ir", captured_at, "switched to infrared")
-        if mode == "ir" and state.last_mode != "ir"
+        if light == "ir" and state.last_mode != "ir"
         else ()
     )
+    mode = "ir" if light == "ir" else _day_bucket(captured_at, calibration, params.day_buckets)
     state = replace(state, last_mode=mode)
+    # States of format 1 hold one "day" background: it seeds each bucket until replaced.
     reference = state.references.get(mode)
+    if reference is None and light == "day":
+        reference = state.references.get("day")
     if reference is None:
         started = ReferenceModel.start(image, depth=params.reference_depth)
         state = replace(state, references={**state.references, mode: started})
         return state, SnapshotResult(captured_at, health=health, registration="reference")
     return _analyse(state, frame, captured_at, reference, mode, health, calibration, params)
+
+
+def _day_bucket(captured_at: datetime, calibration: Calibration, hours: tuple[float, ...]) -> str:
+    """``"day_morning"``, ``"day_midday"`` or ``"day_evening"`` by local solar time.
+
+    Without ``hours`` every daylight snapshot shares one ``"day"`` background.
+
+    The camera's longitude is taken as its UTM zone's central meridian (within 3°, i.e.
+    12 minutes of solar time), which the calibration already knows without a projection.
+    """
+    if not hours:
+        return "day"
+    zone = calibration.epsg % 100 if calibration.epsg // 100 in (326, 327) else 0
+    meridian = 6.0 * zone - 183.0 if zone else 0.0
+    utc = captured_at.astimezone(UTC)
+    hour = (utc.hour + utc.minute / 60.0 + meridian / 15.0) % 24.0
+    if hour < hours[0]:
+        return "day_morning"
+    return "day_midday" if hour < hours[1] else "day_evening"
 
 
 def _analyse(
@@ -289,6 +341,12 @@ def _analyse(
         captured_at, health=health, registration=registration.method, shift_px=registration.shift
     )
     if reference.count < params.warmup_frames:
+        residual = local_residual(
+            matched, background, params.object_window_px, params.signal_window_px
+        )
+        reference = reference.with_residual(
+            residual, valid, rise=params.noise_rise, fall=params.noise_fall
+        )
         state = _absorb(state, mode, reference, matched, valid, params, warm=True)
         return state, result
     if mode == "ir":
@@ -300,6 +358,7 @@ def _analyse(
         matched,
         background,
         spread=reference.spread.astype(np.float32) / 255.0,
+        noise=reference.noise.astype(np.float32) / (255.0 * NOISE_UNITS),
         valid=valid,
         calibration=calibration,
         params=params,
@@ -311,6 +370,13 @@ def _analyse(
     # A sudden change too faint to alarm yet is not learned either: a median over a few frames
     # would take it in within three snapshots and it would never be seen again.
     held = ~clear | (score.score >= params.hold_score)
+    # Reported changes are not noise; hidden rows (fog, rain) say nothing about it either.
+    reference = reference.with_residual(
+        score.residual,
+        valid & clear & ~state.open_mask,
+        rise=params.noise_rise,
+        fall=params.noise_fall,
+    )
     state = _absorb(
         state, mode, reference, matched, valid, params, warm=False, adopt=farm_work, held=held
     )
@@ -337,6 +403,7 @@ def _after_failure(
         references={mode: fresh},
         streak=np.zeros_like(state.streak),
         streak_start=np.zeros_like(state.streak_start),
+        streak_colour=np.zeros_like(state.streak_colour),
         open_mask=np.zeros_like(state.open_mask),
         failures=0,
     )
@@ -396,10 +463,18 @@ def _persist(
     hidden = ~clear
     candidates = score.candidates & clear
     timestamp = int(captured_at.timestamp())
-    streak = np.where(candidates, np.minimum(state.streak.astype(np.int16) + 1, 255), 0)
+    # A change continues its streak only if it keeps the colour it started with against the
+    # background; light, haze and rain streaks come and go with other colours each time.
+    stored = state.streak_colour
+    agrees = _same_colour(score.local, stored, candidates, candidates & (state.streak > 0), params)
+    fresh = candidates & ~agrees
+    streak = np.where(agrees, np.minimum(state.streak.astype(np.int16) + 1, 255), 0)
+    streak[fresh] = 1
     streak = np.where(hidden, state.streak, streak)
-    start = np.where(candidates & (state.streak == 0), timestamp, state.streak_start)
+    start = np.where(fresh, timestamp, state.streak_start)
     start = np.where(candidates | hidden, start, 0).astype(np.int64)
+    colour = np.where(fresh[..., None], _quantised(score.local), stored)
+    colour[~(candidates | hidden)] = 0
     confirmed = (streak >= params.persistence) & ~state.open_mask
     detections: tuple[CameraDetection, ...] = ()
     open_mask = state.open_mask
@@ -426,10 +501,46 @@ def _persist(
         state,
         streak=streak.astype(np.uint8),
         streak_start=start,
+        streak_colour=colour,
         open_mask=open_mask,
         next_detection_id=state.next_detection_id + len(detections),
     )
     return state, detections, farm_work
+
+
+def _quantised(local: NDArray[np.float32]) -> NDArray[np.int8]:
+    """A local colour difference (rows, cols, 3) in [-1, 1] as int8 steps of two grey levels."""
+    return np.clip(np.round(local * (255 / 2)), -127, 127).astype(np.int8)
+
+
+def _same_colour(
+    local: NDArray[np.float32],
+    stored: NDArray[np.int8],
+    candidates: NDArray[np.bool_],
+    continuing: NDArray[np.bool_],
+    params: CameraParams,
+) -> NDArray[np.bool_]:
+    """Pixels of ``continuing`` whose change region keeps the colour it started with.
+
+    Judged per connected region of ``candidates`` (rows, cols), on the region's summed local
+    difference now and as stored at the start of its pixels' streaks: single pixels at the
+    rim of a change differ by a grey level or two and their direction means nothing. The
+    cosine between the two RGB vectors must reach ``params.colour_agreement``; a region with
+    no stored colour (states of format 1) agrees.
+    """
+    if params.colour_agreement <= -1.0 or not continuing.any():
+        return continuing
+    labels, count = ndimage.label(candidates)
+    index = labels[continuing]
+    now = local[continuing]
+    before = stored[continuing].astype(np.float32)
+    sums_now = np.stack([np.bincount(index, now[:, b], count + 1) for b in range(3)], axis=1)
+    sums_before = np.stack([np.bincount(index, before[:, b], count + 1) for b in range(3)], 1)
+    dot = (sums_now * sums_before).sum(axis=1)
+    lengths = np.sqrt((sums_now**2).sum(axis=1) * (sums_before**2).sum(axis=1))
+    unknown = ~sums_before.any(axis=1)
+    keeps = unknown | (dot >= params.colour_agreement * lengths)
+    return continuing & keeps[labels]
 
 
 def analyse_snapshot_bytes(

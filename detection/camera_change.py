@@ -46,11 +46,17 @@ class ChangeScore:
         Change regions inside the watched region, small specks removed.
     colour : ndarray of shape (rows, cols), float32
         Plain colour difference against the threshold, unsmoothed: sharp edges for outlines.
+    residual : ndarray of shape (rows, cols), float32
+        Local colour difference from the background (see :func:`local_residual`), fraction.
+    local : ndarray of shape (rows, cols, 3), float32
+        That difference per band, signed: which way the colour changed.
     """
 
     score: NDArray[np.float32]
     candidates: NDArray[np.bool_]
     colour: NDArray[np.float32]
+    residual: NDArray[np.float32]
+    local: NDArray[np.float32]
 
 
 @dataclass(frozen=True)
@@ -188,11 +194,39 @@ def seen_clearly(
     return out
 
 
+def _local_difference(
+    matched: NDArray[np.float32], background: NDArray[np.float32], window: int, smooth: int
+) -> tuple[NDArray[np.float32], NDArray[np.float32]]:
+    difference = matched - background
+    # Only change that stands out from its surroundings counts: a whole parcel turning over
+    # (ploughing, harvest, a new crop) shifts the local mean too and keeps only its edges,
+    # while a building or a dug pit inside the parcel keeps its full contrast.
+    local = difference - _local_mean(difference, window)
+    if smooth > 1:
+        # Averaging the signed difference before taking its length lets frame noise cancel
+        # while an object's change, the same sign over all its pixels, keeps its full size.
+        local = ndimage.uniform_filter(local, size=(smooth, smooth, 1), mode="nearest")
+    return difference, local
+
+
+def local_residual(
+    matched: NDArray[np.float32], background: NDArray[np.float32], window: int, smooth: int
+) -> NDArray[np.float32]:
+    """RGB distance (rows, cols) of the snapshot from the background, less its local mean.
+
+    ``matched`` and ``background`` are (rows, cols, 3) in [0, 1]; the local mean is taken
+    over about ``window`` pixels and the signed difference averaged over ``smooth`` × ``smooth``
+    pixels before its length is taken.
+    """
+    return _norm(_local_difference(matched, background, window, smooth)[1])
+
+
 def score_change(
     matched: NDArray[np.float32],
     background: NDArray[np.float32],
     *,
     spread: NDArray[np.float32],
+    noise: NDArray[np.float32],
     valid: NDArray[np.bool_],
     calibration: Calibration,
     params: CameraParams,
@@ -207,6 +241,9 @@ def score_change(
         The preset's median background.
     spread : ndarray of shape (rows, cols), float32
         Per-pixel variability of the background (median absolute deviation), fraction.
+    noise : ndarray of shape (rows, cols), float32
+        Per-pixel residual noise (see :class:`~detection.camera_reference.ReferenceModel`),
+        fraction.
     valid : ndarray of shape (rows, cols), bool
         Pixels the registered snapshot covers.
     calibration : Calibration
@@ -218,15 +255,16 @@ def score_change(
     -------
     ChangeScore
     """
-    difference = matched - background
-    # Only change that stands out from its surroundings counts: a whole parcel turning over
-    # (ploughing, harvest, a new crop) shifts the local mean too and keeps only its edges,
-    # while a building or a dug pit inside the parcel keeps its full contrast.
-    local = difference - _local_mean(difference, params.object_window_px)
-    # Pixels that vary a lot in the background (wind in trees, water, misregistered texture)
-    # need more to count; the spread of a few frames is noisy, so it is pooled over neighbours.
-    tolerance = params.colour_threshold + params.noise_factor * ndimage.uniform_filter(spread, 5)
-    colour_score = _norm(local) / tolerance
+    difference, local = _local_difference(
+        matched, background, params.object_window_px, params.signal_window_px
+    )
+    residual = _norm(local)
+    # Pixels that vary a lot in the background (wind in trees, water, misregistered texture),
+    # or whose residual keeps varying after lighting matching (parcel edges under evening
+    # light and haze), need more to count; both are noisy per pixel, so they are pooled.
+    variability = params.noise_factor * spread + params.residual_factor * noise
+    tolerance = params.colour_threshold + ndimage.uniform_filter(variability, 5)
+    colour_score = residual / tolerance
     # The plain difference has no halo around an object: it draws the outlines.
     plain_score = _norm(difference) / tolerance
     structure_score = _edge_change(gray(difference)) / params.structure_threshold
@@ -241,7 +279,13 @@ def score_change(
     score = np.where(roi, score, 0.0).astype(np.float32)
     candidates = apply_hysteresis_threshold(score, params.hysteresis_low, 1.0)
     candidates = remove_small_objects(candidates, max_size=params.min_area_px - 1)
-    return ChangeScore(score=score, candidates=candidates, colour=plain_score.astype(np.float32))
+    return ChangeScore(
+        score=score,
+        candidates=candidates,
+        colour=plain_score.astype(np.float32),
+        residual=residual,
+        local=local,
+    )
 
 
 def _guess_type(new: NDArray[np.float32], area_px: int, params: Any) -> str:

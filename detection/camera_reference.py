@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from functools import lru_cache
 
 import numpy as np
 from numpy.typing import NDArray
+
+# Residual noise is stored in quarter grey levels: far fields sit at 1–2 levels.
+NOISE_UNITS = 4
 
 
 @dataclass(frozen=True)
@@ -26,6 +29,11 @@ class ReferenceModel:
         Per-pixel median of the filled slots: the background.
     spread : ndarray of shape (rows, cols), uint8
         Per-pixel median absolute deviation of the filled slots (largest band), grey levels.
+    noise : ndarray of shape (rows, cols), uint8
+        Running upper estimate of each pixel's residual (the lighting-matched snapshot's local
+        difference from the background) on ordinary snapshots, in 1/``NOISE_UNITS`` grey levels.
+        A pixel whose residual keeps varying (parcel edges under changing light and haze)
+        needs more to count as change than one whose residual stays at the sensor noise.
     """
 
     frames: NDArray[np.uint8]
@@ -33,6 +41,7 @@ class ReferenceModel:
     added: int
     median: NDArray[np.uint8]
     spread: NDArray[np.uint8]
+    noise: NDArray[np.uint8]
 
     @classmethod
     def start(cls, image: NDArray[np.uint8], *, depth: int) -> ReferenceModel:
@@ -40,7 +49,14 @@ class ReferenceModel:
         frames = np.zeros((depth, *image.shape), dtype=np.uint8)
         frames[0] = image
         spread = np.zeros(image.shape[:2], dtype=np.uint8)
-        return cls(frames=frames, count=1, added=1, median=image.copy(), spread=spread)
+        return cls(
+            frames=frames,
+            count=1,
+            added=1,
+            median=image.copy(),
+            spread=spread,
+            noise=np.zeros_like(spread),
+        )
 
     def with_frame(self, image: NDArray[np.uint8]) -> ReferenceModel:
         """Return the model with ``image`` (rows, cols, 3) replacing the oldest frame."""
@@ -53,7 +69,36 @@ class ReferenceModel:
         deviation = np.maximum(filled, median) - np.minimum(filled, median)
         per_band = median_of_frames(deviation)
         spread = np.maximum(np.maximum(per_band[..., 0], per_band[..., 1]), per_band[..., 2])
-        return ReferenceModel(frames, count, self.added + 1, median, spread)
+        return ReferenceModel(frames, count, self.added + 1, median, spread, self.noise)
+
+    def with_residual(
+        self,
+        residual: NDArray[np.float32],
+        where: NDArray[np.bool_],
+        *,
+        rise: float,
+        fall: float,
+    ) -> ReferenceModel:
+        """Return the model with its residual noise updated from one snapshot.
+
+        ``residual`` (rows, cols) is the snapshot's local difference from this background,
+        fraction of full scale; only pixels in ``where`` learn. The estimate climbs by ``rise``
+        and sinks by ``fall`` of the gap, so it settles at an upper quantile of the residual
+        (about rise / (rise + fall) of snapshots stay below it) rather than at its mean, and
+        each residual is capped at three times the estimate plus two grey levels, so one sudden
+        change barely moves it. The first snapshots, with no estimate yet, are averaged in.
+        """
+        old = self.noise.astype(np.float32)
+        new = np.minimum(residual * np.float32(255 * NOISE_UNITS), np.float32(255))
+        learned = self.added > 2
+        if learned:
+            np.minimum(new, 3 * old + 2 * NOISE_UNITS, out=new)
+        rates = (rise, fall) if learned else (1.0 / self.added,) * 2
+        step = new - old
+        step *= np.where(step > 0, np.float32(rates[0]), np.float32(rates[1]))
+        updated = np.where(where, old + step, old)
+        noise = np.clip(np.round(updated), 0, 255).astype(np.uint8)
+        return replace(self, noise=noise)
 
     def adopting(self, image: NDArray[np.uint8], where: NDArray[np.bool_]) -> ReferenceModel:
         """Return the model with ``image`` written into every frame at ``where`` (rows, cols).
@@ -67,7 +112,7 @@ class ReferenceModel:
         median[where] = image[where]
         spread = self.spread.copy()
         spread[where] = 0
-        return ReferenceModel(frames, self.count, self.added, median, spread)
+        return ReferenceModel(frames, self.count, self.added, median, spread, self.noise)
 
 
 def gray(image: NDArray[np.float32]) -> NDArray[np.float32]:

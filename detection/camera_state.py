@@ -11,9 +11,14 @@ from datetime import datetime
 import numpy as np
 from numpy.typing import NDArray
 
-from detection.camera_reference import ReferenceModel
+from detection.camera_reference import NOISE_UNITS, ReferenceModel
 
-_STATE_FORMAT = 1
+# Format 2 added each background's residual noise and each streak's colour; format 1 states
+# still load, their noise estimated from the background's spread, their streaks of unknown
+# colour, and their single day background serves every time-of-day bucket until the bucket
+# has its own.
+_STATE_FORMAT = 2
+_READABLE_FORMATS = (1, 2)
 # The state is written after every analysed batch of a preset, so its cost is paid per job.
 # numpy's savez_compressed deflates at level 6: on the ~2 MB state of a 1080p preset (noisy
 # frames) that took 190 ms of CPU against 68 ms at level 1, for a blob only 5 % smaller.
@@ -84,17 +89,21 @@ class CameraState:
     shape : tuple of int
         Working resolution (rows, cols).
     references : dict of str to ReferenceModel
-        Background per illumination mode ("day", "ir").
+        Background per illumination mode ("day", "ir"), or with time-of-day buckets per
+        bucket of daylight ("day_morning", "day_midday", "day_evening").
     streak : ndarray of shape (rows, cols), uint8
         Consecutive analysed snapshots in which each pixel was a change candidate.
     streak_start : ndarray of shape (rows, cols), int64
         Capture time (POSIX seconds) of the first snapshot of each pixel's streak.
+    streak_colour : ndarray of shape (rows, cols, 3), int8
+        Each streak's local colour difference from the background at its first snapshot, in
+        steps of two grey levels; zero where unknown (no streak, or a format 1 state).
     open_mask : ndarray of shape (rows, cols), bool
         Pixels of changes already reported; never absorbed into the background.
     last_captured_at : datetime or None
         Capture time of the last snapshot accepted in order.
     last_mode : str
-        Illumination mode of the last analysed snapshot.
+        Background (illumination mode and time of day) of the last analysed snapshot.
     accepted : int
         Snapshots analysed so far (drives the background update cadence).
     next_detection_id : int
@@ -107,6 +116,7 @@ class CameraState:
     references: dict[str, ReferenceModel]
     streak: NDArray[np.uint8]
     streak_start: NDArray[np.int64]
+    streak_colour: NDArray[np.int8]
     open_mask: NDArray[np.bool_]
     last_captured_at: datetime | None = None
     last_mode: str = "day"
@@ -122,6 +132,7 @@ class CameraState:
             references={},
             streak=np.zeros(shape, dtype=np.uint8),
             streak_start=np.zeros(shape, dtype=np.int64),
+            streak_colour=np.zeros((*shape, 3), dtype=np.int8),
             open_mask=np.zeros(shape, dtype=bool),
         )
 
@@ -143,12 +154,14 @@ class CameraState:
             "meta": np.array(json.dumps(meta)),
             "streak": self.streak,
             "streak_start": self.streak_start,
+            "streak_colour": self.streak_colour,
             "open_mask": self.open_mask,
         }
         for mode, ref in self.references.items():
             arrays[f"{mode}_frames"] = ref.frames
             arrays[f"{mode}_median"] = ref.median
             arrays[f"{mode}_spread"] = ref.spread
+            arrays[f"{mode}_noise"] = ref.noise
         return _npz(arrays, level=_DEFLATE_LEVEL)
 
     @classmethod
@@ -156,10 +169,10 @@ class CameraState:
         """Inverse of :meth:`to_bytes`."""
         with np.load(io.BytesIO(data), allow_pickle=False) as stored:
             meta = json.loads(str(stored["meta"]))
-            if meta.get("format") != _STATE_FORMAT:
+            if meta.get("format") not in _READABLE_FORMATS:
                 raise ValueError(
-                    f"camera state format {meta.get('format')} is not {_STATE_FORMAT}: "
-                    "start the preset from an empty state"
+                    f"camera state format {meta.get('format')} is not one of "
+                    f"{_READABLE_FORMATS}: start the preset from an empty state"
                 )
             references = {
                 mode: ReferenceModel(
@@ -168,6 +181,7 @@ class CameraState:
                     added=added,
                     median=stored[f"{mode}_median"],
                     spread=stored[f"{mode}_spread"],
+                    noise=_noise(stored, mode),
                 )
                 for mode, (count, added) in meta["references"].items()
             }
@@ -177,6 +191,7 @@ class CameraState:
                 references=references,
                 streak=stored["streak"],
                 streak_start=stored["streak_start"],
+                streak_colour=_streak_colour(stored),
                 open_mask=stored["open_mask"],
                 last_captured_at=datetime.fromisoformat(last) if last else None,
                 last_mode=meta["last_mode"],
@@ -184,6 +199,20 @@ class CameraState:
                 next_detection_id=int(meta["next_detection_id"]),
                 failures=int(meta["failures"]),
             )
+
+
+def _streak_colour(stored: np.lib.npyio.NpzFile) -> NDArray[np.int8]:
+    if "streak_colour" in stored.files:
+        return np.asarray(stored["streak_colour"], dtype=np.int8)
+    return np.zeros((*stored["streak"].shape, 3), dtype=np.int8)
+
+
+def _noise(stored: np.lib.npyio.NpzFile, mode: str) -> NDArray[np.uint8]:
+    if f"{mode}_noise" in stored.files:
+        return np.asarray(stored[f"{mode}_noise"], dtype=np.uint8)
+    # Format 1 kept no residual noise: the spread of the background frames is its nearest kin.
+    spread = stored[f"{mode}_spread"].astype(np.int32) * NOISE_UNITS
+    return np.minimum(spread, 255).astype(np.uint8)
 
 
 def _npz(arrays: dict[str, NDArray[np.generic]], *, level: int) -> bytes:

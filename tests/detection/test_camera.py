@@ -305,7 +305,7 @@ def test_a_faint_abrupt_change_is_held_out_of_the_background(
             state, frame, when, calibration=calibration, params=CameraParams(hold_score=hold_score)
         )
     assert state is not None
-    median = state.references["day"].median[inside].astype(float).mean(axis=0)
+    median = state.references[state.last_mode].median[inside].astype(float).mean(axis=0)
     # Without the hold, three snapshots turn the median and the change is gone for good.
     learned = np.abs(median - field).max() > 5
     assert learned == (hold_score == float("inf"))
