@@ -32,7 +32,7 @@ PROBLEMS: dict[int | str, dict[str, Any]] = {
 }
 CameraCode = Annotated[str, Path(max_length=64, description="The id the camera reports.")]
 PresetName = Annotated[
-    str, Path(max_length=32, pattern=r"^[\w.\-]+$", description="The PTZ preset's name.")
+    str, Path(max_length=32, pattern=r"^[A-Za-z0-9_.\-]+$", description="The PTZ preset's name.")
 ]
 
 

@@ -24,7 +24,10 @@ class ControlPointCreate(_Input):
 
 class CameraCreate(_Input):
     code: str = Field(
-        min_length=1, max_length=64, pattern=r"^[\w.\-]+$", description="The id the camera reports."
+        min_length=1,
+        max_length=64,
+        pattern=r"^[A-Za-z0-9_.\-]+$",
+        description="The id the camera reports.",
     )
     name: str = Field("", max_length=200)
     lon: float = Field(ge=-180, le=180, description="Tower position, degrees.")

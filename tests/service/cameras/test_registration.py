@@ -69,6 +69,13 @@ def test_a_camera_is_registered_once_and_listed(client: TestClient, camera: str)
     assert listed.count(camera) == 1
 
 
+@pytest.mark.parametrize("code", ["û", "塔1", "a b", "a/b"])
+def test_camera_codes_are_plain_ascii_names(client: TestClient, code: str) -> None:
+    # They appear in snapshot URLs; the pattern must mean the same to the API and its document.
+    response = client.post("/v1/cameras", json={"code": code, "lon": 120.03, "lat": 30.42})
+    assert response.status_code == 422, response.text
+
+
 def test_a_calibrated_preset_stores_its_ground_footprint(client: TestClient, camera: str) -> None:
     points = control_points()
     response = client.put(f"/v1/cameras/{camera}/presets/P1", json=preset_body(points))
