@@ -26,9 +26,8 @@ from service.deps import SettingsDep
 from service.ingest.store import (
     JPEG,
     StagedObject,
-    check_declared_length,
     discard,
-    stage_async_chunks,
+    stage_upload,
 )
 from service.rls import apply_scope
 from service.settings import Settings
@@ -74,11 +73,12 @@ async def post_evidence(
     that is kept and served, with its orientation applied to the pixels."""
     settings: Settings = request.app.state.settings
     await run_in_threadpool(_visible_case, request, principal, case_id)  # 404 before the body
-    check_declared_length(
-        request.headers.get("content-length"), kind=JPEG, max_bytes=settings.max_evidence_bytes
-    )
-    staged = await stage_async_chunks(
-        request.stream(), settings.data_dir, kind=JPEG, max_bytes=settings.max_evidence_bytes
+    staged = await stage_upload(
+        request.headers.get("content-length"),
+        request.stream(),
+        settings.data_dir,
+        kind=JPEG,
+        max_bytes=settings.max_evidence_bytes,
     )
     claims = PhotoClaims(lon, lat, taken_at, caption)
     try:

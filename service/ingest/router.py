@@ -31,13 +31,11 @@ from service.ingest.schemas import JobRead, SceneRead, TileCreate
 from service.ingest.store import (
     JPEG,
     TIFF,
-    MediaKind,
     StagedObject,
-    check_declared_length,
     discard,
     resolve_allowed_path,
-    stage_async_chunks,
     stage_file,
+    stage_upload,
 )
 from service.metrics import SCENES_INGESTED
 from service.settings import Settings
@@ -101,7 +99,13 @@ async def post_snapshot(
     idempotency_key: IdempotencyKey = None,
 ) -> JSONResponse:
     settings: Settings = request.app.state.settings
-    staged = await _stage_body(request, settings, kind=JPEG, max_bytes=settings.max_snapshot_bytes)
+    staged = await stage_upload(
+        request.headers.get("content-length"),
+        request.stream(),
+        settings.data_dir,
+        kind=JPEG,
+        max_bytes=settings.max_snapshot_bytes,
+    )
 
     def ingest(session: Session) -> IngestResult:
         return ingest_snapshot(
@@ -163,7 +167,13 @@ async def post_scene(
             "?acquired_at=2026-11-28T02:30:00Z"
         )
     else:
-        staged = await _stage_body(request, settings, kind=TIFF, max_bytes=settings.max_tile_bytes)
+        staged = await stage_upload(
+            request.headers.get("content-length"),
+            request.stream(),
+            settings.data_dir,
+            kind=TIFF,
+            max_bytes=settings.max_tile_bytes,
+        )
     when: datetime = acquired_at
 
     def ingest(session: Session) -> IngestResult:
@@ -196,15 +206,6 @@ def get_scene(
     principal: SceneReader,
 ) -> SceneRead:
     return _describe(session, get_scene_or_raise(session=session, scene_id=scene_id))
-
-
-async def _stage_body(
-    request: Request, settings: Settings, *, kind: MediaKind, max_bytes: int
-) -> StagedObject:
-    check_declared_length(request.headers.get("content-length"), kind=kind, max_bytes=max_bytes)
-    return await stage_async_chunks(
-        request.stream(), settings.data_dir, kind=kind, max_bytes=max_bytes
-    )
 
 
 async def _read_tile_spec(request: Request) -> TileCreate:

@@ -169,6 +169,20 @@ async def stage_async_chunks(
         return await anyio.to_thread.run_sync(writer.finish)
 
 
+async def stage_upload(
+    content_length: str | None,
+    chunks: AsyncIterable[bytes],
+    data_dir: Path,
+    *,
+    kind: MediaKind,
+    max_bytes: int,
+) -> StagedObject:
+    """An uploaded body staged: refused at once when its declared length is over the limit,
+    otherwise streamed to disk and counted as it comes."""
+    check_declared_length(content_length, kind=kind, max_bytes=max_bytes)
+    return await stage_async_chunks(chunks, data_dir, kind=kind, max_bytes=max_bytes)
+
+
 def check_declared_length(content_length: str | None, *, kind: MediaKind, max_bytes: int) -> None:
     """Refuse up front a body whose declared length is over the limit (it is also counted)."""
     if content_length is not None and content_length.isdigit() and int(content_length) > max_bytes:
