@@ -18,6 +18,7 @@ import shlex
 import sys
 import tempfile
 import time
+from collections import Counter
 from datetime import UTC, datetime
 from itertools import pairwise
 from pathlib import Path
@@ -78,8 +79,8 @@ def build_stack(folder: Path, area_km2: float, epochs: int) -> list[UnitTask]:
     return tasks
 
 
-def rate(tasks: list[UnitTask], workers: int) -> tuple[float, float, int]:
-    """(seconds, Mpx/s, failed units) for all tasks on a LocalCluster of `workers` processes."""
+def rate(tasks: list[UnitTask], workers: int) -> tuple[float, float, Counter[str]]:
+    """(seconds, Mpx/s, failure reasons) for all tasks on a LocalCluster of `workers` processes."""
     from dask.distributed import Client, LocalCluster
 
     with (
@@ -93,7 +94,7 @@ def rate(tasks: list[UnitTask], workers: int) -> tuple[float, float, int]:
         results = client.gather(client.map(compare_unit, tasks, pure=False))
         seconds = time.perf_counter() - started
     pixels = sum(r.comparison.pixels for r in results if r.comparison is not None)
-    failed = sum(r.comparison is None for r in results)
+    failed = Counter(r.failure for r in results if r.failure is not None)
     return seconds, pixels / 1e6 / seconds, failed
 
 
@@ -120,13 +121,15 @@ def main() -> None:
         "| workers | seconds | Mpx/s | tiles/s | failed units |",
         "|---|---|---|---|---|",
         *(
-            f"| {n} | {s:.1f} | {mpx:.2f} | {len(tasks) / s:.2f} | {f} |"
+            f"| {n} | {s:.1f} | {mpx:.2f} | {len(tasks) / s:.2f} | {f.total()} |"
             for n, (s, mpx, f) in ((1, one), (2, two))
         ),
         "",
         f"Parallel efficiency with 2 workers: {efficiency:.0%}. Projection for a city of "
         f"{CITY_GPX_PER_DATE:.0f} Gpx per date at the 2-worker rate: {city_hours:.1f} h per "
         f"date pair on this machine, {city_hours * 2:.1f} core-hours.",
+        "",
+        *(f"- refused {count}×: {reason}" for reason, count in one[2].most_common()),
         "",
     ]
     text = "\n".join(lines)
