@@ -88,6 +88,7 @@ class Transitions:
     seconds: float
     ms: list[float]
     server_cpu_ms: float  # per successful transition, uvicorn processes only
+    database_cpu_ms: float | None  # per successful transition, this database's backends
 
     @property
     def per_second(self) -> float:
@@ -216,6 +217,33 @@ class Server:
         return ticks / os.sysconf("SC_CLK_TCK")
 
 
+def database_cpu_seconds(url: str) -> float | None:
+    """CPU time (user + system) used so far by the PostgreSQL backends serving `url`'s database.
+
+    Backends are found by their process title (`postgres: [CLUSTER:] USER DATABASE ...`), so
+    the server must run on this machine; None for SQLite, which runs inside the API. Shared
+    processes (WAL writer, checkpointer) and backends that already ended are not counted.
+    """
+    if url.startswith("sqlite"):
+        return None
+    database = make_url(url).database
+    ticks = 0
+    for cmdline in Path("/proc").glob("[0-9]*/cmdline"):
+        try:
+            title = cmdline.read_bytes().replace(b"\0", b" ").decode(errors="replace").split()
+            if title[:1] != ["postgres:"]:
+                continue
+            if title[1].endswith(":"):  # the cluster's name, e.g. "15/main:"
+                del title[1]
+            if title[2] != database:
+                continue
+            fields = (cmdline.parent / "stat").read_text().rsplit(")", 1)[1].split()
+        except (OSError, IndexError):  # the process ended meanwhile
+            continue
+        ticks += int(fields[11]) + int(fields[12])  # utime, stime
+    return ticks / os.sysconf("SC_CLK_TCK")
+
+
 @contextmanager
 def api_server(url: str, workers: int) -> Iterator[Server]:
     """uvicorn with `workers` processes on a free loopback port."""
@@ -282,7 +310,7 @@ def time_listing(server: Server, key: str, boxes: list[BBox], warmup: int) -> Li
 
 
 async def time_transitions(
-    server: Server, key: str, case_ids: list[int], clients: int
+    server: Server, key: str, case_ids: list[int], clients: int, url: str
 ) -> Transitions:
     """`clients` concurrent clients, each taking the next distinct case from a shared queue."""
     queue: asyncio.Queue[int] = asyncio.Queue()
@@ -306,11 +334,18 @@ async def time_transitions(
                 failed[response.status_code] = failed.get(response.status_code, 0) + 1
 
     async with httpx.AsyncClient(base_url=server.base_url, timeout=60, limits=limits) as http:
+        database_before = database_cpu_seconds(url)
         cpu_before, started = server.cpu_seconds(), time.perf_counter()
         await asyncio.gather(*(client_loop(http) for _ in range(clients)))
         seconds = _since(started)
         cpu_ms = (server.cpu_seconds() - cpu_before) * 1000 / max(len(ms), 1)
-    return Transitions(len(ms), failed, seconds, ms, cpu_ms)
+        database_after = database_cpu_seconds(url)
+    database_ms = (
+        None
+        if database_before is None or database_after is None
+        else (database_after - database_before) * 1000 / max(len(ms), 1)
+    )
+    return Transitions(len(ms), failed, seconds, ms, cpu_ms, database_ms)
 
 
 def run_backend(which: Backend, url: str, sqlite_path: Path, options: Options, reuse: bool) -> Run:
@@ -322,7 +357,7 @@ def run_backend(which: Backend, url: str, sqlite_path: Path, options: Options, r
     with api_server(url, options.workers) as server:
         listing = time_listing(server, key, boxes, options.warmup)
         log.info("%s: listing p95 %.1f ms", which, float(np.percentile(listing.ms, 95)))
-        moves = asyncio.run(time_transitions(server, key, case_ids, options.clients))
+        moves = asyncio.run(time_transitions(server, key, case_ids, options.clients, url))
         log.info("%s: %.0f transitions/s", which, moves.per_second)
     return Run(str(which), load_s, listing, moves)
 
@@ -354,20 +389,24 @@ def report(started: datetime, environment: str, runs: list[Run], options: Option
         "/proc, PostgreSQL's own processes not included; with the API alone on "
         f"{os.cpu_count()} cores, {os.cpu_count()} × 1000 ÷ that is the most it could answer "
         "per second.",
+        "- DB CPU ms: CPU time of the PostgreSQL backends serving the benchmark's database per "
+        "transition (found by process title; WAL writer and checkpointer not included).",
         "",
         "| backend | load | listing N | cases returned: mean (min–max) | p50 ms | p95 ms | "
-        "max ms | API CPU ms | transitions | per second | p50 ms | p95 ms | API CPU ms | failed |",
-        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
+        "max ms | API CPU ms | transitions | per second | p50 ms | p95 ms | API CPU ms "
+        "| DB CPU ms | failed |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for r in runs:
         c, t = np.asarray(r.listing.counts), r.transitions
         load = "reused" if r.load_s is None else f"{r.load_s:.0f} s"
         failed = ", ".join(f"{n}× {code}" for code, n in sorted(t.failed.items())) or "0"
+        database_ms = "–" if t.database_cpu_ms is None else f"{t.database_cpu_ms:.1f}"
         lines.append(
             f"| {r.backend} | {load} | {len(r.listing.ms)} | {c.mean():.1f} ({c.min()}–{c.max()}) "
             f"| {_p(r.listing.ms, 50)} | {_p(r.listing.ms, 95)} | {max(r.listing.ms):.1f} "
             f"| {r.listing.server_cpu_ms:.1f} | {t.ok} | {t.per_second:,.0f} | {_p(t.ms, 50)} "
-            f"| {_p(t.ms, 95)} | {t.server_cpu_ms:.1f} | {failed} |"
+            f"| {_p(t.ms, 95)} | {t.server_cpu_ms:.1f} | {database_ms} | {failed} |"
         )
     lines += [
         "",
@@ -377,11 +416,16 @@ def report(started: datetime, environment: str, runs: list[Run], options: Option
     for r in runs:
         listing_ok = np.percentile(r.listing.ms, 95) <= 50
         rate_ok = r.transitions.per_second >= 500
-        ceiling = (os.cpu_count() or 1) * 1000 / max(r.transitions.server_cpu_ms, 1e-9)
+        cores = os.cpu_count() or 1
+        ceiling = cores * 1000 / max(r.transitions.server_cpu_ms, 1e-9)
+        both = ""
+        if r.transitions.database_cpu_ms is not None:
+            spent = r.transitions.server_cpu_ms + r.transitions.database_cpu_ms
+            both = f", API and database together ~{cores * 1000 / max(spent, 1e-9):,.0f}/s"
         lines.append(
             f"- {r.backend}: listing {'met' if listing_ok else 'NOT met'}; transitions "
             f"{'met' if rate_ok else 'NOT met'} ({r.transitions.per_second:,.0f}/s; the API's "
-            f"CPU per transition would allow ~{ceiling:,.0f}/s on idle cores)."
+            f"CPU per transition would allow ~{ceiling:,.0f}/s on idle cores{both})."
         )
     return "\n".join(lines) + "\n"
 

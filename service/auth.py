@@ -20,7 +20,7 @@ import hmac
 import secrets
 import threading
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass
 from typing import Annotated
 
@@ -28,7 +28,8 @@ from cachetools import TTLCache
 from fastapi import Depends, Request
 from fastapi.security import APIKeyHeader, HTTPAuthorizationCredentials, HTTPBearer
 from sqlalchemy import select
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, sessionmaker
+from starlette.concurrency import run_in_threadpool
 
 from models import ApiClient, ClientJurisdiction, Jurisdiction
 from models.client import Role
@@ -135,7 +136,7 @@ class PrincipalCache:
     It spares a busy client the key lookup and the jurisdiction expansion (a transaction and
     two or three queries) on each request. Only keys that authenticated are kept, so unknown
     keys cannot fill it, and it holds at most `max_entries`. A `ttl_seconds` of 0 turns it off.
-    Requests run in a thread pool, hence the lock.
+    The lock is for callers in other threads (commands, tests); requests use it on the loop.
     """
 
     def __init__(
@@ -189,15 +190,16 @@ _BEARER = HTTPBearer(scheme_name="bearer", auto_error=False, description="tx_…
 _API_KEY = APIKeyHeader(name=API_KEY_HEADER, scheme_name="apiKey", auto_error=False)
 
 
-def current_client(
+async def current_client(
     request: Request,
     _bearer: Annotated[HTTPAuthorizationCredentials | None, Depends(_BEARER)] = None,
     _api_key: Annotated[str | None, Depends(_API_KEY)] = None,
 ) -> Principal:
     """FastAPI dependency: the authenticated caller, from the app's `PrincipalCache` if there.
 
-    The lookup runs in its own short transaction, so that the endpoint's own transaction can
-    still choose how it begins (a transition takes the SQLite write lock up front).
+    A cached caller is answered on the event loop; only a lookup goes to the thread pool, in
+    its own short transaction, so that the endpoint's own transaction can still choose how it
+    begins (a transition takes the SQLite write lock up front).
     """
     key = key_from_headers(request)
     if key is None:
@@ -205,18 +207,26 @@ def current_client(
     cache: PrincipalCache = request.app.state.principal_cache
     principal = cache.get(key)
     if principal is None:
-        with request.app.state.session_factory() as session:
-            principal = authenticate(key, session=session)
+        principal = await run_in_threadpool(
+            _authenticate_in_own_session, request.app.state.session_factory, key
+        )
         cache.put(key, principal)
     request.state.principal = principal
     return principal
 
 
-def require_roles(*roles: Role) -> Callable[..., Principal]:
-    """A dependency that lets only `roles` through (403 for the others)."""
+def _authenticate_in_own_session(factory: sessionmaker[Session], key: str) -> Principal:
+    with factory() as session:
+        return authenticate(key, session=session)
+
+
+def require_roles(*roles: Role) -> Callable[..., Awaitable[Principal]]:
+    """A dependency that lets only `roles` through (403 for the others).
+
+    Asynchronous because it only compares: a synchronous dependency costs a thread-pool hop."""
     allowed = frozenset(roles)
 
-    def check(principal: Annotated[Principal, Depends(current_client)]) -> Principal:
+    async def check(principal: Annotated[Principal, Depends(current_client)]) -> Principal:
         if principal.role not in allowed:
             names = ", ".join(sorted(allowed))
             raise PermissionDeniedError(

@@ -27,7 +27,10 @@ SQLITE_IMMEDIATE = {"sqlite_begin": "IMMEDIATE"}
 def create_db_engine(url: str, *, busy_timeout_ms: int = 10_000, echo: bool = False) -> Engine:
     if make_url(url).get_backend_name() == "sqlite":
         return _create_sqlite_engine(url, busy_timeout_ms=busy_timeout_ms, echo=echo)
-    return create_engine(url, echo=echo, pool_pre_ping=True)
+    # Room for every request a process runs at once (its thread pool has 40 threads): with
+    # the default 5 (+10 overflow) a busy API process kept closing and opening connections,
+    # each new one a PostgreSQL backend to start.
+    return create_engine(url, echo=echo, pool_pre_ping=True, pool_size=20, max_overflow=20)
 
 
 def _create_sqlite_engine(url: str, *, busy_timeout_ms: int, echo: bool) -> Engine:

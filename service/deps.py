@@ -14,7 +14,8 @@ from service.settings import Settings
 SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 
 
-def get_app_settings(request: Request) -> Settings:
+async def get_app_settings(request: Request) -> Settings:
+    # Asynchronous because it only reads: a synchronous dependency costs a thread-pool hop.
     settings: Settings = request.app.state.settings
     return settings
 

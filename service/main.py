@@ -16,7 +16,7 @@ from service.cases import router as cases
 from service.db import create_db_engine, create_session_factory
 from service.errors import register_error_handlers
 from service.ingest import router as ingest
-from service.logging import configure_logging, request_id_middleware
+from service.logging import RequestIdMiddleware, configure_logging
 from service.openapi import install_openapi
 from service.settings import Settings
 from service.web import router as web
@@ -46,7 +46,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     )
     app.state.settings = settings
     app.state.principal_cache = PrincipalCache(settings.auth_cache_seconds)
-    app.middleware("http")(request_id_middleware)
+    app.add_middleware(RequestIdMiddleware)
     register_error_handlers(app)
     app.include_router(health.router)
     app.include_router(ingest.router)

@@ -5,7 +5,7 @@ from __future__ import annotations
 from enum import StrEnum
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import insert, select
 from sqlalchemy.orm import Session
 
 from models import AlertEvent, Case, Detection, LayerHit
@@ -40,19 +40,44 @@ def record_alert(
     of the caller's transaction, a rolled-back change leaves no alert behind.
     """
     session.flush()
-    alert = AlertEvent(
-        event_type=event_type.value,
-        case_id=case.id,
-        jurisdiction_id=case.jurisdiction_id,
-        priority=case.priority,
-        backfill=bool(session.info.get(ALERT_BACKFILL, case.backfill)),
-        payload=_case_summary(case)
-        | {"layers": _layer_kinds(case, session=session), "reason": reason}
-        | (details or {}),
-    )
+    alert = AlertEvent(**_alert_fields(case, session, event_type, reason, details))
     session.add(alert)
     session.flush()
     return alert
+
+
+def insert_alert(
+    case: Case,
+    *,
+    session: Session,
+    event_type: AlertType,
+    reason: str,
+    details: dict[str, Any] | None = None,
+) -> None:
+    """`record_alert` as one INSERT statement, without an ORM object (the API's transitions).
+
+    The case's own changes must already be in the database."""
+    fields = _alert_fields(case, session, event_type, reason, details)
+    session.execute(insert(AlertEvent.__table__).values(fields))
+
+
+def _alert_fields(
+    case: Case,
+    session: Session,
+    event_type: AlertType,
+    reason: str,
+    details: dict[str, Any] | None,
+) -> dict[str, Any]:
+    return {
+        "event_type": event_type.value,
+        "case_id": case.id,
+        "jurisdiction_id": case.jurisdiction_id,
+        "priority": case.priority,
+        "backfill": bool(session.info.get(ALERT_BACKFILL, case.backfill)),
+        "payload": _case_summary(case)
+        | {"layers": _layer_kinds(case, session=session), "reason": reason}
+        | (details or {}),
+    }
 
 
 def _layer_kinds(case: Case, *, session: Session) -> list[str]:

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import func, select
+from sqlalchemy import func, insert, select
 from sqlalchemy.orm import Session
 
 from models import Case, CaseEvent, Evidence
@@ -49,8 +49,12 @@ def _iso(value: Any) -> str:
 
 def event_hash(event: CaseEvent) -> str:
     """sha256 (hex) of the event's canonical JSON, which includes the previous event's hash."""
-    fields = {name: getattr(event, name) for name in HASHED_FIELDS}
-    return hashlib.sha256(canonical_json(fields)).hexdigest()
+    return _hash_of({name: getattr(event, name) for name in HASHED_FIELDS})
+
+
+def _hash_of(fields: dict[str, Any]) -> str:
+    hashed = {name: fields[name] for name in HASHED_FIELDS}
+    return hashlib.sha256(canonical_json(hashed)).hexdigest()
 
 
 def chain_tail(case_id: int, *, session: Session) -> tuple[int, str]:
@@ -80,27 +84,77 @@ def append_event(
 ) -> CaseEvent:
     """Append one event to `case`'s chain at its current version; flushes, never commits."""
     session.flush()  # the case needs its id, and the previous event must be visible
-    previous_seq, previous_hash = chain_tail(case.id, session=session)
     event = CaseEvent(
-        case_id=case.id,
-        seq=previous_seq + 1,
-        action=action,
-        from_status=from_status,
-        to_status=to_status,
-        actor=actor,
-        role=role,
-        request_id=request_id,
-        case_version=case.version,
-        # A JSON round trip now, so the hash sees exactly what the database gives back.
-        payload=json.loads(canonical_json(payload or {})),
-        # Microseconds are the finest time both backends keep.
-        created_at=(at or utcnow()).astimezone(UTC),
-        prev_hash=previous_hash,
-    )
-    event.hash = event_hash(event)
+        **next_event_fields(
+            case, session=session, action=action, actor=actor, role=role,
+            from_status=from_status, to_status=to_status, payload=payload,
+            request_id=request_id, at=at,
+        )
+    )  # fmt: skip
     session.add(event)
     session.flush()
     return event
+
+
+def insert_event(
+    case: Case,
+    *,
+    session: Session,
+    action: str,
+    actor: str,
+    role: str,
+    from_status: str | None = None,
+    to_status: str | None = None,
+    payload: dict[str, Any] | None = None,
+    request_id: str | None = None,
+    at: datetime | None = None,
+) -> None:
+    """`append_event` as one INSERT statement, without an ORM object or a flush of it.
+
+    For the API's transitions, which never read the event back: the unit of work's
+    bookkeeping for one row costs more CPU than the statement. The case's own changes must
+    already be in the database (the caller wrote them with a statement, or flushes first)."""
+    fields = next_event_fields(
+        case, session=session, action=action, actor=actor, role=role,
+        from_status=from_status, to_status=to_status, payload=payload,
+        request_id=request_id, at=at,
+    )  # fmt: skip
+    session.execute(insert(CaseEvent.__table__).values(fields))
+
+
+def next_event_fields(
+    case: Case,
+    *,
+    session: Session,
+    action: str,
+    actor: str,
+    role: str,
+    from_status: str | None,
+    to_status: str | None,
+    payload: dict[str, Any] | None,
+    request_id: str | None,
+    at: datetime | None,
+) -> dict[str, Any]:
+    """The column values of the event that follows the case's chain tail, its hash included."""
+    previous_seq, previous_hash = chain_tail(case.id, session=session)
+    fields: dict[str, Any] = {
+        "case_id": case.id,
+        "seq": previous_seq + 1,
+        "action": action,
+        "from_status": from_status,
+        "to_status": to_status,
+        "actor": actor,
+        "role": role,
+        "request_id": request_id,
+        "case_version": case.version,
+        # A JSON round trip now, so the hash sees exactly what the database gives back.
+        "payload": json.loads(canonical_json(payload or {})),
+        # Microseconds are the finest time both backends keep.
+        "created_at": (at or utcnow()).astimezone(UTC),
+        "prev_hash": previous_hash,
+    }
+    fields["hash"] = _hash_of(fields)
+    return fields
 
 
 def status_entered_at(case_id: int, status: str, *, session: Session) -> datetime | None:

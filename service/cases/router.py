@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import io
 from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import UTC, datetime, time
 from typing import Annotated, Any
 
@@ -13,6 +14,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from pydantic import ValidationError
 from sqlalchemy.orm import Session
+from starlette.concurrency import run_in_threadpool
 
 from models.case import CaseStatus, ConfidenceLevel
 from models.detection import ChangeType, DetectionSource
@@ -26,6 +28,7 @@ from service.cases.schemas import (
     CaseRead,
     CaseStatisticsRead,
     CommentCreate,
+    InspectorTransitionCreate,
     TransitionCreate,
     case_feature,
     feature_collection,
@@ -38,7 +41,7 @@ from service.cases.transitions import (
     input_model_for,
 )
 from service.db import SQLITE_IMMEDIATE
-from service.deps import SessionDep, SettingsDep
+from service.deps import SessionDep
 from service.errors import InvalidInputError
 from service.rls import apply_scope
 from service.spatial import BBox
@@ -87,9 +90,11 @@ def read_session(principal: CaseReader, session: SessionDep) -> Session:
     return session
 
 
-def write_session(request: Request, principal: CaseWriter) -> Iterator[Session]:
+@contextmanager
+def write_transaction(request: Request, principal: Principal) -> Iterator[Session]:
     """A transaction that takes SQLite's write lock up front: a read-then-write transaction
     would otherwise fail with 'database is locked' when another writer commits in between.
+    Committed when the block ends, rolled back if it raises.
 
     The caller's scope is attached before the transaction begins, so that the transaction
     begins in it (`rls.set_scope_on_begin`) instead of beginning in none and being set again."""
@@ -98,6 +103,11 @@ def write_session(request: Request, principal: CaseWriter) -> Iterator[Session]:
         with session.begin():
             session.connection(execution_options=SQLITE_IMMEDIATE)
             yield session
+
+
+def write_session(request: Request, principal: CaseWriter) -> Iterator[Session]:
+    with write_transaction(request, principal) as session:
+        yield session
 
 
 ReadSession = Annotated[Session, Depends(read_session)]
@@ -204,27 +214,42 @@ def get_case(
 
 
 @router.post("/v1/cases/{case_id}/transitions", response_model=CaseRead, responses=WRITE_PROBLEMS)
-def post_transition(
+async def post_transition(
     case_id: CaseId,
     request: Request,
     principal: CaseWriter,
-    session: WriteSession,
-    settings: SettingsDep,
-    response: Response,
     change: Annotated[TransitionCreate, Body()],
     if_match: Annotated[str | None, Header(alias="If-Match")] = None,
 ) -> Any:
     """Move a case to another status and/or assign it; needs `If-Match` with its ETag.
 
     Inspectors may not name an assignee; a dismissal needs `reason_code`."""
+    # The busiest write of the API: everything that touches the database runs in one
+    # thread-pool hop (`_transition`), and the answer goes out as the bytes it was
+    # serialised to, instead of being validated and serialised again against CaseRead.
     version = expected_version(if_match)
     own = _revalidate(input_model_for(principal.role), change)
-    case = apply_transition(
-        case_id, own, session=session, settings=settings, principal=principal,
-        version=version, request_id=_request_id(request),
-    )  # fmt: skip
-    response.headers["ETag"] = etag(case.version)
-    return queries.case_reads([case], session=session)[0]
+    body, new_version = await run_in_threadpool(
+        _transition, request, case_id, own, principal, version
+    )
+    return Response(body, media_type="application/json", headers={"ETag": etag(new_version)})
+
+
+def _transition(
+    request: Request,
+    case_id: int,
+    change: InspectorTransitionCreate,
+    principal: Principal,
+    version: int,
+) -> tuple[bytes, int]:
+    """The transition committed, as (CaseRead JSON, new version)."""
+    with write_transaction(request, principal) as session:
+        case = apply_transition(
+            case_id, change, session=session, settings=request.app.state.settings,
+            principal=principal, version=version, request_id=_request_id(request),
+        )  # fmt: skip
+        read = queries.case_reads([case], session=session)[0]
+    return read.model_dump_json().encode(), read.version
 
 
 @router.post(

@@ -13,6 +13,7 @@ from typer.testing import CliRunner
 from models import AlertEvent, Case
 from models.case import CaseStatus
 from scripts.cli import app
+from service.cases.events import verify_chain
 from service.cases.transitions import escalate_overdue
 from tests.service.api.conftest import SEEN, World
 
@@ -216,3 +217,23 @@ def test_status_changes_reach_the_alert_outbox(world: World) -> None:
     assert [a.event_type for a in alerts] == ["case_dismissed"]
     assert alerts[0].payload["status"] == "dismissed"
     assert alerts[0].payload["layers"] == []
+
+
+def test_what_a_transition_answers_is_what_was_stored(world: World) -> None:
+    case_id = world.add_case(status=CaseStatus.closed)
+    refused = transition(world, "monitor", case_id, {"to": "dispatched"})
+    assert_problem(refused, 409, "cannot go from closed")
+    response = transition(world, "monitor", case_id, {"to": "new", "note": "shed is back"})
+    assert response.status_code == 200, response.text
+
+    shown = world.http.get(f"/v1/cases/{case_id}", headers=world.auth("admin"))
+    stored = shown.json()
+    assert shown.headers["etag"] == response.headers["etag"] == '"2"'  # the 409 claimed nothing
+    assert {k: stored[k] for k in response.json()} == response.json()
+    assert stored["reopen_count"] == 1 and stored["due_at"] is not None
+    assert [e["case_version"] for e in stored["history"]] == [1, 2]
+    with world.factory() as session:
+        assert verify_chain(session, case_id).ok
+        alerts = session.scalars(select(AlertEvent).where(AlertEvent.case_id == case_id)).all()
+    assert [(a.event_type, a.payload["case_version"]) for a in alerts] == [("case_reopened", 2)]
+    assert alerts[0].payload["escalated"] is True
