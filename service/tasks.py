@@ -4,8 +4,8 @@ A handler runs inside the transaction that also marks its job done, so its datab
 happen exactly once. It raises to ask for a retry, or `PermanentTaskError` to give up at once.
 A `PhasedTask` splits heavy work in three: `read` in a read-only transaction, `compute` with
 no transaction open (so SQLite's single write lock is not held for seconds of detection), and
-`write` in a short transaction that also marks the job done. Tasks register here, or from a
-module named in TIANXUN_TASK_MODULES.
+`write` in a short transaction that also marks the job done, then `committed` once that
+transaction has committed. Tasks register here, or from a module named in TIANXUN_TASK_MODULES.
 """
 
 from __future__ import annotations
@@ -20,6 +20,7 @@ from sqlalchemy.orm import Session
 from service.analysis.camera import (
     CAMERA_TASK,
     analyse_camera_snapshots,
+    keep_camera_state,
     read_camera_inputs,
     write_camera_outcome,
 )
@@ -38,11 +39,14 @@ class PhasedTask:
 
     `write` gets what `compute` returned; it must re-check anything `read` saw that another
     job could have changed meanwhile (and raise to retry), because the inputs may be stale.
+    `committed`, if given, gets the same result after the write has committed (never after a
+    rollback), e.g. to keep in memory what the database now holds.
     """
 
     read: Callable[[Session, ClaimedJob, Settings], Any]
     compute: Callable[[Any, Settings], Any]
     write: Callable[[Session, ClaimedJob, Settings, Any], None]
+    committed: Callable[[Any], None] | None = None
 
 
 Task = Handler | PhasedTask
@@ -92,6 +96,9 @@ def load_task_modules(modules: Iterable[str]) -> None:
 
 register(VALIDATE_TASK, validate_scene)
 register(
-    CAMERA_TASK, PhasedTask(read_camera_inputs, analyse_camera_snapshots, write_camera_outcome)
+    CAMERA_TASK,
+    PhasedTask(
+        read_camera_inputs, analyse_camera_snapshots, write_camera_outcome, keep_camera_state
+    ),
 )
 register(TILE_TASK, PhasedTask(read_tile_inputs, analyse_tile, write_tile_outcome))

@@ -181,6 +181,8 @@ class Worker:
         with transaction(self.job_sessions) as session:
             task.write(session, job, self.settings, result)
             self._complete(session, job)
+        if task.committed is not None:
+            task.committed(result)
 
     @staticmethod
     def _complete(session: Session, job: ClaimedJob) -> None:

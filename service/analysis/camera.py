@@ -5,11 +5,19 @@ in the same transaction as the detections it produced. One job analyses every va
 snapshot of its preset up to its own, oldest first, so snapshots that finish validation out
 of order are still analysed in capture order; a snapshot older than the state is refused
 as out of order, with the reason on its scene.
+
+Decoding the stored state costs more than analysing a snapshot, so each worker process keeps
+the states it committed (`StateCache`), by preset and state version: a job whose preset row
+still carries the version the process committed starts from memory and does not read the
+stored state at all. Any other version (another worker advanced it, or reset it) is read from
+the row. The new state is still written with the detections, so nothing depends on memory.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import threading
+from collections import OrderedDict
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -22,14 +30,21 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from detection.camera import CameraParams, analyse_snapshot_bytes, utc_now
-from detection.camera_state import CameraDetection, CameraState, SnapshotResult
+from detection.camera_state import (
+    CameraDetection,
+    CameraState,
+    EncodedState,
+    SnapshotResult,
+    decode_state,
+    encode_state,
+)
 from detection.errors import DetectionError
 from detection.geolocate import Calibration, GeolocateParams
 from detection.io.snapshot import decode_snapshot
 from models.camera import Camera, CameraHealth, CameraPreset
 from models.detection import DetectionSource
 from models.scene import Scene, SceneKind, SceneStatus
-from service.analysis.coverage import farmland_in, record_observation
+from service.analysis.coverage import farmland_view, record_feature_observations
 from service.analysis.store import (
     DetectorRun,
     FoundChange,
@@ -50,6 +65,9 @@ CAMERA_DETECTOR_VERSION = "camera-1"
 CHIP_MARGIN_PX = 16  # working pixels of context around a detection in its chips
 # Health events that mean the ground was not actually seen in that snapshot.
 BLIND = frozenset({"no_signal", "obstructed", "moved"})
+# Presets whose decoded state a worker process keeps; a 1080p preset's state (two backgrounds
+# of 5 frames at 1/4) takes about 10 MB of memory with its compressed form.
+CACHED_STATES = 32
 
 
 class StateAdvancedError(Exception):
@@ -58,6 +76,38 @@ class StateAdvancedError(Exception):
 
 class WaitingForValidationError(Exception):
     """An earlier snapshot of the preset is not validated yet; analysing later keeps order."""
+
+
+PresetKey = tuple[int, datetime]  # id and creation time: an id reused later is another preset
+
+
+class StateCache:
+    """Detector states this process committed, by preset, with the version they were written as.
+
+    A job takes its preset's entry out (so two jobs of one process never share a state) and the
+    entry comes back only once the job's write has committed; a job that fails leaves none.
+    """
+
+    def __init__(self, capacity: int) -> None:
+        self.capacity = capacity
+        self._entries: OrderedDict[PresetKey, tuple[int, EncodedState]] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def take(self, key: PresetKey, version: int) -> EncodedState | None:
+        """The state committed as `version`, if this process holds it; forgets the entry."""
+        with self._lock:
+            entry = self._entries.pop(key, None)
+        return entry[1] if entry is not None and entry[0] == version else None
+
+    def keep(self, key: PresetKey, version: int, state: EncodedState) -> None:
+        with self._lock:
+            self._entries[key] = (version, state)
+            self._entries.move_to_end(key)
+            while len(self._entries) > self.capacity:
+                self._entries.popitem(last=False)
+
+
+STATES = StateCache(CACHED_STATES)
 
 
 @dataclass(frozen=True)
@@ -70,14 +120,16 @@ class PendingSnapshot:
 @dataclass(frozen=True)
 class CameraInputs:
     preset_id: int
+    preset_key: PresetKey
     camera_code: str
     image_size: tuple[int, int]
     control_points: list[dict[str, Any]]
-    state: bytes | None
+    state: bytes | None  # as stored; not read when `cached` holds it
     state_version: int
     farmland: BaseGeometry | None
     snapshots: list[PendingSnapshot]
     refusal: str | None = None  # why none of them can be analysed (e.g. no calibration)
+    cached: EncodedState | None = None  # the state of `state_version`, from this process
 
 
 @dataclass(frozen=True)
@@ -90,7 +142,7 @@ class SnapshotOutcome:
 @dataclass(frozen=True)
 class CameraOutcome:
     inputs: CameraInputs
-    state: bytes | None
+    state: EncodedState | None
     snapshots: list[SnapshotOutcome]
 
 
@@ -117,14 +169,20 @@ def read_camera_inputs(session: Session, job: ClaimedJob, settings: Settings) ->
             f"/v1/cameras/{camera.code}/presets/{preset.preset} with control points, then "
             "ingest the snapshot again"
         )
+    key = (preset.id, preset.created_at)
+    version = preset.detector_state_version
+    # Only a job that will advance the state takes it from the cache (and then owns it).
+    cached = STATES.take(key, version) if usable and refusal is None else None
     return CameraInputs(
         preset_id=preset.id,
+        preset_key=key,
         camera_code=camera.code,
         image_size=(preset.image_width, preset.image_height),
         control_points=list(preset.control_points),
-        state=preset.detector_state,
-        state_version=preset.detector_state_version,
-        farmland=farmland_in(preset.geom, at=scene.acquired_at, session=session)
+        # A deferred column: the stored state is only fetched when it is needed.
+        state=preset.detector_state if usable and cached is None else None,
+        state_version=version,
+        farmland=farmland_view(preset.geom, at=scene.acquired_at, session=session).geometry
         if preset.geom is not None
         else None,
         snapshots=[
@@ -132,6 +190,7 @@ def read_camera_inputs(session: Session, job: ClaimedJob, settings: Settings) ->
             for s in usable
         ],
         refusal=refusal,
+        cached=cached,
     )
 
 
@@ -153,14 +212,17 @@ def _pending_snapshots(session: Session, preset_id: int, *, until: datetime) -> 
 def analyse_camera_snapshots(inputs: CameraInputs, settings: Settings) -> CameraOutcome:
     """Run the detector over the pending snapshots; no database is touched here."""
     if not inputs.snapshots or inputs.refusal is not None:
-        return CameraOutcome(inputs, inputs.state, [])
+        return CameraOutcome(inputs, None, [])
     params = CameraParams()
     try:
         calibration = preset_calibration_from(inputs)
     except DetectionError as error:  # the stored calibration no longer fits (bad data)
         refused = dataclasses.replace(inputs, refusal=f"the preset's calibration: {error}")
-        return CameraOutcome(refused, inputs.state, [])
-    state = CameraState.from_bytes(inputs.state) if inputs.state is not None else None
+        return CameraOutcome(refused, None, [])
+    previous = inputs.cached
+    if previous is None and inputs.state is not None:
+        previous = decode_state(inputs.state)
+    state = previous.state if previous is not None else None
     outcomes = []
     for snapshot in inputs.snapshots:
         data = snapshot.path.read_bytes()
@@ -179,7 +241,16 @@ def analyse_camera_snapshots(inputs: CameraInputs, settings: Settings) -> Camera
             for change in _changes(detection, before, data, params, settings)
         ]
         outcomes.append(SnapshotOutcome(snapshot.scene_id, result, changes))
-    return CameraOutcome(inputs, state.to_bytes() if state is not None else None, outcomes)
+    return CameraOutcome(inputs, _encoded(state, previous), outcomes)
+
+
+def _encoded(state: CameraState | None, previous: EncodedState | None) -> EncodedState | None:
+    """`state` serialised, compressing only what changed since `previous`."""
+    if state is None:
+        return None
+    if previous is not None and state is previous.state:  # every snapshot was refused
+        return previous
+    return encode_state(state, reuse=previous.chunks if previous is not None else None)
 
 
 def preset_calibration_from(inputs: CameraInputs) -> Calibration:
@@ -273,14 +344,25 @@ def write_camera_outcome(
         )
     camera = session.get(Camera, preset.camera_id)
     assert camera is not None
+    seen = []
     for snapshot in outcome.snapshots:
         scene = session.get(Scene, snapshot.scene_id)
         if scene is None:
             continue
-        _record_snapshot(scene, preset, camera, snapshot, session=session, settings=settings)
-    preset.detector_state = outcome.state
+        if _record_snapshot(scene, camera, snapshot, session=session, settings=settings):
+            seen.append(scene)
+    if preset.geom is not None:
+        _record_coverage(preset.geom, seen, session=session)
+    preset.detector_state = outcome.state.data if outcome.state is not None else None
     preset.detector_state_version += 1
     session.flush()
+
+
+def keep_camera_state(outcome: CameraOutcome) -> None:
+    """Once the outcome is committed, keep its state for this preset's next job here."""
+    if outcome.snapshots and outcome.state is not None and outcome.inputs.refusal is None:
+        inputs = outcome.inputs
+        STATES.keep(inputs.preset_key, inputs.state_version + 1, outcome.state)
 
 
 def _refuse(inputs: CameraInputs, *, session: Session) -> None:
@@ -295,19 +377,19 @@ def _refuse(inputs: CameraInputs, *, session: Session) -> None:
 
 def _record_snapshot(
     scene: Scene,
-    preset: CameraPreset,
     camera: Camera,
     snapshot: SnapshotOutcome,
     *,
     session: Session,
     settings: Settings,
-) -> None:
+) -> bool:
+    """Store what one snapshot found; True when it saw the ground (for coverage)."""
     result = snapshot.result
     if result.rejection is not None:
         scene.status = SceneStatus.failed
         scene.failure_reason = f"analysis: {result.message or result.rejection}"
         refresh_stac_item(session=session, scene=scene)
-        return
+        return False
     run = DetectorRun(
         source=DetectionSource.camera,
         detector_version=CAMERA_DETECTOR_VERSION,
@@ -315,16 +397,29 @@ def _record_snapshot(
     )
     store_detections(scene, snapshot.changes, run=run, session=session, settings=settings)
     _update_health(camera, result, scene.acquired_at)
-    if not ({event.kind for event in result.health} & BLIND) and preset.geom is not None:
-        record_observation(
-            preset.geom,
-            source=DetectionSource.camera,
-            scene=scene,
-            session=session,
-        )
     scene.status = SceneStatus.analysed
     scene.failure_reason = None
     refresh_stac_item(session=session, scene=scene)
+    return not ({event.kind for event in result.health} & BLIND)
+
+
+def _record_coverage(view: BaseGeometry, scenes: list[Scene], *, session: Session) -> None:
+    """Mark the view's farmland as seen by the last of `scenes` (capture order) that saw it.
+
+    One batch of snapshots makes one write per parcel, not one per snapshot.
+    """
+    latest: dict[int, Scene] = {}
+    for scene in scenes:
+        for feature_id in farmland_view(view, at=scene.acquired_at, session=session).feature_ids:
+            latest[feature_id] = scene
+    by_scene: dict[int, list[int]] = {}
+    for feature_id, scene in latest.items():
+        by_scene.setdefault(scene.id, []).append(feature_id)
+    for scene in scenes:
+        if scene.id in by_scene:
+            record_feature_observations(
+                by_scene[scene.id], source=DetectionSource.camera, scene=scene, session=session
+            )
 
 
 def _update_health(camera: Camera, result: SnapshotResult, acquired_at: datetime) -> None:

@@ -6,20 +6,38 @@ camera snapshot or a tile covering it. Unobserved parcels are told apart from cl
 
 from __future__ import annotations
 
+import threading
+from collections import OrderedDict
 from collections.abc import Sequence
+from dataclasses import dataclass
 from datetime import datetime
 
 import shapely
 from shapely.geometry.base import BaseGeometry
-from sqlalchemy import select
+from sqlalchemy import or_, select, update
 from sqlalchemy.orm import Session
 
 from models.detection import DetectionSource
-from models.layer import FarmlandObservation, Layer, LayerFeature, LayerKind
+from models.layer import FarmlandObservation, Layer, LayerFeature, LayerKind, LayerVersion
 from models.scene import Scene
-from service.layers.importer import layer_versions_valid_at
 from service.screening.screen import FARMLAND_KINDS
 from service.spatial import iter_intersecting
+
+# Views whose farmland is kept in memory: a camera preset asks for its own view with every
+# snapshot, and the answer only changes when a farmland layer gets a new version.
+CACHED_VIEWS = 256
+
+
+@dataclass(frozen=True)
+class FarmlandView:
+    """The farmland parcels that touch a view, and the farmland inside it (lon/lat)."""
+
+    feature_ids: tuple[int, ...]
+    geometry: BaseGeometry | None  # None when no farmland layer is loaded or none touches it
+
+
+_views: OrderedDict[tuple[bytes, tuple[tuple[int, datetime], ...]], FarmlandView] = OrderedDict()
+_views_lock = threading.Lock()
 
 
 def farmland_features(
@@ -30,11 +48,58 @@ def farmland_features(
     kinds: frozenset[LayerKind] = FARMLAND_KINDS,
 ) -> list[LayerFeature]:
     """Parcels of the `kinds` layers (default: all farmland) valid at `at` that touch `geom`."""
-    versions = [
-        version.id
-        for version in layer_versions_valid_at(session, at)
-        if _kind(session, version.layer_id) in kinds
-    ]
+    versions = _versions_valid_at(session, at, kinds)
+    return _features_of([version for version, _ in versions], geom, session=session)
+
+
+def farmland_view(geom: BaseGeometry, *, at: datetime, session: Session) -> FarmlandView:
+    """The farmland touching `geom` at `at`, computed once per view and farmland versions.
+
+    The layer versions in force are looked up every time (one query), so a new version is
+    seen at once; a version's features never change after its import, and the version's
+    import time in the key keeps apart databases that reuse ids (tests roll back).
+    """
+    versions = _versions_valid_at(session, at, FARMLAND_KINDS)
+    if not versions:
+        return FarmlandView((), None)
+    key = (shapely.to_wkb(geom), versions)
+    with _views_lock:
+        view = _views.get(key)
+        if view is not None:
+            _views.move_to_end(key)
+            return view
+    features = _features_of([version for version, _ in versions], geom, session=session)
+    view = FarmlandView(
+        tuple(feature.id for feature in features),
+        shapely.union_all([f.geom for f in features]).intersection(geom) if features else None,
+    )
+    with _views_lock:
+        _views[key] = view
+        while len(_views) > CACHED_VIEWS:
+            _views.popitem(last=False)
+    return view
+
+
+def _versions_valid_at(
+    session: Session, at: datetime, kinds: frozenset[LayerKind]
+) -> tuple[tuple[int, datetime], ...]:
+    """(id, import time) of the versions of the `kinds` layers in force at `at`, by id."""
+    rows = session.execute(
+        select(LayerVersion.id, LayerVersion.imported_at)
+        .join(Layer, Layer.id == LayerVersion.layer_id)
+        .where(
+            Layer.kind.in_(sorted(kinds)),
+            LayerVersion.valid_from <= at,
+            or_(LayerVersion.valid_to.is_(None), LayerVersion.valid_to > at),
+        )
+        .order_by(LayerVersion.id)
+    )
+    return tuple((version_id, imported_at) for version_id, imported_at in rows)
+
+
+def _features_of(
+    versions: list[int], geom: BaseGeometry, *, session: Session
+) -> list[LayerFeature]:
     if not versions:
         return []
     statement = (
@@ -47,19 +112,6 @@ def farmland_features(
         for feature in iter_intersecting(session, statement, LayerFeature, geom)
         if feature.geom.intersects(geom)
     ]
-
-
-def _kind(session: Session, layer_id: int) -> str:
-    layer = session.get(Layer, layer_id)
-    return str(layer.kind) if layer is not None else ""
-
-
-def farmland_in(geom: BaseGeometry, *, at: datetime, session: Session) -> BaseGeometry | None:
-    """The farmland inside `geom` (lon/lat), or None when no farmland layer is loaded."""
-    features = farmland_features(geom, at=at, session=session)
-    if not features:
-        return None
-    return shapely.union_all([f.geom for f in features]).intersection(geom)
 
 
 def record_observation(
@@ -75,31 +127,33 @@ def record_observation(
 def record_feature_observations(
     feature_ids: Sequence[int], *, source: DetectionSource, scene: Scene, session: Session
 ) -> int:
-    """Mark the farmland parcels `feature_ids` as seen by `scene`; returns how many."""
+    """Mark the farmland parcels `feature_ids` as seen by `scene`; returns how many.
+
+    One UPDATE moves the parcels last seen earlier; parcels already seen at that time or
+    later are not written again, and parcels never seen by `source` get their row.
+    """
     if not feature_ids:
         return 0
-    existing = {
-        row.layer_feature_id: row
-        for row in session.scalars(
-            select(FarmlandObservation).where(
-                FarmlandObservation.source == str(source),
-                FarmlandObservation.layer_feature_id.in_(feature_ids),
-            )
+    ids = sorted(set(feature_ids))
+    mine = (FarmlandObservation.source == str(source)) & FarmlandObservation.layer_feature_id.in_(
+        ids
+    )
+    session.execute(
+        update(FarmlandObservation)
+        .where(mine, FarmlandObservation.last_observed_at < scene.acquired_at)
+        .values(last_observed_at=scene.acquired_at, scene_id=scene.id)
+    )
+    existing = set(session.scalars(select(FarmlandObservation.layer_feature_id).where(mine)))
+    session.add_all(
+        FarmlandObservation(
+            layer_feature_id=feature_id,
+            source=str(source),
+            last_observed_at=scene.acquired_at,
+            scene_id=scene.id,
         )
-    }
-    for feature_id in feature_ids:
-        row = existing.get(feature_id)
-        if row is None:
-            session.add(
-                FarmlandObservation(
-                    layer_feature_id=feature_id,
-                    source=str(source),
-                    last_observed_at=scene.acquired_at,
-                    scene_id=scene.id,
-                )
-            )
-        elif row.last_observed_at < scene.acquired_at:
-            row.last_observed_at, row.scene_id = scene.acquired_at, scene.id
+        for feature_id in ids
+        if feature_id not in existing
+    )
     session.flush()
     return len(feature_ids)
 

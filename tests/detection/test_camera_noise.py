@@ -151,7 +151,7 @@ def test_an_unknown_state_format_is_refused(scene: Scene, calibration: Calibrati
     state, _ = process_snapshot(
         None, scene.render(), EVENING, calibration=calibration, params=PARAMS
     )
-    with np.load(io.BytesIO(state.to_bytes()), allow_pickle=False) as stored:
+    with np.load(io.BytesIO(_format_1(state)), allow_pickle=False) as stored:
         arrays = {name: stored[name] for name in stored.files}
     meta = json.loads(str(arrays["meta"])) | {"format": 99}
     arrays["meta"] = np.array(json.dumps(meta))

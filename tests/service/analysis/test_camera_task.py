@@ -11,12 +11,16 @@ import pytest
 from PIL import Image
 from sqlalchemy.orm import Session
 
+from detection.camera_state import CameraState
 from models.camera import CameraPreset
 from models.scene import Scene, SceneKind, SceneStatus
+from service.analysis import camera
 from service.analysis.camera import (
     StateAdvancedError,
+    StateCache,
     WaitingForValidationError,
     analyse_camera_snapshots,
+    keep_camera_state,
     read_camera_inputs,
     write_camera_outcome,
 )
@@ -133,3 +137,77 @@ def test_a_state_advanced_by_another_job_is_not_overwritten(
     db_session.flush()
     with pytest.raises(StateAdvancedError):
         write_camera_outcome(db_session, job_for(scene), settings, outcome)
+
+
+def run_and_commit(db_session: Session, settings: Settings, scene: Scene) -> None:
+    """A worker's whole job: its write committed, then its state kept in this process."""
+    inputs = read_camera_inputs(db_session, job_for(scene), settings)
+    outcome = analyse_camera_snapshots(inputs, settings)
+    write_camera_outcome(db_session, job_for(scene), settings, outcome)
+    db_session.commit()  # the test's outer transaction still rolls everything back
+    keep_camera_state(outcome)
+
+
+def stored_state(db_session: Session, preset: CameraPreset) -> CameraState:
+    db_session.refresh(preset)
+    assert preset.detector_state is not None
+    return CameraState.from_bytes(preset.detector_state)
+
+
+def snapshots_in(state: CameraState) -> int:
+    """Snapshots a state went through after the first (which starts the background):
+    registered against it (accepted) or not (failures)."""
+    return state.accepted + state.failures
+
+
+def test_the_next_job_of_a_preset_starts_from_the_state_this_process_committed(
+    db_session: Session, settings: Settings, preset: CameraPreset
+) -> None:
+    run_and_commit(db_session, settings, snapshot(db_session, settings, preset, 0))
+    later = snapshot(db_session, settings, preset, 10)
+    inputs = read_camera_inputs(db_session, job_for(later), settings)
+    assert inputs.cached is not None and inputs.state is None  # the stored state is not read
+    outcome = analyse_camera_snapshots(inputs, settings)
+    write_camera_outcome(db_session, job_for(later), settings, outcome)
+    state = stored_state(db_session, preset)
+    assert (snapshots_in(state), state.last_captured_at) == (1, later.acquired_at)
+    assert preset.detector_state_version == 2
+
+
+def test_the_state_in_memory_is_not_used_once_another_worker_advanced_it(
+    db_session: Session, settings: Settings, preset: CameraPreset, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    run_and_commit(db_session, settings, snapshot(db_session, settings, preset, 0))
+    mine = camera.STATES  # holds the state of version 1
+    with monkeypatch.context() as other_worker:  # another process: memory of its own
+        other_worker.setattr(camera, "STATES", StateCache(4))
+        run_and_commit(db_session, settings, snapshot(db_session, settings, preset, 10))
+    assert camera.STATES is mine and preset.detector_state_version == 2
+    latest = snapshot(db_session, settings, preset, 20)
+    inputs = read_camera_inputs(db_session, job_for(latest), settings)
+    assert inputs.cached is None and inputs.state is not None  # read from the row instead
+    outcome = analyse_camera_snapshots(inputs, settings)
+    write_camera_outcome(db_session, job_for(latest), settings, outcome)
+    # From the stale state (one snapshot) the third would count as the second; from the row,
+    # as the third.
+    state = stored_state(db_session, preset)
+    assert (snapshots_in(state), state.last_captured_at) == (2, latest.acquired_at)
+    assert preset.detector_state_version == 3
+
+
+def test_a_job_whose_write_fails_leaves_no_state_in_memory(
+    db_session: Session, settings: Settings, preset: CameraPreset
+) -> None:
+    run_and_commit(db_session, settings, snapshot(db_session, settings, preset, 0))
+    later = snapshot(db_session, settings, preset, 10)
+    inputs = read_camera_inputs(db_session, job_for(later), settings)
+    assert inputs.cached is not None
+    outcome = analyse_camera_snapshots(inputs, settings)
+    preset.detector_state_version += 1  # another worker wrote first
+    db_session.flush()
+    with pytest.raises(StateAdvancedError):
+        write_camera_outcome(db_session, job_for(later), settings, outcome)
+    preset.detector_state_version -= 1  # as if that write had never been
+    db_session.flush()
+    retried = read_camera_inputs(db_session, job_for(later), settings)
+    assert retried.cached is None and retried.state is not None

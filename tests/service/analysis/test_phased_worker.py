@@ -1,4 +1,5 @@
-"""Phased tasks in the worker: compute holds no write lock, and a lost lease undoes the write."""
+"""Phased tasks in the worker: compute holds no write lock, a lost lease undoes the write, and
+only a committed write reaches the task's `committed` step."""
 
 from __future__ import annotations
 
@@ -23,6 +24,7 @@ from tests.service.ingest.conftest import add_placeholder_scene
 PHASED = "test-phased"
 _computing = threading.Event()
 _release = threading.Event()
+_committed: list[int] = []
 
 
 def read(session: Session, job: ClaimedJob, settings: Settings) -> int:
@@ -42,7 +44,11 @@ def write(session: Session, job: ClaimedJob, settings: Settings, scene_id: int) 
     session.flush()
 
 
-register(PHASED, PhasedTask(read, compute, write))
+def committed(scene_id: int) -> None:
+    _committed.append(scene_id)
+
+
+register(PHASED, PhasedTask(read, compute, write, committed))
 
 
 @pytest.fixture
@@ -53,6 +59,7 @@ def worker(tmp_path: Path) -> Iterator[Worker]:
     worker = Worker(settings)
     _computing.clear()
     _release.clear()
+    _committed.clear()
     yield worker
     _release.set()
     worker.engine.dispose()
@@ -91,6 +98,7 @@ def test_other_writers_proceed_while_a_phased_job_computes(worker: Worker) -> No
     with worker.sessions() as session:
         scene = session.get(Scene, scene_id)
         assert scene is not None and (scene.sensor, scene.source) == ("analysed", "ingest")
+    assert _committed == [scene_id]
 
 
 def test_a_lease_lost_during_compute_rolls_the_write_back(worker: Worker) -> None:
@@ -112,3 +120,4 @@ def test_a_lease_lost_during_compute_rolls_the_write_back(worker: Worker) -> Non
         row = session.get(IngestJob, job.id)
         assert scene is not None and scene.sensor == ""  # the write was rolled back
         assert row is not None and row.status == JobStatus.running and row.lease_owner == "w2"
+    assert _committed == []

@@ -18,7 +18,7 @@ from models.detection import ChangeType, DetectionSource, Screening
 from models.jurisdiction import JurisdictionLevel
 from models.layer import LayerKind
 from models.scene import SceneKind
-from service.analysis.coverage import last_observed, record_observation
+from service.analysis.coverage import farmland_view, last_observed, record_observation
 from service.analysis.store import (
     DetectorRun,
     FoundChange,
@@ -144,6 +144,25 @@ def test_parcels_remember_when_they_were_last_observed(db_session: Session) -> N
         select(LayerFeature).where(LayerFeature.layer_version_id == version.id)
     ).one()
     assert last_observed(feature.id, session=db_session) == {"remote_sensing": july.acquired_at}
+
+
+def test_the_farmland_in_a_view_follows_a_new_layer_version(db_session: Session) -> None:
+    old = add_layer_version(db_session, LayerKind.cultivated_land, [FARMLAND], valid_to=at(2025, 1))
+    first = farmland_view(FARMLAND, at=at(2024), session=db_session)
+    assert farmland_view(FARMLAND, at=at(2024), session=db_session) is first  # kept
+    new = add_layer_version(
+        db_session, LayerKind.cultivated_land, [PLOT], version="2025", valid_from=at(2025, 1)
+    )
+    later = farmland_view(FARMLAND, at=at(2025, 6), session=db_session)
+    ids = {
+        version.id: db_session.scalars(
+            select(LayerFeature.id).where(LayerFeature.layer_version_id == version.id)
+        ).all()
+        for version in (old, new)
+    }
+    assert list(first.feature_ids) == ids[old.id] and list(later.feature_ids) == ids[new.id]
+    assert later.geometry is not None and later.geometry.equals(PLOT)
+    assert farmland_view(OUTSIDE, at=at(2025, 6), session=db_session).feature_ids == ()
 
 
 def test_camera_and_satellite_sightings_of_one_place_share_one_case(db_session: Session) -> None:

@@ -1,0 +1,158 @@
+"""The stored camera state: format 3 round trips, reuses unchanged chunks, reads formats 1–2."""
+
+from __future__ import annotations
+
+import json
+import struct
+from dataclasses import replace
+from datetime import UTC, datetime
+
+import numpy as np
+import pytest
+
+from detection.camera_reference import ReferenceModel
+from detection.camera_state import (
+    CameraState,
+    _npz,
+    decode_state,
+    encode_state,
+)
+
+SHAPE = (60, 80)
+
+
+def reference(seed: int, *, count: int) -> ReferenceModel:
+    rng = np.random.default_rng(seed)
+    frames = np.zeros((5, *SHAPE, 3), dtype=np.uint8)
+    frames[:count] = rng.integers(0, 256, (count, *SHAPE, 3), dtype=np.uint8)
+    return ReferenceModel(
+        frames=frames,
+        count=count,
+        added=count + 3,
+        median=rng.integers(0, 256, (*SHAPE, 3), dtype=np.uint8),
+        spread=rng.integers(0, 30, SHAPE, dtype=np.uint8),
+        noise=rng.integers(0, 60, SHAPE, dtype=np.uint8),
+    )
+
+
+def a_state() -> CameraState:
+    rng = np.random.default_rng(7)
+    streak = np.zeros(SHAPE, dtype=np.uint8)
+    streak[10:14, 20:30] = 2
+    return CameraState(
+        shape=SHAPE,
+        references={"day": reference(1, count=5), "ir": reference(2, count=2)},
+        streak=streak,
+        streak_start=np.where(streak > 0, 1_750_000_000, 0).astype(np.int64),
+        streak_colour=rng.integers(-20, 20, (*SHAPE, 3), dtype=np.int8),
+        open_mask=streak > 1,
+        last_captured_at=datetime(2025, 5, 1, 3, 0, tzinfo=UTC),
+        last_mode="ir",
+        accepted=17,
+        next_detection_id=4,
+        failures=1,
+    )
+
+
+def assert_same(actual: CameraState, expected: CameraState) -> None:
+    for name in ("shape", "last_captured_at", "last_mode", "accepted", "next_detection_id"):
+        assert getattr(actual, name) == getattr(expected, name), name
+    assert actual.failures == expected.failures
+    for name in ("streak", "streak_start", "streak_colour", "open_mask"):
+        left, right = getattr(actual, name), getattr(expected, name)
+        assert left.dtype == right.dtype, name
+        np.testing.assert_array_equal(left, right, err_msg=name)
+    assert set(actual.references) == set(expected.references)
+    for mode, ref in expected.references.items():
+        got = actual.references[mode]
+        assert (got.count, got.added) == (ref.count, ref.added)
+        for name in ("frames", "median", "spread", "noise"):
+            assert getattr(got, name).dtype == getattr(ref, name).dtype
+            np.testing.assert_array_equal(getattr(got, name), getattr(ref, name), err_msg=name)
+
+
+def test_a_state_round_trips_exactly() -> None:
+    state = a_state()
+    assert_same(CameraState.from_bytes(state.to_bytes()), state)
+
+
+def test_decoded_arrays_can_be_written_like_the_ones_the_detector_makes() -> None:
+    restored = CameraState.from_bytes(a_state().to_bytes())
+    restored.streak[0, 0] = 1
+    restored.references["day"].frames[0, 0, 0] = 1
+
+
+def test_reused_chunks_give_the_bytes_a_fresh_encoding_gives() -> None:
+    first = encode_state(a_state())
+    day = first.state.references["day"]
+    frames = day.frames.copy()
+    frames[2] = 255 - frames[2]  # one frame of the ring replaced, as each snapshot does
+    changed = replace(
+        first.state, references={**first.state.references, "day": replace(day, frames=frames)}
+    )
+    reused = encode_state(changed, reuse=first.chunks)
+    assert reused.data == encode_state(changed).data
+    assert_same(decode_state(reused.data).state, changed)
+
+
+def test_a_chunk_changed_in_place_is_written_as_it_is_now() -> None:
+    state = a_state()
+    first = encode_state(state)
+    state.references["day"].frames[0, :10] = 0  # same array object, other content
+    state.streak[:] = 3
+    again = encode_state(state, reuse=first.chunks)
+    assert_same(CameraState.from_bytes(again.data), state)
+
+
+def test_the_chunks_of_a_decoded_state_serve_its_next_encoding() -> None:
+    stored = encode_state(a_state())
+    decoded = decode_state(stored.data)
+    assert decoded.chunks == stored.chunks
+    assert encode_state(decoded.state, reuse=decoded.chunks).data == stored.data
+
+
+def test_a_format_2_state_still_loads() -> None:
+    state = a_state()
+    meta = {
+        "format": 2,
+        "shape": list(state.shape),
+        "last_captured_at": state.last_captured_at.isoformat() if state.last_captured_at else None,
+        "last_mode": state.last_mode,
+        "accepted": state.accepted,
+        "next_detection_id": state.next_detection_id,
+        "failures": state.failures,
+        "references": {m: [r.count, r.added] for m, r in state.references.items()},
+    }
+    arrays = {
+        "meta": np.array(json.dumps(meta)),
+        "streak": state.streak,
+        "streak_start": state.streak_start,
+        "streak_colour": state.streak_colour,
+        "open_mask": state.open_mask,
+    }
+    for mode, ref in state.references.items():
+        arrays |= {
+            f"{mode}_frames": ref.frames,
+            f"{mode}_median": ref.median,
+            f"{mode}_spread": ref.spread,
+            f"{mode}_noise": ref.noise,
+        }
+    decoded = decode_state(_npz(arrays, level=1))
+    assert_same(decoded.state, state)
+    assert decoded.chunks == {}
+
+
+def test_an_unknown_format_3_header_is_refused() -> None:
+    data = a_state().to_bytes()
+    start = 8 + 4
+    (length,) = struct.unpack_from("<I", data, 8)
+    header = json.loads(data[start : start + length]) | {"format": 99}
+    text = json.dumps(header).encode()
+    forged = data[:8] + struct.pack("<I", len(text)) + text + data[start + length :]
+    with pytest.raises(ValueError, match="format 99"):
+        CameraState.from_bytes(forged)
+
+
+def test_bytes_that_are_no_state_are_refused() -> None:
+    with pytest.raises(ValueError, match="not a camera state"):
+        CameraState.from_bytes(b"\x00" * 64)
