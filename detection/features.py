@@ -97,13 +97,16 @@ def edge_strength(gray: np.ndarray) -> np.ndarray:
 
 def change_magnitudes(difference: np.ndarray, scales_px: Sequence[float]) -> list[np.ndarray]:
     """Change-vector magnitude of the smoothed difference at each scale (noise units)."""
-    bands = difference.shape[2]
     # Contiguous band planes filter faster than strided views of the interleaved image.
-    planes = np.ascontiguousarray(np.moveaxis(difference, 2, 0), dtype=np.float32)
-    smoothed = np.empty(difference.shape[:2], dtype=np.float32)
+    return _plane_magnitudes(as_planes(difference), scales_px)
+
+
+def _plane_magnitudes(planes: np.ndarray, scales_px: Sequence[float]) -> list[np.ndarray]:
+    bands = len(planes)
+    smoothed = np.empty(planes.shape[1:], dtype=np.float32)
     magnitudes = []
     for sigma in scales_px:
-        total = np.zeros(difference.shape[:2], dtype=np.float32)
+        total = np.zeros(planes.shape[1:], dtype=np.float32)
         for plane in planes:
             ndimage.gaussian_filter(plane, sigma, output=smoothed)
             np.square(smoothed, out=smoothed)
@@ -113,13 +116,40 @@ def change_magnitudes(difference: np.ndarray, scales_px: Sequence[float]) -> lis
     return magnitudes
 
 
+def as_planes(image: np.ndarray) -> np.ndarray:
+    """(rows, cols, bands) → contiguous float32 band planes (bands, rows, cols)."""
+    return np.ascontiguousarray(np.moveaxis(image, 2, 0), dtype=np.float32)
+
+
+#: From this many bands on, numpy sums a pixel's bands pairwise rather than in order.
+PAIRWISE_BANDS = 8
+
+
+def band_mean(planes: np.ndarray) -> np.ndarray:
+    """Mean over the bands of (bands, rows, cols) planes, float32, equal bit for bit to
+    ``image.mean(axis=2)`` of the pixel-interleaved image (numpy's summation order)."""
+    if len(planes) >= PAIRWISE_BANDS:
+        return np.ascontiguousarray(np.moveaxis(planes, 0, -1)).mean(axis=2)
+    total = planes[0].copy()
+    for plane in planes[1:]:
+        total += plane
+    total /= len(planes)
+    return total
+
+
 def texture_change(
     before: np.ndarray, after: np.ndarray, valid: np.ndarray, noise: np.ndarray
 ) -> np.ndarray:
     """Smoothed absolute change of edge strength of the grey image, in noise units."""
+    return _plane_texture(as_planes(before), as_planes(after), valid, noise)
+
+
+def _plane_texture(
+    before: np.ndarray, after: np.ndarray, valid: np.ndarray, noise: np.ndarray
+) -> np.ndarray:
     scale = float(np.mean(noise))
-    gray_before = before.mean(axis=2)
-    gray_after = np.where(valid, after.mean(axis=2), gray_before)
+    gray_before = band_mean(before)
+    gray_after = np.where(valid, band_mean(after), gray_before)
     change = np.abs(edge_strength(gray_after) - edge_strength(gray_before)) / scale
     return ndimage.gaussian_filter(change.astype(np.float32), TEXTURE_SIGMA_PX)
 
@@ -149,13 +179,47 @@ def change_score(
         Score in noise units, zero where a date has no data: the mean magnitude over the
         scales plus the weighted edge change, capped by the unsmoothed magnitude.
     """
-    difference = standardised_difference(before, after, valid, noise)
-    magnitudes = change_magnitudes(difference, scales_px)
-    score = np.mean(magnitudes, axis=0)
+    return plane_change_score(
+        as_planes(before),
+        as_planes(after),
+        valid,
+        noise=noise,
+        scales_px=scales_px,
+        texture_weight=texture_weight,
+    )
+
+
+def plane_change_score(
+    before: np.ndarray,
+    after: np.ndarray,
+    valid: np.ndarray,
+    *,
+    noise: np.ndarray,
+    scales_px: Sequence[float],
+    texture_weight: float,
+) -> np.ndarray:
+    """`change_score` of band planes: before, after of shape (bands, rows, cols), float32.
+
+    The filters work on band planes, so an image read plane by plane is never interleaved.
+    """
+    difference = np.empty_like(before, dtype=np.float32)
+    for band, scale in enumerate(noise.astype(np.float32)):
+        np.subtract(after[band], before[band], out=difference[band])
+        difference[band] /= scale
+    invalid = None if valid.all() else ~valid
+    if invalid is not None:
+        difference[:, invalid] = 0.0
+    magnitudes = _plane_magnitudes(difference, scales_px)
+    score = magnitudes[0].copy()
+    for magnitude in magnitudes[1:]:
+        score += magnitude
+    score /= len(magnitudes)
     if texture_weight:
-        score += texture_weight * texture_change(before, after, valid, noise)
+        score += texture_weight * _plane_texture(before, after, valid, noise)
     # Coarse scales find weak but extended change; the unsmoothed magnitude keeps the outline from
     # spreading past the real edge of a strong change.
-    np.minimum(score, np.sqrt(np.mean(difference**2, axis=2)), out=score)
-    score[~valid] = 0.0
-    return score.astype(np.float32, copy=False)
+    np.square(difference, out=difference)
+    np.minimum(score, np.sqrt(band_mean(difference)), out=score)
+    if invalid is not None:
+        score[invalid] = 0.0
+    return score

@@ -15,6 +15,7 @@ from shapely.geometry.base import BaseGeometry
 
 from detection import align, decide, features, objects
 from detection.errors import InvalidRasterError
+from detection.io.planar import PlanarArray
 from detection.radiometry import Normalisation
 from detection.rs_params import RasterDetectorParams
 from detection.rs_standout import STANDS_OUT
@@ -200,6 +201,43 @@ class Source:
         after = align.shift_image(after, self.shift)
         return before, after, valid
 
+    def read_planes(self, key: tuple[slice, slice]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """`read` as contiguous band planes (bands, rows, cols): the same values, without
+        interleaving an image that is stored (or filtered) plane by plane."""
+        before = _planes(self.before, key)
+        after = _planes(self.after, key)
+        gain = self.normalisation.gain.astype(np.float32)
+        offset = self.normalisation.offset.astype(np.float32)
+        for band, plane in enumerate(after):  # Normalisation.apply, band by band
+            plane *= gain[band]
+            plane += offset[band]
+        valid = valid_window(self.before_valid, key, before.shape[1:]) & valid_window(
+            self.after_valid, key, before.shape[1:]
+        )
+        if not _always_finite(self.before) or not _always_finite(self.after):
+            check_finite(np.moveaxis(before, 0, -1), np.moveaxis(after, 0, -1), valid)
+        if not valid.all():
+            before = np.where(valid, before, np.float32(0.0))
+            after = np.where(valid, after, before)
+        if self.shift != (0.0, 0.0):
+            after = np.stack(
+                [ndimage.shift(plane, self.shift, order=1, mode="nearest") for plane in after]
+            )
+        return before, after, valid
+
+
+def _planes(image: RasterLike, key: tuple[slice, slice]) -> np.ndarray:
+    """A new array always: the planes are normalised in place, the caller's image never is."""
+    if isinstance(image, PlanarArray):
+        return image.planes(key)
+    window = np.asarray(image[key], dtype=np.float32)
+    return np.array(np.moveaxis(window, 2, 0), dtype=np.float32, order="C", copy=True)
+
+
+def _always_finite(image: RasterLike) -> bool:
+    """Integer samples cannot be NaN or infinite (nor become so under a plausible gain)."""
+    return isinstance(image, PlanarArray) and image.integer
+
 
 def score_image(
     source: Source,
@@ -213,11 +251,12 @@ def score_image(
     score = np.zeros((grid.rows, grid.cols), dtype=np.float16)
     noise = source.normalisation.noise
     for window in windows(grid.rows, grid.cols, params.tile_px, halo):
-        before, after, valid = source.read(window.outer)
         if model is not None:
+            before, after, valid = source.read(window.outer)
             values = model.score(before, after, valid, roles, noise)
         else:
-            values = features.change_score(
+            before, after, valid = source.read_planes(window.outer)
+            values = features.plane_change_score(
                 before,
                 after,
                 valid,
@@ -327,12 +366,14 @@ def collect_objects(
         if not core.any():
             continue
         before, after, _ = source.read(window.outer)
-        indices_before = features.spectral_indices(before[window.inner], roles)
-        indices_after = features.spectral_indices(after[window.inner], roles)
+        # Indices only over the bounding box of the change in this core.
+        region = _bounding_box(core)
+        indices_before = features.spectral_indices(before[window.inner][region], roles)
+        indices_after = features.spectral_indices(after[window.inner][region], roles)
         rows, cols = window.core
         classes = objects.surface_class(indices_before, indices_after, water_ndwi=params.water_ndwi)
         if judged is not None:
-            judgement = judged[window.core].astype(np.int8)
+            judgement = judged[window.core][region].astype(np.int8)
             # What stands out from its parcel is one object whatever its materials (a roof
             # and its shadow); its material is judged from its mean indices later.
             material = np.where(judgement == STANDS_OUT, objects.OTHER, classes)
@@ -350,5 +391,12 @@ def collect_objects(
                 cols.start > 0,
                 cols.stop < grid.cols,
             ),
+            region=region,
         )
     return objects.merge_pieces(pieces)
+
+
+def _bounding_box(mask: np.ndarray) -> tuple[slice, slice]:
+    rows = np.flatnonzero(mask.any(axis=1))
+    cols = np.flatnonzero(mask.any(axis=0))
+    return slice(int(rows[0]), int(rows[-1]) + 1), slice(int(cols[0]), int(cols[-1]) + 1)

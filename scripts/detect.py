@@ -28,6 +28,7 @@ from detection.io import (
     read_raster,
     write_mask_png,
 )
+from detection.io.planar import StoredRaster
 from detection.io.raster import DRIVER_BY_SUFFIX, ReadLimits
 from detection.io.windowed import ValidWindows, WindowedRaster, open_raster
 from detection.raster_pair import ChangeResult, detect_changes
@@ -43,13 +44,16 @@ def register(app: typer.Typer) -> None:
     app.add_typer(detector_app, name="detector")
 
 
-def read_date(path: Path, *, limits: ReadLimits | None = None) -> Raster | WindowedRaster:
+def read_date(
+    path: Path, *, limits: ReadLimits | None = None
+) -> Raster | StoredRaster | WindowedRaster:
     """One date: a raster file, or a folder with one single-band GeoTIFF per band (OSCD).
 
-    A GeoTIFF too large to read whole (over `limits`) is opened for windowed reading.
+    A GeoTIFF is kept in its stored sample type (the detector converts window by window);
+    one too large to read whole (over `limits`) is opened for windowed reading.
     """
     if not path.is_dir():
-        return open_raster(path, limits=limits)
+        return open_raster(path, limits=limits, planar=True)
     files = sorted(p for p in path.iterdir() if p.suffix.lower() in DRIVER_BY_SUFFIX)
     if not files:
         raise InvalidRasterError(f"{path} holds no raster files; put one GeoTIFF per band in it")
@@ -70,7 +74,7 @@ def read_date(path: Path, *, limits: ReadLimits | None = None) -> Raster | Windo
     )
 
 
-def _check_source_dtype(name: str, raster: Raster | WindowedRaster) -> None:
+def _check_source_dtype(name: str, raster: Raster | StoredRaster | WindowedRaster) -> None:
     if raster.source_dtype in ("float64", "int32", "uint32", "int64", "complex64"):
         raise InvalidRasterError(
             f"{name} stores {raster.source_dtype} samples; the detector takes uint8, uint16, "
@@ -78,7 +82,7 @@ def _check_source_dtype(name: str, raster: Raster | WindowedRaster) -> None:
         )
 
 
-def cloud_free_mask(path: Path | None, like: Raster) -> np.ndarray:
+def cloud_free_mask(path: Path | None, like: Raster | StoredRaster) -> np.ndarray:
     if path is None:
         return ~like.nodata
     cloud = read_raster(path).array[:, :, 0]
@@ -91,7 +95,7 @@ def cloud_free_mask(path: Path | None, like: Raster) -> np.ndarray:
 
 
 def _validity(
-    cloud: Path | None, like: Raster | WindowedRaster
+    cloud: Path | None, like: Raster | StoredRaster | WindowedRaster
 ) -> np.ndarray | ValidWindows | None:
     """The cloud-free mask, or None when every pixel has data and there is no cloud mask:
     the detector then reads no mask per window (same result, less memory and time)."""
@@ -154,7 +158,9 @@ def _write_atomically(path: Path, write: Any) -> None:
             os.unlink(temporary)
 
 
-def write_mask_geotiff(path: Path, mask: np.ndarray, like: Raster | WindowedRaster) -> None:
+def write_mask_geotiff(
+    path: Path, mask: np.ndarray, like: Raster | StoredRaster | WindowedRaster
+) -> None:
     """The change mask as a DEFLATE GeoTIFF on the before grid (255 = change)."""
     profile = {
         "driver": "GTiff",

@@ -19,6 +19,7 @@ from rasterio.errors import NotGeoreferencedWarning, RasterioError
 from rasterio.windows import Window
 
 from detection.errors import InvalidRasterError
+from detection.io.planar import StoredRaster, read_geotiff_planar
 from detection.io.raster import (
     Raster,
     ReadLimits,
@@ -171,13 +172,18 @@ class WindowedRaster:
 
 
 def open_raster(
-    path: str | Path, *, limits: ReadLimits | None = None, windowed: bool | None = None
-) -> Raster | WindowedRaster:
+    path: str | Path,
+    *,
+    limits: ReadLimits | None = None,
+    windowed: bool | None = None,
+    planar: bool = False,
+) -> Raster | StoredRaster | WindowedRaster:
     """`read_raster` for what fits its in-memory limit; a larger GeoTIFF is opened for
     window-by-window reading instead, up to `MAX_WINDOWED_BYTES` of decoded samples.
 
     `windowed=True` opens any GeoTIFF window by window (e.g. the cloud mask of a windowed
-    image), `False` always reads whole.
+    image), `False` always reads whole. `planar=True` keeps a GeoTIFF read whole as stored
+    (a `StoredRaster`: half the memory of float32 for 16-bit data, converted per window).
 
     Raises
     ------
@@ -199,6 +205,8 @@ def open_raster(
         itemsize = max(np.dtype(dtype).itemsize for dtype in src.dtypes)
         fits = src.width * src.height * src.count * itemsize <= limits.max_decoded_bytes
         if fits and not windowed:
+            if planar:
+                return read_geotiff_planar(path, limits=limits)
             return read_raster(path, limits=limits)
         _check_declared_size(path, src, _windowed_limits(limits))
         pixels = WindowedArray(
