@@ -1,9 +1,11 @@
 """`tianxun evaluate world DIR`: run the detectors over a simulated world, score them on its truth.
 
-Remote sensing: every consecutive pair of tile epochs goes through the raster detector with
-both cloud masks and the cultivated-land polygons, as `tianxun detect` runs it; the objects are
-scored by `detection.world_score`. Cameras: `tianxun evaluate cameras` scores the tower-camera
-detector on the same world's snapshots.
+Remote sensing: every epoch after the first goes through the raster detector with its cloud
+mask and the cultivated-land polygons, as `tianxun detect` runs it, against its reference: by
+default the last clear look at each pixel (`detection.rs_reference`, parcels cut along the
+dates that look came from), or with `--reference previous` the epoch just before it (both
+cloud masks). The objects are scored by `detection.world_score`. Cameras: `tianxun evaluate
+cameras` scores the tower-camera detector on the same world's snapshots.
 """
 
 from __future__ import annotations
@@ -30,9 +32,16 @@ from shapely.geometry import shape
 from shapely.geometry.base import BaseGeometry
 
 from detection.errors import DetectionError
-from detection.io import read_raster
+from detection.io import Raster, read_raster
+from detection.objects import pixel_area_m2
 from detection.raster_pair import detect_changes
 from detection.rs_params import RasterDetectorParams
+from detection.rs_reference import (
+    ClearReference,
+    add_observation,
+    contribution_buffer_px,
+    split_by_source,
+)
 from detection.world_score import (
     M2_PER_KM2,
     BenignEvent,
@@ -47,6 +56,10 @@ from scripts.detect import cloud_free_mask, read_farmland
 
 class WorldFormatError(DetectionError):
     """A folder that is not a world written by `tianxun simulate`."""
+
+
+#: What each epoch is compared with: its pixels' last clear look, or the epoch before it.
+REFERENCES = ("last-clear", "previous")
 
 
 def _read_json(path: Path) -> Any:
@@ -184,12 +197,68 @@ def _standing_clear_fractions(
     )
 
 
-def evaluate_remote_sensing(world_dir: Path, world: dict) -> dict[str, Any]:
-    """Detect on every consecutive epoch pair and score; a failing pair is recorded and skipped."""
-    to_world = Transformer.from_crs("OGC:CRS84", world["crs"], always_xy=True)
-    farmland = read_farmland(world_dir / "layers" / "cultivated_land.geojson", world["crs"])
-    violations = load_violations(world_dir, to_world)
-    epochs = sorted(world["epochs"], key=lambda epoch: epoch["index"])
+def detect_against_reference(
+    reference: ClearReference,
+    after: Raster,
+    after_valid: np.ndarray,
+    farmland: list[BaseGeometry],
+    violations: list[TruthViolation],
+    epochs: tuple[int, int],
+) -> PairDetections:
+    """Run the raster detector on an epoch against the last clear look of every pixel.
+
+    The composite mixes dates, so each parcel is cut along the dates its reference came
+    from: every part is then compared with itself, one reference date at a time.
+    """
+    result = detect_changes(
+        reference.image,
+        after.array,
+        params=RasterDetectorParams(),
+        farmland=split_by_source(farmland, reference.source, after.transform),
+        before_valid=reference.valid,
+        after_valid=after_valid,
+        transform=after.transform,
+        crs=after.crs,
+        band_roles=after.band_roles,
+    )
+    before_epoch, after_epoch = epochs
+    return PairDetections(
+        before_epoch=before_epoch,
+        after_epoch=after_epoch,
+        objects=tuple(
+            DetectedObject(
+                geometry=found.geometry,
+                benign=found.benign,
+                change_type=found.change_type,
+                area_m2=found.area_m2,
+            )
+            for found in result.objects
+        ),
+        clear_fraction=_standing_clear_fractions(
+            reference.valid & after_valid, after.transform, violations, after_epoch
+        ),
+    )
+
+
+def _detect_all(
+    world_dir: Path,
+    epochs: list[dict],
+    farmland: list[BaseGeometry],
+    violations: list[TruthViolation],
+    reference_kind: str,
+) -> tuple[list[PairDetections], dict[int, float], list[dict[str, Any]]]:
+    """Detections per epoch after the first, seconds per epoch, and the pairs that failed."""
+    if reference_kind == "previous":
+        return _detect_pairwise(world_dir, epochs, farmland, violations)
+    return _detect_against_last_clear(world_dir, epochs, farmland, violations)
+
+
+def _detect_pairwise(
+    world_dir: Path,
+    epochs: list[dict],
+    farmland: list[BaseGeometry],
+    violations: list[TruthViolation],
+) -> tuple[list[PairDetections], dict[int, float], list[dict[str, Any]]]:
     pairs: list[PairDetections] = []
     seconds: dict[int, float] = {}
     failed: list[dict[str, Any]] = []
@@ -198,9 +267,92 @@ def evaluate_remote_sensing(world_dir: Path, world: dict) -> dict[str, Any]:
         try:
             pairs.append(detect_pair(world_dir, before, after, farmland, violations))
         except DetectionError as error:
-            failed.append({"before": before["date"], "after": after["date"], "reason": str(error)})
+            failed.append(_failure(before, after, error))
             continue
         seconds[int(after["index"])] = time.perf_counter() - started
+    return pairs, seconds, failed
+
+
+def _detect_against_last_clear(
+    world_dir: Path,
+    epochs: list[dict],
+    farmland: list[BaseGeometry],
+    violations: list[TruthViolation],
+) -> tuple[list[PairDetections], dict[int, float], list[dict[str, Any]]]:
+    """Each epoch against the running composite of the epochs before it, then added to it."""
+    pairs: list[PairDetections] = []
+    seconds: dict[int, float] = {}
+    failed: list[dict[str, Any]] = []
+    reference: ClearReference | None = None
+    for position, epoch in enumerate(epochs):
+        before = epochs[position - 1] if position else None
+        try:
+            raster, valid = _read_epoch(world_dir, epoch, reference)
+        except DetectionError as error:
+            if before is not None:
+                failed.append(_failure(before, epoch, error))
+            continue
+        reference = reference or ClearReference.empty(*raster.array.shape)
+        if before is not None:
+            started = time.perf_counter()
+            epoch_pair = (int(before["index"]), int(epoch["index"]))
+            try:
+                pairs.append(
+                    detect_against_reference(
+                        reference, raster, valid, farmland, violations, epoch_pair
+                    )
+                )
+                seconds[int(epoch["index"])] = time.perf_counter() - started
+            except DetectionError as error:
+                failed.append(_failure(before, epoch, error))
+        # An epoch that could not be compared (all cloud, say) still adds what it saw clear.
+        add_observation(
+            reference, raster.array, valid, int(epoch["index"]), buffer_px=_buffer_px(raster)
+        )
+    return pairs, seconds, failed
+
+
+def _read_epoch(
+    world_dir: Path, epoch: dict, reference: ClearReference | None
+) -> tuple[Raster, np.ndarray]:
+    """An epoch's tile and its cloud-free mask, checked to lie on the composite's grid."""
+    raster = read_raster(world_dir / epoch["tile"])
+    valid = cloud_free_mask(world_dir / epoch["cloud_mask"], raster)
+    if reference is not None and tuple(raster.array.shape) != reference.shape:
+        raise WorldFormatError(
+            f"tile {epoch['tile']} is {raster.array.shape} but the earlier tiles are "
+            f"{reference.shape}; every epoch of a world shares one grid: regenerate the world"
+        )
+    return raster, valid
+
+
+def _buffer_px(raster: Raster) -> int:
+    params = RasterDetectorParams()
+    area = pixel_area_m2(
+        raster.transform, raster.crs, raster.array.shape[:2], pixel_size_m=params.pixel_size_m
+    )
+    return contribution_buffer_px(params, area)
+
+
+def _failure(before: dict, after: dict, error: DetectionError) -> dict[str, Any]:
+    return {"before": before["date"], "after": after["date"], "reason": str(error)}
+
+
+def evaluate_remote_sensing(
+    world_dir: Path, world: dict, reference: str = "last-clear"
+) -> dict[str, Any]:
+    """Detect on every epoch after the first and score; a failing pair is recorded and skipped.
+
+    `reference` is one of `REFERENCES`: "last-clear" compares each epoch with the last clear
+    look at every pixel, "previous" with the epoch just before it.
+    """
+    if reference not in REFERENCES:
+        raise ValueError(f"reference must be one of {', '.join(REFERENCES)}, got {reference!r}")
+    to_world = Transformer.from_crs("OGC:CRS84", world["crs"], always_xy=True)
+    farmland = read_farmland(world_dir / "layers" / "cultivated_land.geojson", world["crs"])
+    violations = load_violations(world_dir, to_world)
+    epochs = sorted(world["epochs"], key=lambda epoch: epoch["index"])
+    pairs, seconds, failed = _detect_all(world_dir, epochs, farmland, violations, reference)
     xmin, ymin, xmax, ymax = world["bounds"]
     score = score_world(
         violations,
@@ -209,7 +361,10 @@ def evaluate_remote_sensing(world_dir: Path, world: dict) -> dict[str, Any]:
         area_km2=(xmax - xmin) * (ymax - ymin) / M2_PER_KM2,
     )
     dates = {int(epoch["index"]): epoch["date"] for epoch in epochs}
-    return _report(score, violations, dates, seconds) | {"failed_pairs": failed}
+    return _report(score, violations, dates, seconds) | {
+        "reference": reference,
+        "failed_pairs": failed,
+    }
 
 
 def _report(
@@ -354,16 +509,29 @@ def evaluate_world(
     cameras: Annotated[
         bool, typer.Option(help="Also score the tower-camera detector on the snapshots.")
     ] = True,
+    reference: Annotated[
+        str,
+        typer.Option(
+            help="What each epoch is compared with: 'last-clear' (every pixel's latest "
+            "cloud-free look) or 'previous' (the epoch just before, as pairs of tiles)."
+        ),
+    ] = "last-clear",
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON instead of tables.")] = False,
 ) -> None:
     """Score the detectors on a simulated world: per violation found or not and how late,
     false alarms per km² per epoch and per camera per 1,000 snapshots, farm work flagged."""
+    if reference not in REFERENCES:
+        typer.echo(
+            f"error: --reference must be one of {', '.join(REFERENCES)}, got {reference!r}",
+            err=True,
+        )
+        raise typer.Exit(2)
     try:
         world = _read_json(world_dir / "world.json")
         report: dict[str, Any] = {
             "world": str(world_dir),
             "seed": world.get("seed"),
-            "remote_sensing": evaluate_remote_sensing(world_dir, world),
+            "remote_sensing": evaluate_remote_sensing(world_dir, world, reference),
         }
     except DetectionError as error:
         typer.echo(f"error: {error}", err=True)

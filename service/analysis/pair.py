@@ -8,7 +8,7 @@ what was found is the caller's part (`service.analysis.store`).
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
@@ -23,10 +23,17 @@ from rasterio.windows import transform as window_transform
 from shapely.geometry import Polygon
 from shapely.geometry.base import BaseGeometry
 
+from detection.align import reproject_onto_grid
 from detection.io.raster import Raster, ReadLimits, read_raster
-from detection.objects import ChangeObject
+from detection.objects import ChangeObject, pixel_area_m2
 from detection.raster_pair import detect_changes
 from detection.rs_params import RasterDetectorParams
+from detection.rs_reference import (
+    ClearReference,
+    contribution_buffer_px,
+    fill_from_older,
+    split_by_source,
+)
 
 CHIP_MARGIN_PX = 24
 MIN_CLEAR_FRACTION = 0.5  # of a parcel's pixels, for the tile to count as a look at it
@@ -87,8 +94,13 @@ def compare_rasters(
     parcels_lonlat: Sequence[BaseGeometry],
     farmland: Sequence[tuple[int, BaseGeometry]],
     params: RasterDetectorParams | None = None,
+    reference_source: np.ndarray | None = None,
 ) -> PairComparison:
     """Run the raster detector on two dates; the after date may be on another grid or CRS.
+
+    `before` may be a last clear look composed of several dates (`detection.rs_reference`);
+    `reference_source` then says which date each of its pixels comes from, and parcels are
+    cut along those dates so that each part is compared with itself.
 
     Raises `DetectionError` when the pair cannot be compared (e.g. all cloud where both
     overlap) and ValueError when the before date has no georeferencing.
@@ -96,6 +108,8 @@ def compare_rasters(
     if before.crs is None or before.transform is None:
         raise ValueError("the earlier date has no georeferencing: it cannot place changes")
     parcels = to_crs(parcels_lonlat, before.crs)
+    if reference_source is not None:
+        parcels = split_by_source(parcels, reference_source, before.transform)
     result = detect_changes(
         before.array,
         after.array,
@@ -115,6 +129,53 @@ def compare_rasters(
     )
     observed = tuple(clear_parcels(after, farmland))
     return PairComparison(changes, len(result.objects), observed, after.shape[0] * after.shape[1])
+
+
+def last_clear_look(
+    reference: Raster, older: Iterable[Raster], params: RasterDetectorParams | None = None
+) -> tuple[Raster, np.ndarray | None]:
+    """The reference with its cloud and nodata filled from older dates (newest first), and
+    per pixel which look it came from (0 the reference, 1 the date before it, ...): pass
+    both to `compare_rasters` (`reference_source`).
+
+    Older dates are read only while some pixel still lacks a clear look, and resampled onto
+    the reference grid; one with other bands is skipped. A reference without nodata is
+    returned as it is, with None.
+    """
+    if not reference.nodata.any() or reference.transform is None:
+        return reference, None
+    params = params or RasterDetectorParams()
+    area = pixel_area_m2(
+        reference.transform, reference.crs, reference.shape, pixel_size_m=params.pixel_size_m
+    )
+    buffer_px = contribution_buffer_px(params, area)
+    composite = ClearReference.empty(*reference.array.shape)
+    fill_from_older(composite, reference.array, ~reference.nodata, 0, buffer_px=buffer_px)
+    for age, raster in enumerate(older, start=1):
+        if raster.band_roles == reference.band_roles and raster.transform is not None:
+            image, valid = _on_grid(raster, reference)
+            fill_from_older(composite, image, valid, age, buffer_px=buffer_px, params=params)
+        if composite.valid.all():
+            break
+    if composite.sources() == [0]:
+        return reference, None  # nothing older filled anything
+    filled = dataclasses.replace(reference, array=composite.image, nodata=~composite.valid)
+    return filled, composite.source
+
+
+def _on_grid(raster: Raster, like: Raster) -> tuple[np.ndarray, np.ndarray]:
+    assert raster.transform is not None and like.transform is not None
+    if (raster.transform, raster.crs, raster.shape) == (like.transform, like.crs, like.shape):
+        return raster.array, ~raster.nodata
+    return reproject_onto_grid(
+        raster.array.astype(np.float32, copy=False),
+        ~raster.nodata,
+        src_transform=raster.transform,
+        src_crs=raster.crs,
+        dst_transform=like.transform,
+        dst_crs=like.crs,
+        dst_shape=like.shape,
+    )
 
 
 def clear_parcels(raster: Raster, farmland: Sequence[tuple[int, BaseGeometry]]) -> list[int]:

@@ -2,9 +2,12 @@
 
 The reference is the latest earlier tile whose footprint covers the new one (validated, not
 failed), or else a configured baseline raster that covers it; a tile with neither becomes the
-first look at its place and has nothing to compare with. Both are read with `detection.io`
-and compared by `detection.raster_pair.detect_changes` with the farmland parcels, whose
-whole-parcel changes are farm work.
+first look at its place and has nothing to compare with. Where the reference is cloud or
+nodata, the earlier covering tiles before it fill in, newest first: the new tile is compared
+with the last clear look at each pixel (`detection.rs_reference`), so a change that appeared
+under a cloud is found on the next clear tile. Both are read with `detection.io` and compared
+by `detection.raster_pair.detect_changes` with the farmland parcels, whose whole-parcel
+changes are farm work.
 """
 
 from __future__ import annotations
@@ -25,12 +28,13 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from detection.errors import DetectionError
+from detection.io.raster import Raster
 from detection.rs_params import RasterDetectorParams
 from models.detection import DetectionSource
 from models.layer import LayerKind
 from models.scene import Scene, SceneKind, SceneStatus
 from service.analysis.coverage import farmland_features, record_feature_observations
-from service.analysis.pair import clear_parcels, compare_rasters, read_tile
+from service.analysis.pair import clear_parcels, compare_rasters, last_clear_look, read_tile
 from service.analysis.store import (
     DetectorRun,
     FoundChange,
@@ -48,6 +52,9 @@ from service.spatial import iter_intersecting
 TILE_TASK = "analyse_tile"
 RS_DETECTOR_VERSION = "raster-pair-1"
 MIN_COVER_FRACTION = 0.98  # a reference must cover this much of the new tile's footprint
+#: Covering tiles read at most to compose the last clear look (the reference and older ones):
+#: each costs a read, and a pixel cloudy on all of them stays uncompared.
+REFERENCE_LOOKS = 6
 PARCEL_KINDS = frozenset({LayerKind.cultivated_land})
 
 
@@ -63,6 +70,8 @@ class TileInputs:
     reference_path: Path | None
     parcels_lonlat: list[BaseGeometry]
     farmland: list[tuple[int, BaseGeometry]] = dataclasses.field(default_factory=list)
+    # Earlier covering tiles before the reference, newest first: they fill its cloud.
+    older_paths: tuple[Path, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -80,7 +89,8 @@ def read_tile_inputs(session: Session, job: ClaimedJob, settings: Settings) -> T
         raise LookupError(f"scene {job.scene_id} of job {job.id} no longer exists")
     if scene.status != SceneStatus.received or scene.geom is None:
         return TileInputs(scene.id, None, None, None, [])  # analysed, or failed validation
-    reference = find_reference_tile(scene, session=session)
+    looks = find_reference_tiles(scene, session=session)
+    reference = looks[0] if looks else None
     baseline = None if reference is not None else find_baseline(scene, settings)
     parcels_lonlat, farmland = tile_parcels(scene.geom, at=scene.acquired_at, session=session)
     return TileInputs(
@@ -92,6 +102,7 @@ def read_tile_inputs(session: Session, job: ClaimedJob, settings: Settings) -> T
         else baseline,
         parcels_lonlat=parcels_lonlat,
         farmland=farmland,
+        older_paths=tuple(object_path(settings.data_dir, look.storage_uri) for look in looks[1:]),
     )
 
 
@@ -101,9 +112,7 @@ def tile_parcels(
     """For a tile footprint at a time: the parcel polygons the detector tells farm work by
     (cultivated land, else any farmland), and every farmland parcel as (id, outline)."""
     farmland = farmland_features(footprint, at=at, session=session)
-    parcels = (
-        farmland_features(footprint, at=at, session=session, kinds=PARCEL_KINDS) or farmland
-    )
+    parcels = farmland_features(footprint, at=at, session=session, kinds=PARCEL_KINDS) or farmland
     return (
         [part for feature in parcels for part in polygons_of(feature.geom)],
         [(feature.id, feature.geom) for feature in farmland],
@@ -112,6 +121,14 @@ def tile_parcels(
 
 def find_reference_tile(scene: Scene, *, session: Session) -> Scene | None:
     """The latest earlier usable tile whose footprint covers `scene`'s."""
+    looks = find_reference_tiles(scene, session=session, limit=1)
+    return looks[0] if looks else None
+
+
+def find_reference_tiles(
+    scene: Scene, *, session: Session, limit: int = REFERENCE_LOOKS
+) -> list[Scene]:
+    """Up to `limit` earlier usable tiles whose footprints cover `scene`'s, newest first."""
     earlier = (
         Scene.kind == SceneKind.rs_tile,
         Scene.acquired_at < scene.acquired_at,
@@ -127,10 +144,13 @@ def find_reference_tile(scene: Scene, *, session: Session) -> Scene | None:
             "its reference; analysis waits for it"
         )
     statement = select(Scene).where(*earlier).order_by(Scene.acquired_at.desc(), Scene.id.desc())
+    looks: list[Scene] = []
     for candidate in iter_intersecting(session, statement, Scene, scene.geom):
         if _covers(candidate.geom, scene.geom):
-            return candidate
-    return None
+            looks.append(candidate)
+            if len(looks) >= limit:
+                break
+    return looks
 
 
 def _covers(reference: BaseGeometry, footprint: BaseGeometry) -> bool:
@@ -173,15 +193,32 @@ def _compare(inputs: TileInputs, settings: Settings) -> TileOutcome:
         after = read_tile(after_path)
     with _readable(inputs.reference_path, settings) as before_path:
         before = read_tile(before_path)
+    before, source = last_clear_look(before, _older_tiles(inputs.older_paths, settings))
     try:
         comparison = compare_rasters(
-            before, after, parcels_lonlat=inputs.parcels_lonlat, farmland=inputs.farmland
+            before,
+            after,
+            parcels_lonlat=inputs.parcels_lonlat,
+            farmland=inputs.farmland,
+            reference_source=source,
         )
     except ValueError as error:
         raise ValueError(f"tile {inputs.scene_id}: {error}") from error
     changes = found_changes(comparison.changes, settings.data_dir)
     note = f"{comparison.objects} change objects"
     return TileOutcome(inputs, changes, note, observed=list(comparison.observed))
+
+
+def _older_tiles(paths: tuple[Path, ...], settings: Settings) -> Iterator[Raster]:
+    """The tiles at `paths`, read one at a time as the composite asks for them; one that
+    cannot be read only fills less (the new tile is still compared with its reference)."""
+    for path in paths:
+        try:
+            with _readable(path, settings) as readable:
+                raster = read_tile(readable)
+        except DetectionError:
+            continue
+        yield raster
 
 
 @contextmanager

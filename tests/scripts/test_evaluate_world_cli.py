@@ -36,6 +36,7 @@ def test_json_scores_both_halves_with_one_row_per_truth_violation(world_dir: Pat
     assert result.exit_code == 0, result.output
     report = json.loads(result.output)
     rs = report["remote_sensing"]
+    assert rs["reference"] == "last-clear"
     assert rs["pairs_scored"] == 2 and rs["failed_pairs"] == []
     assert rs["area_km2"] == pytest.approx(0.25, rel=0.05)
     assert truth_ids(world_dir), "the tiny world should hold violations to score"
@@ -80,3 +81,21 @@ def test_a_folder_that_is_not_a_world_is_refused_with_what_to_give(tmp_path: Pat
     result = runner.invoke(app, ["evaluate", "world", str(tmp_path), "--no-cameras"])
     assert result.exit_code == 2
     assert "world.json" in result.output and "tianxun simulate" in result.output
+
+
+@pytest.mark.slow
+def test_the_previous_epoch_as_reference_scores_the_same_pairs(world_dir: Path):
+    arguments = ["evaluate", "world", str(world_dir), "--no-cameras", "--reference", "previous"]
+    result = runner.invoke(app, [*arguments, "--json"])
+    assert result.exit_code == 0, result.output
+    rs = json.loads(result.output)["remote_sensing"]
+    assert rs["reference"] == "previous"
+    assert [(p["before_epoch"], p["after_epoch"]) for p in rs["pairs"]] == [(0, 1), (1, 2)]
+
+
+def test_an_unknown_reference_is_refused_with_the_choices(tmp_path: Path):
+    result = runner.invoke(
+        app, ["evaluate", "world", str(tmp_path), "--no-cameras", "--reference", "best"]
+    )
+    assert result.exit_code == 2
+    assert "last-clear" in result.output and "previous" in result.output

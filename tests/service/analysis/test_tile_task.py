@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 from datetime import UTC, datetime
 from pathlib import Path
@@ -40,17 +41,32 @@ def lonlat_box(x0: float, y0: float, x1: float, y1: float) -> object:
     return box(min(lon0, lon1), min(lat0, lat1), max(lon0, lon1), max(lat0, lat1))
 
 
-def store_tile(session: Session, settings: Settings, month: int, *, patch: bool) -> Scene:
+def store_tile(
+    session: Session,
+    settings: Settings,
+    month: int,
+    *,
+    patch: bool,
+    cloud: tuple[slice, slice] | None = None,
+) -> Scene:
     rng = np.random.default_rng(month)
     data = np.array([400, 700, 500, 3500])[:, None, None] + rng.normal(0, 30, (4, SIDE, SIDE))
     if patch:  # bare concrete: bright in every band, no vegetation
         data[:, 40:56, 40:56] = np.array([2600, 2700, 2800, 2900])[:, None, None]
+    bands = ["blue", "green", "red", "nir"]
+    if cloud is not None:  # bright and flat, flagged by the producer's alpha band
+        data[(slice(None), *cloud)] = 7000
+        alpha = np.full((1, SIDE, SIDE), 255)
+        alpha[(slice(None), *cloud)] = 0
+        data, bands = np.concatenate([data, alpha]), [*bands, "alpha"]
     tmp = settings.data_dir / f"t{month}.tif"
     transform = from_origin(ORIGIN[0], ORIGIN[1], PIXEL, PIXEL)
-    profile = {"driver": "GTiff", "width": SIDE, "height": SIDE, "count": 4, "dtype": "uint16"}
-    with rasterio.open(tmp, "w", **profile, crs="EPSG:32651", transform=transform) as dst:
-        dst.write(data.clip(1, 10_000).astype(np.uint16))
-        dst.descriptions = ("blue", "green", "red", "nir")
+    profile = {"driver": "GTiff", "width": SIDE, "height": SIDE, "count": len(bands)}
+    with rasterio.open(
+        tmp, "w", **profile, dtype="uint16", crs="EPSG:32651", transform=transform
+    ) as dst:
+        dst.write(data.clip(0, 10_000).astype(np.uint16))
+        dst.descriptions = tuple(bands)
     digest = hashlib.sha256(tmp.read_bytes()).hexdigest()
     target = settings.data_dir / object_key(digest)
     target.parent.mkdir(parents=True, exist_ok=True)
@@ -101,3 +117,27 @@ def test_a_new_building_in_farmland_is_found_against_the_earlier_tile(
     assert len(db_session.scalars(select(Detection)).all()) == 1
     parcel = db_session.scalars(select(LayerFeature)).one()
     assert last_observed(parcel.id, session=db_session) == {"remote_sensing": second.acquired_at}
+
+
+def test_a_building_put_up_under_a_cloud_is_found_on_the_next_clear_tile(
+    db_session: Session, settings: Settings
+) -> None:
+    farmland = lonlat_box(ORIGIN[0], ORIGIN[1] - 192, ORIGIN[0] + 192, ORIGIN[1])
+    add_layer_version(db_session, LayerKind.permanent_basic_farmland, [farmland])
+    clear = store_tile(db_session, settings, 3, patch=False)
+    analyse(db_session, settings, clear)
+    clouded = store_tile(db_session, settings, 4, patch=True, cloud=(slice(20, 76), slice(20, 76)))
+    analyse(db_session, settings, clouded)
+    assert clouded.status == SceneStatus.analysed
+    assert not db_session.scalars(select(Detection)).all()  # hidden: nothing to see yet
+    latest = store_tile(db_session, settings, 6, patch=True)
+    job = ClaimedJob(1, latest.id, "analyse_tile", 1, 5, "w", latest.acquired_at)
+    inputs = read_tile_inputs(db_session, job, settings)
+    assert inputs.older_paths, "the tile before the reference should fill its cloud"
+    # Against the clouded tile alone the building stands on both dates where they compare.
+    pairwise = analyse_tile(dataclasses.replace(inputs, older_paths=()), settings)
+    assert not [change for change in pairwise.changes if not change.benign]
+    write_tile_outcome(db_session, job, settings, analyse_tile(inputs, settings))
+    found = db_session.scalars(select(Detection).where(Detection.scene_id == latest.id)).all()
+    assert len(found) == 1 and found[0].reference_scene_id == clouded.id
+    assert found[0].case_id is not None and 700 < found[0].area_m2 < 1400  # painted 1024 m²
