@@ -8,11 +8,13 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import shapely
+import shapely.affinity
 from affine import Affine
 from numpy.typing import NDArray
 from rasterio import features
 from scipy import ndimage
 from shapely.geometry import shape
+from shapely.geometry.base import BaseGeometry
 from skimage.filters import apply_hysteresis_threshold
 from skimage.morphology import remove_small_objects
 from skimage.segmentation import felzenszwalb
@@ -263,10 +265,12 @@ def score_change(
     # or whose residual keeps varying after lighting matching (parcel edges under evening
     # light and haze), need more to count; both are noisy per pixel, so they are pooled.
     variability = params.noise_factor * spread + params.residual_factor * noise
-    tolerance = params.colour_threshold + ndimage.uniform_filter(variability, 5)
-    colour_score = residual / tolerance
-    # The plain difference has no halo around an object: it draws the outlines.
-    plain_score = _norm(difference) / tolerance
+    pooled = ndimage.uniform_filter(variability, 5)
+    colour_score = residual / (params.colour_threshold + pooled)
+    # The plain difference has no halo around an object: it draws the outlines and shows how
+    # far a change reaches (farm work). It keeps its own threshold: seasonal drift and light
+    # shift whole parcels by more than a faint object stands out locally.
+    plain_score = _norm(difference) / (params.plain_threshold + pooled)
     structure_score = _edge_change(gray(difference)) / params.structure_threshold
     # Colour carries the decision; agreeing structure (new edges, lost texture) adds to it.
     score = np.minimum(colour_score, structure_score)
@@ -350,6 +354,20 @@ def _covers_whole_parcels(
     return bool(inside[filled].sum() >= 0.6 * component.sum())
 
 
+def _background_edges(background: NDArray[np.float32], level: float) -> NDArray[np.bool_]:
+    """Pixels (rows, cols) on or next to a strong edge of the background (parcel boundaries).
+
+    A step counts when it reaches ``level`` and three times the background's median step, so
+    that the grain of a finely textured crop is not taken for boundaries everywhere.
+    """
+    brightness = gray(background)
+    gradient = np.zeros_like(brightness)
+    gradient[:, 1:] = np.abs(np.diff(brightness, axis=1))
+    gradient[1:, :] = np.maximum(gradient[1:, :], np.abs(np.diff(brightness, axis=0)))
+    threshold = max(level, 3.0 * float(np.median(gradient)))
+    return ndimage.binary_dilation(gradient >= threshold, iterations=1)
+
+
 def _plain_change_regions(
     colour: NDArray[np.float32],
     candidates: NDArray[np.bool_],
@@ -367,6 +385,62 @@ def _plain_change_regions(
     sizes = np.bincount(labels.ravel())
     sizes[0] = 0
     return labels, sizes
+
+
+def _rows_eroded(outline: BaseGeometry, rows: float) -> BaseGeometry:
+    """What stays inside an image outline if its top and bottom edges move in by ``rows``."""
+    up = shapely.affinity.translate(outline, yoff=-rows)
+    down = shapely.affinity.translate(outline, yoff=rows)
+    return outline.intersection(up).intersection(down)
+
+
+def _chord_m(outline: BaseGeometry, calibration: Calibration) -> float:
+    """Ground length of the image row through the outline's centre, metres."""
+    col0, _, col1, _ = outline.bounds
+    row = outline.centroid.y
+    chord = outline.intersection(shapely.LineString([(col0 - 1, row), (col1 + 1, row)]))
+    if chord.is_empty:
+        return 0.0
+    return ground_extent_m(calibration, image_geometry_to_lonlat(calibration, chord))[0]
+
+
+def _surely_too_large(
+    outline: BaseGeometry,
+    ground: BaseGeometry,
+    calibration: Calibration,
+    watched: BaseGeometry,
+    params: CameraParams,
+    scale: float,
+) -> bool:
+    """Whether a confirmed change is larger or longer on the ground than any violation, even
+    allowing for how far its outline may overstate it along the line of sight.
+
+    The top and bottom rows of a region are only partly covered by the object, so its outline
+    can overstate it by up to a working pixel in all. Across the line of sight that is under a
+    metre at any range, but along it one working row spans 20–50 m of ground 700–900 m away
+    (1/4 of 1080p, towers 40–60 m high): a 30 m pond two rows deep would measure 70–100 m and
+    be taken for the edge of a ploughed parcel. So length is measured on the outline with half
+    a working row (``scale`` / 2 full-resolution rows) taken off its top and bottom, and the
+    width against which elongation is judged on the whole outline. A change thinner than that
+    is unresolved along the line of sight: only its width across counts.
+    """
+    if ground_area_m2(calibration, ground) > params.max_object_area_m2:
+        return True
+    core = _rows_eroded(outline, scale / 2)
+    core_ground = (
+        image_geometry_to_lonlat(calibration, core).intersection(watched)
+        if not core.is_empty
+        else core
+    )
+    if core_ground.is_empty or core_ground.area == 0:
+        return _chord_m(outline, calibration) > params.max_object_extent_m
+    long_side = ground_extent_m(calibration, core_ground)[0]
+    short_side = ground_extent_m(calibration, ground)[1]
+    return (
+        long_side > params.max_object_extent_m
+        # A long thin band is the edge of a parcel that turned over, not an object.
+        or long_side > params.max_elongation * max(short_side, 1e-6)
+    )
 
 
 def outline_detections(
@@ -401,6 +475,7 @@ def outline_detections(
     segments = _segments(background)
     roi = region_of_interest(calibration, shape=candidates.shape, params=params)
     context, context_sizes = _plain_change_regions(colour, candidates, roi, params)
+    edges = _background_edges(background, params.edge_level) if params.max_edge_share < 1 else None
     for index, region in enumerate(ndimage.find_objects(labels), start=1):
         if region is None:
             continue
@@ -417,6 +492,10 @@ def outline_detections(
             # Learn the whole parcel that turned over, not only the rim that stood out.
             farm_work |= whole | np.isin(context, touched[touched > 0])
             continue
+        if edges is not None and edges[region][component].mean() > params.max_edge_share:
+            # Light, haze and a fraction of a pixel of sway change a boundary between parcels
+            # from frame to frame; a change lying along one is not taken for an object.
+            continue
         tight = _tight(component, colour[region], params.hysteresis_low)
         full = np.zeros_like(candidates)
         full[region] = tight
@@ -425,13 +504,7 @@ def outline_detections(
         if ground.is_empty:
             continue
         area_m2 = ground_area_m2(calibration, ground)
-        long_side, short_side = ground_extent_m(calibration, ground)
-        if (
-            area_m2 > params.max_object_area_m2
-            or long_side > params.max_object_extent_m
-            # A long thin band is the edge of a parcel that turned over, not an object.
-            or long_side > params.max_elongation * max(short_side, 1e-6)
-        ):
+        if _surely_too_large(outline, ground, calibration, watched, params, scale):
             farm_work[region] |= component
             continue
         onset = datetime.fromtimestamp(int(np.median(streak_start[region][core])), tz=UTC)

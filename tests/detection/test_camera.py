@@ -6,6 +6,7 @@ from datetime import UTC, datetime, timedelta
 
 import numpy as np
 import pytest
+import shapely
 from numpy.typing import NDArray
 from shapely.geometry import Polygon
 
@@ -15,7 +16,14 @@ from detection.camera import (
     SnapshotResult,
     process_snapshot,
 )
-from detection.geolocate import Calibration, calibration_from_mapping, ground_area_m2
+from detection.camera_change import _background_edges, _surely_too_large
+from detection.geolocate import (
+    Calibration,
+    calibration_from_mapping,
+    ground_area_m2,
+    image_geometry_to_lonlat,
+    watched_ground,
+)
 from detection.io.snapshot import InvalidSnapshotError
 from tests.detection.test_camera_scene import Scene
 
@@ -93,6 +101,38 @@ def test_a_change_persisting_over_the_persistence_is_detected_with_its_onset(
     assert overlap / union >= 0.5
     assert detection.area_m2 == pytest.approx(400, rel=0.6)
     assert detection.type == "building_or_hardening"
+
+
+@pytest.mark.parametrize(
+    ("box", "too_large"),
+    [
+        # 3.5 working rows 600–690 m out: 89 m deep as drawn, 63 m without the partly covered
+        # top and bottom rows, 26 m across; an object, not the edge of a ploughed parcel.
+        ((940, 314, 1000, 328), False),
+        # One working row deep, unresolved along the line of sight: judged by its width.
+        ((940, 318, 1040, 322), False),
+        ((900, 318, 1200, 322), True),  # 127 m across
+        ((700, 312, 1200, 328), True),  # a whole parcel
+    ],
+)
+def test_far_changes_are_sized_allowing_for_the_depth_of_a_working_row(
+    calibration: Calibration, box: tuple[int, int, int, int], too_large: bool
+) -> None:
+    outline = shapely.box(*box)
+    watched = watched_ground(calibration)
+    ground = image_geometry_to_lonlat(calibration, outline).intersection(watched)
+    scale = calibration.image_size[0] / 480
+    assert _surely_too_large(outline, ground, calibration, watched, PARAMS, scale) is too_large
+
+
+@pytest.mark.parametrize("grain", [0.0, 0.03])
+def test_background_edges_mark_parcel_boundaries_not_crop_grain(grain: float) -> None:
+    rng = np.random.default_rng(3)
+    brightness = np.where(np.arange(60)[:, None] < 30, 0.3, 0.42) * np.ones((60, 80))
+    brightness += rng.uniform(-grain, grain, brightness.shape)
+    edges = _background_edges(np.repeat(brightness[..., None], 3, axis=2), level=0.03)
+    assert edges[29:31].mean() > 0.9  # the boundary between the two parcels
+    assert edges[:26].mean() + edges[34:].mean() < 0.1  # inside them
 
 
 def test_a_change_seen_fewer_times_than_the_persistence_does_not_alarm_yet(
