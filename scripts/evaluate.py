@@ -26,6 +26,7 @@ from detection.io import (
 )
 from detection.metrics import Score, mean_f1, score_pair
 from detection.raster_pair import change_method
+from scripts.evaluate_backfill import evaluate_backfill
 from scripts.evaluate_world import evaluate_world
 
 evaluate_app = typer.Typer(
@@ -207,6 +208,7 @@ def evaluate_pairs(
 
 
 evaluate_app.command("world")(evaluate_world)
+evaluate_app.command("backfill")(evaluate_backfill)
 
 
 def register(app: typer.Typer) -> None:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import uuid
 from collections import Counter
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
@@ -225,8 +226,13 @@ def _compute_and_write(
     observer: Observer,
 ) -> None:
     # Every unit is submitted at once so workers never wait; results are taken in order.
+    # Keys are global on a scheduler: the token keeps two runs numbered alike in different
+    # databases (or a stopped and a continued run) from being handed each other's tasks.
+    token = uuid.uuid4().hex[:12]
     futures = [
-        client.submit(compare_unit, task, key=f"backfill-{run_id}-unit-{task.unit_id}", pure=False)
+        client.submit(
+            compare_unit, task, key=f"backfill-{run_id}-unit-{task.unit_id}-{token}", pure=False
+        )
         for task in tasks
     ]
     try:

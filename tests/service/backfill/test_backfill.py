@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import os
-import signal
 from datetime import date
 from pathlib import Path
 from typing import Any
@@ -18,6 +17,7 @@ from models import AlertEvent, BackfillRun, BackfillUnit, Case, CaseEvent, Detec
 from models.backfill import BackfillUnitStatus
 from tests.conftest import migrate
 from tests.service.backfill.conftest import Loaded, World, request_for
+from tests.service.backfill.killer import KillOnUnitStart
 
 
 class StopAfter:
@@ -149,21 +149,6 @@ def test_stopped_backfill_continues_to_the_uninterrupted_result(
     loaded.engine.dispose()
 
 
-class KillWorker(StopAfter):
-    """Kills one Dask worker process after the first unit is written."""
-
-    def __init__(self, client: Any) -> None:
-        super().__init__(units=0)
-        self.client = client
-        self.killed: int | None = None
-
-    def unit_written(self, pixels: int) -> None:
-        if self.killed is None:
-            pids = self.client.run(os.getpid)
-            self.killed = sorted(pids.values())[0]
-            os.kill(self.killed, signal.SIGKILL)
-
-
 @pytest.mark.slow
 def test_a_killed_worker_does_not_change_the_result(
     world: World, tmp_path: Path, client: Any, uninterrupted: dict
@@ -171,9 +156,16 @@ def test_a_killed_worker_does_not_change_the_result(
     url = f"sqlite:///{tmp_path / 'killed.db'}"
     migrate(url)
     loaded = Loaded(url, tmp_path / "data", world)
-    observer = KillWorker(client)
-    summary = loaded.backfill(request_for(world), client, observer=observer)
-    assert observer.killed is not None
-    assert summary["units_pending"] == 0
+    folder = tmp_path / "kill"
+    client.register_plugin(KillOnUnitStart(folder))
+    try:
+        summary = loaded.backfill(request_for(world), client)
+    finally:
+        client.unregister_worker_plugin(KillOnUnitStart.name)
+    killed = json.loads((folder / "killed").read_text())
+    assert "-unit-" in killed["key"]  # killed while computing a unit, not between units
+    # The worker is gone (a worker still being replaced is skipped, not waited for).
+    assert killed["pid"] not in client.run(os.getpid, on_error="ignore").values()
+    assert summary["units_pending"] == 0 and summary["units_failed"] == 0
     assert loaded.outcome() == uninterrupted
     loaded.engine.dispose()
