@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -27,7 +27,8 @@ from detection.rs_params import RasterDetectorParams
 from service.analysis.pair import (
     Chip,
     PairComparison,
-    compare_files,
+    compare_rasters,
+    last_clear_look,
     read_tile,
     stretched,
     transformer,
@@ -43,7 +44,11 @@ SAME_FRACTION = 0.2  # at most this changed: the violation already stands
 
 @dataclass(frozen=True)
 class UnitTask:
-    """One tile × date pair to compare, with the farmland valid on the later date."""
+    """One tile × date pair to compare, with the farmland valid on the later date.
+
+    `older_paths` are the tile's dates before `before_path`, newest first: where the before
+    date is cloud or nodata they give each pixel its last clear look.
+    """
 
     unit_id: int
     before_path: str
@@ -51,6 +56,7 @@ class UnitTask:
     parcels_lonlat: tuple[BaseGeometry, ...]
     farmland: tuple[tuple[int, BaseGeometry], ...]
     params: RasterDetectorParams
+    older_paths: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -62,19 +68,35 @@ class UnitResult:
 
 
 def compare_unit(task: UnitTask) -> UnitResult:
-    """Run the detector on one pair; a pair that cannot be compared gives its reason."""
+    """Run the detector on one pair, the before date filled with the last clear look of its
+    older dates; a pair that cannot be compared even so gives its reason."""
     started = time.perf_counter()
     try:
-        comparison = compare_files(
-            task.before_path,
-            task.after_path,
+        after = read_tile(task.after_path)
+        before = read_tile(task.before_path)
+        before, source = last_clear_look(before, _older_looks(task.older_paths), task.params)
+        comparison = compare_rasters(
+            before,
+            after,
             parcels_lonlat=task.parcels_lonlat,
             farmland=task.farmland,
             params=task.params,
+            reference_source=source,
         )
     except (DetectionError, RasterioError, ValueError) as error:
         return UnitResult(task.unit_id, None, str(error), time.perf_counter() - started)
     return UnitResult(task.unit_id, comparison, None, time.perf_counter() - started)
+
+
+def _older_looks(paths: Sequence[str]) -> Iterator[Raster]:
+    """The dates at `paths`, read only as the composite asks for them; one that cannot be read
+    fills less, it does not stop the comparison."""
+    for path in paths:
+        try:
+            raster = read_tile(path)
+        except (DetectionError, RasterioError):
+            continue
+        yield raster
 
 
 @dataclass(frozen=True)

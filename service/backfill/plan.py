@@ -1,9 +1,11 @@
 """Planning a backfill: scenes grouped into tiles (one place, one grid), then date pairs.
 
 A tile is the run of scenes that cover the same place at the same resolution; its consecutive
-dates are the work units. Where tiles of different resolutions overlap, the finer one is used
-and the coarser left out (with its reason); a date delivered in another CRS stays in its tile
-and is reprojected onto the earlier date's grid by the detector (noted in the summary).
+dates are the work units, each with the tile's dates before its earlier one (newest first) to
+fill that date's cloud with the last clear look. Where tiles of different resolutions overlap,
+the finer one is used and the coarser left out (with its reason); a date delivered in another
+CRS stays in its tile and is reprojected onto the earlier date's grid by the detector (noted in
+the summary).
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from itertools import pairwise
 from pathlib import Path
+from typing import TypeVar
 
 import shapely
 from shapely.geometry.base import BaseGeometry
@@ -35,6 +38,8 @@ SAME_PLACE_IOU = 0.9  # footprints of two dates of one tile overlap at least thi
 SAME_RESOLUTION = 0.1  # relative difference of pixel size still counted as one resolution
 MIN_OVERLAP_FRACTION = 0.01  # of the smaller footprint, for two tiles to count as overlapping
 UNCOVERED_REPORT_FRACTION = 0.01  # of the area, uncovered by any imagery, worth reporting
+
+Dated = TypeVar("Dated")  # a tile's date: its scene row or its file
 
 
 @dataclass
@@ -227,17 +232,38 @@ def layer_versions_in(since: datetime, until: datetime, *, session: Session) -> 
     ]
 
 
+def older_looks(scenes: Sequence[Dated], before_index: int, *, limit: int) -> list[Dated]:
+    """The dates before `scenes[before_index]`, newest first, at most `limit`."""
+    return list(reversed(scenes[max(0, before_index - limit) : before_index]))
+
+
+def unit_version(detector_version: str, older: Sequence[Scene]) -> str:
+    """What a unit is computed with besides its pair: the detector and the older dates that
+    fill its before date, so a unit made from other older dates (another period) is another
+    unit and is never taken for this one."""
+    if not older:
+        return detector_version
+    ids = ",".join(str(scene.id) for scene in older)
+    return f"{detector_version}+looks-{hashlib.sha256(ids.encode()).hexdigest()[:16]}"
+
+
 def plan_units(
-    run: BackfillRun, pairs: Sequence[tuple[Scene, Scene]], *, session: Session
+    run: BackfillRun,
+    pairs: Sequence[tuple[Scene, Scene]],
+    *,
+    session: Session,
+    older: Sequence[Sequence[Scene]] | None = None,
 ) -> list[BackfillUnit]:
-    """The unit of each (before, after) pair: found when any run made it, else added."""
+    """The unit of each (before, after) pair with its older dates (`older`, one list per
+    pair): found when any run made it, else added."""
     units = []
-    for before, after in pairs:
+    for index, (before, after) in enumerate(pairs):
+        version = unit_version(run.detector_version, older[index] if older else ())
         unit = session.scalars(
             select(BackfillUnit).where(
                 BackfillUnit.before_scene_id == before.id,
                 BackfillUnit.after_scene_id == after.id,
-                BackfillUnit.detector_version == run.detector_version,
+                BackfillUnit.detector_version == version,
             )
         ).one_or_none()
         if unit is None:
@@ -245,7 +271,7 @@ def plan_units(
                 run_id=run.id,
                 before_scene_id=before.id,
                 after_scene_id=after.id,
-                detector_version=run.detector_version,
+                detector_version=version,
                 status=BackfillUnitStatus.pending,
                 objects=0,
                 pixels=0,

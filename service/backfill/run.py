@@ -30,7 +30,7 @@ from models.case import Case, CaseStatus
 from models.jurisdiction import Jurisdiction
 from models.scene import Scene, SceneKind, SceneStatus
 from service.analysis.store import parameters_json
-from service.analysis.tiles import RS_DETECTOR_VERSION, tile_parcels
+from service.analysis.tiles import REFERENCE_LOOKS, RS_DETECTOR_VERSION, tile_parcels
 from service.backfill import plan
 from service.backfill.compute import (
     DatedScene,
@@ -169,7 +169,7 @@ def _plan(
     params: RasterDetectorParams,
 ) -> tuple[list[UnitTask], int]:
     """Scenes registered, units recorded; the tasks of the units still to do, in plan order."""
-    pairs: list[tuple[Scene, Scene, SceneFile, SceneFile]] = []
+    pairs: list[_Pair] = []
     scene_ids: list[int] = []
     data_dir = settings.data_dir
     for tile in tiles:
@@ -178,12 +178,15 @@ def _plan(
             for s in tile.scenes
         ]
         scene_ids += [row.id for row in rows]
-        pairs += [
-            (rows[i], rows[i + 1], tile.scenes[i], tile.scenes[i + 1]) for i in range(len(rows) - 1)
-        ]
+        pairs += [_pair(tile, rows, i) for i in range(len(rows) - 1)]
     # Dates first, then tiles: the order live ingest would have seen them in.
-    pairs.sort(key=lambda p: (p[1].acquired_at, p[1].id))
-    units = plan.plan_units(run, [(b, a) for b, a, _, _ in pairs], session=session)
+    pairs.sort(key=lambda p: (p.after.acquired_at, p.after.id))
+    units = plan.plan_units(
+        run,
+        [(p.before, p.after) for p in pairs],
+        session=session,
+        older=[[row for row, _ in p.older] for p in pairs],
+    )
     run.scene_ids = sorted(set(run.scene_ids) | set(scene_ids))
     unit_ids = set(run.summary.get("unit_ids", [])) | {unit.id for unit in units}
     run.summary = {**run.summary, "unit_ids": sorted(unit_ids)}
@@ -191,22 +194,49 @@ def _plan(
     run.problems = [p.as_json() for p in problems]
     run.status = BackfillRunStatus.running
     tasks = []
-    for unit, (_, after, before_file, after_file) in zip(units, pairs, strict=True):
+    for unit, pair in zip(units, pairs, strict=True):
         if unit.status != BackfillUnitStatus.pending:
             continue
-        parcels, farmland = tile_parcels(after.geom, at=after.acquired_at, session=session)
+        parcels, farmland = tile_parcels(
+            pair.after.geom, at=pair.after.acquired_at, session=session
+        )
         tasks.append(
             UnitTask(
                 unit_id=unit.id,
-                before_path=str(before_file.path),
-                after_path=str(after_file.path),
+                before_path=str(pair.before_file.path),
+                after_path=str(pair.after_file.path),
                 parcels_lonlat=tuple(parcels),
                 farmland=tuple(farmland),
                 params=params,
+                older_paths=tuple(str(file.path) for _, file in pair.older),
             )
         )
     session.flush()
     return tasks, len(units)
+
+
+@dataclass(frozen=True)
+class _Pair:
+    """Two consecutive dates of a tile, and the dates before them that fill the earlier one."""
+
+    before: Scene
+    after: Scene
+    before_file: SceneFile
+    after_file: SceneFile
+    older: tuple[tuple[Scene, SceneFile], ...]  # newest first
+
+
+def _pair(tile: plan.Tile, rows: Sequence[Scene], index: int) -> _Pair:
+    # As the live tile task: the before date and at most REFERENCE_LOOKS - 1 dates before it.
+    older_rows = plan.older_looks(rows, index, limit=REFERENCE_LOOKS - 1)
+    older_files = plan.older_looks(tile.scenes, index, limit=REFERENCE_LOOKS - 1)
+    return _Pair(
+        rows[index],
+        rows[index + 1],
+        tile.scenes[index],
+        tile.scenes[index + 1],
+        tuple(zip(older_rows, older_files, strict=True)),
+    )
 
 
 def _pixels(task: UnitTask) -> int:
