@@ -166,7 +166,9 @@ def read_backfill_results(
         return None if when is None else _epoch_at(when.date(), epoch_of)
 
     def projected(geometry: BaseGeometry) -> BaseGeometry:
-        return shapely.transform(geometry, to_world, interleaved=False)
+        # Reprojection can fold a valid lon/lat outline onto itself by a rounding error, and
+        # GEOS refuses to intersect a self-touching polygon.
+        return shapely.make_valid(shapely.transform(geometry, to_world, interleaved=False))
 
     cases = [
         CaseSeen(c.code, projected(c.geom), epoch(c.onset_after), epoch(c.onset_before))
