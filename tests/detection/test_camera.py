@@ -19,7 +19,6 @@ from detection.camera import (
 from detection.camera_change import _background_edges, _surely_too_large
 from detection.geolocate import (
     Calibration,
-    calibration_from_mapping,
     ground_area_m2,
     image_geometry_to_lonlat,
     watched_ground,
@@ -30,16 +29,6 @@ from tests.detection.test_camera_scene import Scene
 START = datetime(2024, 5, 1, 8, 0, tzinfo=UTC)
 PATCH = (-10.0, 190.0, 10.0, 210.0, (0.78, 0.78, 0.74))  # a 20 m × 20 m concrete pad
 PARAMS = CameraParams()
-
-
-@pytest.fixture(scope="module")
-def scene() -> Scene:
-    return Scene()
-
-
-@pytest.fixture(scope="module")
-def calibration(scene: Scene) -> Calibration:
-    return calibration_from_mapping(scene.calibration_mapping())
 
 
 def run(

@@ -12,23 +12,13 @@ import pytest
 from detection.camera import CameraDetection, CameraParams, CameraState, process_snapshot
 from detection.camera_reference import NOISE_UNITS, ReferenceModel
 from detection.camera_state import _npz
-from detection.geolocate import Calibration, calibration_from_mapping
+from detection.geolocate import Calibration
 from tests.detection.test_camera_scene import Scene
 
 # The scene stands at 120.1° E: UTC 01:00 is 09:12 local solar time, 08:00 is 16:12.
 MORNING = datetime(2024, 5, 1, 1, 0, tzinfo=UTC)
 EVENING = datetime(2024, 5, 1, 8, 0, tzinfo=UTC)
 PARAMS = CameraParams(day_buckets=(11.0, 14.0))
-
-
-@pytest.fixture(scope="module")
-def scene() -> Scene:
-    return Scene()
-
-
-@pytest.fixture(scope="module")
-def calibration(scene: Scene) -> Calibration:
-    return calibration_from_mapping(scene.calibration_mapping())
 
 
 def _residuals(level: float, count: int, seed: int) -> list[np.ndarray]:
