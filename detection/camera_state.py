@@ -11,6 +11,7 @@ import zlib
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Any
 
 import numpy as np
 from numpy.typing import NDArray
@@ -219,7 +220,7 @@ def decode_state(data: bytes) -> EncodedState:
     meta = json.loads(data[offset : offset + length])
     _check_format(meta)
     offset += length
-    arrays: dict[str, NDArray[np.generic]] = {}
+    arrays: dict[str, NDArray[Any]] = {}
     chunks: dict[str, bytes] = {}
     view = memoryview(data)
     for name, entry in meta["arrays"].items():
@@ -269,7 +270,7 @@ def _check_format(meta: Mapping[str, object]) -> None:
 def _with_meta(
     meta: Mapping[str, object],
     references: dict[str, ReferenceModel],
-    arrays: Mapping[str, NDArray[np.generic]],
+    arrays: Mapping[str, NDArray[Any]],
 ) -> CameraState:
     shape = meta["shape"]
     last = meta["last_captured_at"]
@@ -289,8 +290,8 @@ def _with_meta(
     )
 
 
-def _arrays(state: CameraState) -> dict[str, NDArray[np.generic]]:
-    arrays: dict[str, NDArray[np.generic]] = {
+def _arrays(state: CameraState) -> dict[str, NDArray[Any]]:
+    arrays: dict[str, NDArray[Any]] = {
         "streak": state.streak,
         "streak_start": state.streak_start,
         "streak_colour": state.streak_colour,
@@ -304,7 +305,7 @@ def _arrays(state: CameraState) -> dict[str, NDArray[np.generic]]:
     return arrays
 
 
-def _split(array: NDArray[np.generic]) -> Iterator[NDArray[np.generic]]:
+def _split(array: NDArray[Any]) -> Iterator[NDArray[Any]]:
     """A ring of frames (depth, rows, cols, bands) by frame, as one frame changes at a time."""
     if array.ndim == 4:
         yield from (np.ascontiguousarray(frame) for frame in array)
@@ -312,16 +313,16 @@ def _split(array: NDArray[np.generic]) -> Iterator[NDArray[np.generic]]:
         yield np.ascontiguousarray(array)
 
 
-def _chunk_key(chunk: NDArray[np.generic]) -> str:
-    digest = hashlib.sha256(memoryview(chunk).cast("B")).hexdigest()
+def _chunk_key(chunk: NDArray[Any]) -> str:
+    digest = hashlib.sha256(chunk.data.cast("B")).hexdigest()
     return f"{chunk.dtype.str}{list(chunk.shape)}:{digest}"
 
 
-def _is_image(chunk: NDArray[np.generic]) -> bool:
+def _is_image(chunk: NDArray[Any]) -> bool:
     return chunk.dtype == np.uint8 and chunk.ndim == 3
 
 
-def _compress(chunk: NDArray[np.generic]) -> bytes:
+def _compress(chunk: NDArray[Any]) -> bytes:
     strategy = zlib.Z_RLE
     if _is_image(chunk):
         # Neighbouring pixels are alike: their differences are small numbers that code short.
@@ -329,10 +330,10 @@ def _compress(chunk: NDArray[np.generic]) -> bytes:
         difference[:, 1:] -= chunk[:, :-1]
         chunk, strategy = difference, zlib.Z_HUFFMAN_ONLY
     deflate = zlib.compressobj(_DEFLATE_LEVEL, zlib.DEFLATED, 15, 9, strategy)
-    return deflate.compress(memoryview(chunk).cast("B")) + deflate.flush()
+    return deflate.compress(chunk.data.cast("B")) + deflate.flush()
 
 
-def _decompress_into(out: NDArray[np.generic], compressed: bytes) -> None:
+def _decompress_into(out: NDArray[Any], compressed: bytes) -> None:
     raw = np.frombuffer(zlib.decompress(compressed), dtype=out.dtype).reshape(out.shape)
     if _is_image(raw):
         np.cumsum(raw, axis=1, dtype=np.uint8, out=out)  # wraps around as the differences did
@@ -340,7 +341,7 @@ def _decompress_into(out: NDArray[np.generic], compressed: bytes) -> None:
         out[...] = raw
 
 
-def _joined(parts: list[bytes], dtype: np.dtype, shape: tuple[int, ...]) -> NDArray[np.generic]:
+def _joined(parts: list[bytes], dtype: np.dtype, shape: tuple[int, ...]) -> NDArray[Any]:
     array = np.empty(shape, dtype=dtype)
     frames = array if len(shape) == 4 else array[None]
     for frame, part in zip(frames, parts, strict=True):
@@ -387,7 +388,7 @@ def _noise(stored: np.lib.npyio.NpzFile, mode: str) -> NDArray[np.uint8]:
     return np.minimum(spread, 255).astype(np.uint8)
 
 
-def _npz(arrays: dict[str, NDArray[np.generic]], *, level: int) -> bytes:
+def _npz(arrays: dict[str, NDArray[Any]], *, level: int) -> bytes:
     """An ``.npz`` archive as formats 1 and 2 were stored, deflated at `level` (1 to 9)."""
     buffer = io.BytesIO()
     with zipfile.ZipFile(buffer, "w", zipfile.ZIP_DEFLATED, compresslevel=level) as archive:
