@@ -239,6 +239,9 @@ def _always_finite(image: RasterLike) -> bool:
     return isinstance(image, PlanarArray) and image.integer
 
 
+_FLOAT16_MAX = float(np.finfo(np.float16).max)
+
+
 def score_image(
     source: Source,
     grid: Grid,
@@ -264,7 +267,10 @@ def score_image(
                 scales_px=params.scales_px,
                 texture_weight=params.texture_weight,
             )
-        score[window.core] = values[window.inner]
+        # Kept as float16 to halve the whole-grid score's memory; on a scene with almost no
+        # noise a score can exceed float16's range, so it saturates there instead of
+        # becoming inf, which the threshold's statistics could not use.
+        score[window.core] = np.minimum(values[window.inner], _FLOAT16_MAX)
     return score
 
 
