@@ -40,6 +40,8 @@ TRACE_MIN_SIDE_PX = 96
 MIN_OBSERVED_FRACTION = 0.5  # of the outline's pixels clear, for a date to count as a look
 DIFFERS_FRACTION = 0.5  # of the outline changed against the violation's look: not there yet
 SAME_FRACTION = 0.2  # at most this changed: the violation already stands
+AROUND_FRACTION = 0.3  # at most this changed around the outline: a local change
+MAX_EARLIER_STAGES = 3  # a violation growing over more epochs than this keeps its latest bracket
 
 
 @dataclass(frozen=True)
@@ -175,6 +177,8 @@ def _trace_one(task: TraceTask, dates: list[DatedScene], crops: list[_Crop | Non
         for i, (d, crop) in enumerate(zip(dates, crops, strict=True))
     )
     after, before = _onset(looks, reference)
+    after, before = _earlier_stages(after, before, crops)
+    before = _first_departure(after, before, crops)
     chips = _chips(crops, after, before)
     result = TraceResult(task.case_id, looks, _at(looks, after), _at(looks, before), chips)
     if task.rectifying_since is None:
@@ -202,6 +206,82 @@ def _onset(looks: tuple[DateLook, ...], reference: int) -> tuple[int | None, int
         if state == "same":
             first_same = index
     return None, first_same
+
+
+def _earlier_stages(
+    after: int | None, before: int, crops: list[_Crop | None]
+) -> tuple[int | None, int]:
+    """Move the bracket back over earlier stages of a violation that changed after onset.
+
+    The last date unlike the violation's look may be an earlier stage of it (a stack that
+    grew since, a building not yet roofed). Walk back date by date, each clear date compared
+    with the clear date before it: while that comparison differs, the earlier stage already
+    departed from the place's unchanged look. The walk counts only when it ends on a date the
+    same as the one before it, an unchanged look; a walk that runs out of clear dates or meets
+    an unclear comparison keeps the bracket against the violation's look.
+    """
+    moved_after, moved_before = after, before
+    steps = 0
+    while moved_after is not None and steps < MAX_EARLIER_STAGES:
+        earlier = _previous_clear(crops, moved_after)
+        if earlier is None:
+            return after, before
+        state = _step_state(crops, earlier, moved_after)
+        if state == "same":
+            return moved_after, moved_before
+        if state != "differs":
+            return after, before
+        moved_after, moved_before = earlier, moved_after
+        steps += 1
+    return after, before
+
+
+def _first_departure(after: int | None, before: int, crops: list[_Crop | None]) -> int:
+    """The first date after the last unchanged one that differs from it.
+
+    Dates between the two ends of the bracket are neither like the violation's look nor
+    clearly unlike it: an earlier stage shows so. Compared with the unchanged look instead,
+    the first one that departs from it is when the violation was first visible.
+    """
+    if after is None:
+        return before
+    for index in range(after + 1, before):
+        crop = crops[index]
+        if crop is None or not crop.observed:
+            continue
+        if _step_state(crops, after, index) == "differs":
+            return index
+    return before
+
+
+def _previous_clear(crops: list[_Crop | None], index: int) -> int | None:
+    for earlier in range(index - 1, -1, -1):
+        crop = crops[earlier]
+        if crop is not None and crop.observed:
+            return earlier
+    return None
+
+
+def _step_state(crops: list[_Crop | None], earlier: int, later: int) -> str:
+    """The step from the earlier clear date to the later one: "same", "differs" or "unclear".
+
+    "differs" only when the change keeps to the outline: a field-wide change around it (a
+    harvest, the season) says nothing about when the violation came.
+    """
+    earlier_crop, later_crop = crops[earlier], crops[later]
+    if earlier_crop is None or later_crop is None or not earlier_crop.observed:
+        return "unclear"
+    changed = _changed_mask(earlier_crop, later_crop)  # one detector run for both questions
+    if changed is None:
+        return "unclear"
+    clear = earlier_crop.inside & ~earlier_crop.raster.nodata
+    state = _state_of(float(changed[clear].mean()) if clear.any() else 0.0)
+    if state != "differs":
+        return state
+    around = ~earlier_crop.inside & ~earlier_crop.raster.nodata & ~later_crop.raster.nodata
+    if not around.any():
+        return "unclear"
+    return "differs" if float(changed[around].mean()) <= AROUND_FRACTION else "unclear"
 
 
 def _with_rectification(
@@ -237,28 +317,41 @@ def _compare_look(dated: DatedScene, crop: _Crop | None, reference: _Crop) -> Da
     """Does the place on this date look like the violation (the reference) or not?"""
     if crop is None or not crop.observed:
         return _look(dated, "unobserved", None)
+    changed = _changed_mask(crop, reference)
+    if changed is None:
+        return _look(dated, "unclear", None)
+    clear = crop.inside & ~crop.raster.nodata
+    fraction = float(changed[clear].mean()) if clear.any() else 0.0
+    return _look(dated, _state_of(fraction), fraction)
+
+
+def _state_of(changed_fraction: float) -> str:
+    """A look judged by the share of the outline that changed against the other date."""
+    if changed_fraction >= DIFFERS_FRACTION:
+        return "differs"
+    if changed_fraction <= SAME_FRACTION:
+        return "same"
+    return "unclear"
+
+
+def _changed_mask(crop: _Crop, later: _Crop) -> np.ndarray | None:
+    """The detector's change mask from `crop` to `later` over the crop (None: no verdict)."""
     try:
         result = detect_changes(
             crop.raster.array,
-            reference.raster.array,
+            later.raster.array,
             params=RasterDetectorParams(),
             before_valid=~crop.raster.nodata,
-            after_valid=~reference.raster.nodata,
+            after_valid=~later.raster.nodata,
             transform=crop.raster.transform,
             crs=crop.raster.crs,
-            after_transform=reference.raster.transform,
-            after_crs=reference.raster.crs,
+            after_transform=later.raster.transform,
+            after_crs=later.raster.crs,
             band_roles=crop.raster.band_roles,
         )
     except DetectionError:
-        return _look(dated, "unclear", None)
-    clear = crop.inside & ~crop.raster.nodata
-    fraction = float(result.mask[clear].mean()) if clear.any() else 0.0
-    if fraction >= DIFFERS_FRACTION:
-        return _look(dated, "differs", fraction)
-    if fraction <= SAME_FRACTION:
-        return _look(dated, "same", fraction)
-    return _look(dated, "unclear", fraction)
+        return None
+    return result.mask
 
 
 def _crop(raster: Raster, outline: BaseGeometry) -> _Crop | None:

@@ -1,0 +1,97 @@
+"""The trace dates a violation by when the place first departed from its unchanged look, also
+when the violation kept changing after onset."""
+
+from __future__ import annotations
+
+import shutil
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+import rasterio
+from pyproj import Transformer
+from shapely.geometry import box
+from shapely.geometry.base import BaseGeometry
+
+from service.backfill.compute import DatedScene, TraceTask, trace_cases
+from tests.service.backfill.conftest import World
+
+SIDE_PX = 20  # the full stack: 400 m² at the world's 1 m
+STACK_BANDS = (2600, 2500, 2400, 1500)  # blue, green, red, nir: bare material, not crop
+ROOF_BANDS = (900, 1000, 1300, 1100)  # a dark roof over the whole square
+ROOFED = -1  # a stage: the square under a roof instead of material
+FIRST_DAY = datetime(2025, 3, 1, tzinfo=UTC)
+
+
+def _clear_corner(path: Path) -> tuple[int, int]:
+    """The top-left pixel of a window, well inside the tile, clear of cloud on `path`."""
+    with rasterio.open(path) as tile:
+        alpha = tile.read(5)
+    side = SIDE_PX + 80
+    for row in range(100, alpha.shape[0] - side, 50):
+        for col in range(100, alpha.shape[1] - side, 50):
+            if alpha[row : row + side, col : col + side].all():
+                return row + 40, col + 40
+    raise AssertionError("no clear window in the tile")
+
+
+def _paint_stack(path: Path, corner: tuple[int, int], rows_covered: int) -> None:
+    """The first `rows_covered` rows of the stack's square covered with material (ROOFED: all
+    of the square under a roof)."""
+    row, col = corner
+    values = ROOF_BANDS if rows_covered == ROOFED else STACK_BANDS
+    rows_covered = SIDE_PX if rows_covered == ROOFED else rows_covered
+    with rasterio.open(path, "r+") as tile:
+        for band, value in enumerate(values, start=1):
+            data = tile.read(band)
+            data[row : row + rows_covered, col : col + SIDE_PX] = value
+            tile.write(data, band)
+
+
+def _outline_lonlat(path: Path, corner: tuple[int, int]) -> BaseGeometry:
+    row, col = corner
+    with rasterio.open(path) as tile:
+        x0, y0 = tile.transform @ (col, row)
+        x1, y1 = tile.transform @ (col + SIDE_PX, row + SIDE_PX)
+        to_lonlat = Transformer.from_crs(tile.crs, "EPSG:4326", always_xy=True)
+    lon0, lat0 = to_lonlat.transform(x0, y0)
+    lon1, lat1 = to_lonlat.transform(x1, y1)
+    return box(min(lon0, lon1), min(lat0, lat1), max(lon0, lon1), max(lat0, lat1))
+
+
+def _dates(world: World, folder: Path, stages: list[int]) -> tuple[list[DatedScene], BaseGeometry]:
+    """One file per entry of `stages` (rows of the stack covered on that date), all cut from
+    the same clear delivered tile so that only the stack changes from date to date."""
+    source = world.products / f"{world.meta['epochs'][0]['date']}.tif"
+    corner = _clear_corner(source)
+    dates = []
+    for index, rows_covered in enumerate(stages):
+        path = folder / f"date{index}.tif"
+        shutil.copy(source, path)
+        if rows_covered:
+            _paint_stack(path, corner, rows_covered)
+        dates.append(DatedScene(index + 1, FIRST_DAY + timedelta(days=15 * index), str(path)))
+    return dates, _outline_lonlat(source, corner)
+
+
+@pytest.mark.parametrize(
+    ("stages", "first_visible"),
+    [
+        # Three fifths of the square covered, then four fifths, then all (detected on the last).
+        ([0, 0, SIDE_PX * 3 // 5, SIDE_PX * 4 // 5, SIDE_PX], 2),
+        # Material over three fifths, then a roof over all: the earlier stage unlike the last.
+        ([0, 0, 0, SIDE_PX * 3 // 5, ROOFED], 3),
+        # All of it at once: dated on the date it appears, not earlier.
+        ([0, 0, 0, 0, SIDE_PX], 4),
+    ],
+)
+def test_a_violation_growing_after_onset_is_dated_from_its_first_stage(
+    world: World, tmp_path: Path, stages: list[int], first_visible: int
+) -> None:
+    dates, outline = _dates(world, tmp_path, stages)
+    last = dates[-1].acquired_at
+    [result] = trace_cases(dates, [TraceTask(1, outline, reference_at=last)])
+    assert result.onset_before is not None and result.onset_after is not None
+    assert result.onset_before.acquired_at == dates[first_visible].acquired_at
+    assert result.onset_after.acquired_at == dates[first_visible - 1].acquired_at
+    assert all(look.state != "unobserved" for look in result.looks)
