@@ -2,8 +2,9 @@
 
 The simulated world's delivered products are cut into a 4 × 4 grid of tiles per epoch; every
 consecutive date pair of every tile is one work unit, computed by `compare_unit` (the function
-backfill workers run: read both files, detect, polygonise, chips). Both cluster sizes run side
-by side in one invocation on the same files; parallel efficiency = rate(2) / (2 × rate(1)).
+backfill workers run: read both files, fill the before date's cloud from up to five older
+dates, detect, polygonise, chips). Both cluster sizes run side by side in one invocation on
+the same files; parallel efficiency = rate(2) / (2 × rate(1)).
 The projection scales the 2-worker rate to a city of 68 Gpx per date. Database writes are not
 timed (one writer; they are per object, not per pixel). Results are appended to RESULTS.md.
 
@@ -28,7 +29,9 @@ from rasterio.windows import Window
 from rasterio.windows import transform as window_transform
 
 from detection.rs_params import RasterDetectorParams
+from service.analysis.tiles import REFERENCE_LOOKS
 from service.backfill.compute import UnitTask, compare_unit
+from service.backfill.plan import older_looks
 from simulator import WorldParams, generate_world
 from simulator.products import delivered_tile
 
@@ -72,9 +75,20 @@ def build_stack(folder: Path, area_km2: float, epochs: int) -> list[UnitTask]:
             by_tile.setdefault(tile.parent.name, []).append(tile)
     tasks: list[UnitTask] = []
     for paths in by_tile.values():
-        for before, after in pairwise(sorted(paths)):
+        dates = sorted(paths)
+        for index, (before, after) in enumerate(pairwise(dates)):
+            # As a backfill plans its units: the before date's cloud filled from older dates.
+            older = older_looks(dates, index, limit=REFERENCE_LOOKS - 1)
             tasks.append(
-                UnitTask(len(tasks), str(before), str(after), (), (), RasterDetectorParams())
+                UnitTask(
+                    len(tasks),
+                    str(before),
+                    str(after),
+                    (),
+                    (),
+                    RasterDetectorParams(),
+                    older_paths=tuple(str(path) for path in older),
+                )
             )
     return tasks
 
