@@ -116,14 +116,10 @@ def add_observation(
         map, or too little seen clear on both to fit; they are kept as they are).
     """
     params = params or RasterDetectorParams()
-    rows, cols, bands = reference.shape
-    if tuple(image.shape) != (rows, cols, bands):
-        raise ValueError(
-            f"the new observation is {tuple(image.shape)} but the composite is "
-            f"{(rows, cols, bands)}; resample it onto the composite's grid first"
-        )
+    _check_grid(reference, image, "new")
+    rows, cols, _ = reference.shape
     taken = buffered(valid, buffer_px)
-    mapping = _older_into_newer(reference, image, taken, params)
+    mapping = _older_to_newer(reference, image, taken, params, image_is_newer=True)
     for top in range(0, rows, params.tile_px):
         key = (slice(top, min(top + params.tile_px, rows)), slice(0, cols))
         _merge_window(reference, key, image, taken, index, mapping)
@@ -147,14 +143,10 @@ def fill_from_older(
     taken as they are, when too little is seen clear on both to fit).
     """
     params = params or RasterDetectorParams()
-    rows, cols, bands = reference.shape
-    if tuple(image.shape) != (rows, cols, bands):
-        raise ValueError(
-            f"the older observation is {tuple(image.shape)} but the composite is "
-            f"{(rows, cols, bands)}; resample it onto the composite's grid first"
-        )
+    _check_grid(reference, image, "older")
+    rows, cols, _ = reference.shape
     taken = buffered(valid, buffer_px)
-    mapping = _older_into_composite(reference, image, taken, params)
+    mapping = _older_to_newer(reference, image, taken, params, image_is_newer=False)
     for top in range(0, rows, params.tile_px):
         key = (slice(top, min(top + params.tile_px, rows)), slice(0, cols))
         older = np.asarray(image[key], dtype=np.float32)
@@ -166,30 +158,30 @@ def fill_from_older(
     return mapping
 
 
-def _older_into_composite(
+def _check_grid(reference: ClearReference, image: RasterLike, which: str) -> None:
+    if tuple(image.shape) != reference.shape:
+        raise ValueError(
+            f"the {which} observation is {tuple(image.shape)} but the composite is "
+            f"{reference.shape}; resample it onto the composite's grid first"
+        )
+
+
+def _older_to_newer(
     reference: ClearReference,
     image: RasterLike,
     valid: RasterLike | None,
     params: RasterDetectorParams,
+    *,
+    image_is_newer: bool,
 ) -> Normalisation | None:
+    """How the older side's values map into the newer side's units, fitted on the pixels
+    clear in both (None: too few). The composite is the other side."""
     common = _common_sample(reference, image, valid, params)
     if common is None:
         return None
-    composite, older = common
-    return _fit(composite, older, params)
-
-
-def _older_into_newer(
-    reference: ClearReference,
-    image: RasterLike,
-    valid: RasterLike | None,
-    params: RasterDetectorParams,
-) -> Normalisation | None:
-    common = _common_sample(reference, image, valid, params)
-    if common is None:
-        return None
-    composite, newer = common
-    return _fit(newer, composite, params)
+    composite, values = common
+    newer, older = (values, composite) if image_is_newer else (composite, values)
+    return _fit(newer, older, params)
 
 
 def _common_sample(
