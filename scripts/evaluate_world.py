@@ -13,6 +13,7 @@ from __future__ import annotations
 import json
 import time
 from collections import Counter
+from collections.abc import Sequence
 from dataclasses import asdict
 from itertools import pairwise
 from pathlib import Path
@@ -33,7 +34,7 @@ from shapely.geometry.base import BaseGeometry
 
 from detection.errors import DetectionError
 from detection.io import Raster, read_raster
-from detection.objects import pixel_area_m2
+from detection.objects import ChangeObject, pixel_area_m2
 from detection.raster_pair import detect_changes
 from detection.rs_params import RasterDetectorParams
 from detection.rs_reference import (
@@ -168,9 +169,28 @@ def detect_pair(
         after_crs=after_raster.crs,
         band_roles=before_raster.band_roles,
     )
+    return _pair_detections(
+        result.objects,
+        (int(before["index"]), int(after["index"])),
+        before_valid & after_valid,
+        before_raster.transform,
+        violations,
+    )
+
+
+def _pair_detections(
+    objects: Sequence[ChangeObject],
+    epochs: tuple[int, int],
+    clear: np.ndarray,
+    transform: Affine | None,
+    violations: list[TruthViolation],
+) -> PairDetections:
+    """What the scorer keeps of one comparison: its objects, and how clear each violation
+    standing on the later epoch was on both looks."""
+    before_epoch, after_epoch = epochs
     return PairDetections(
-        before_epoch=int(before["index"]),
-        after_epoch=int(after["index"]),
+        before_epoch=before_epoch,
+        after_epoch=after_epoch,
         objects=tuple(
             DetectedObject(
                 geometry=found.geometry,
@@ -178,11 +198,9 @@ def detect_pair(
                 change_type=found.change_type,
                 area_m2=found.area_m2,
             )
-            for found in result.objects
+            for found in objects
         ),
-        clear_fraction=_standing_clear_fractions(
-            before_valid & after_valid, before_raster.transform, violations, int(after["index"])
-        ),
+        clear_fraction=_standing_clear_fractions(clear, transform, violations, after_epoch),
     )
 
 
@@ -221,22 +239,8 @@ def detect_against_reference(
         crs=after.crs,
         band_roles=after.band_roles,
     )
-    before_epoch, after_epoch = epochs
-    return PairDetections(
-        before_epoch=before_epoch,
-        after_epoch=after_epoch,
-        objects=tuple(
-            DetectedObject(
-                geometry=found.geometry,
-                benign=found.benign,
-                change_type=found.change_type,
-                area_m2=found.area_m2,
-            )
-            for found in result.objects
-        ),
-        clear_fraction=_standing_clear_fractions(
-            reference.valid & after_valid, after.transform, violations, after_epoch
-        ),
+    return _pair_detections(
+        result.objects, epochs, reference.valid & after_valid, after.transform, violations
     )
 
 
