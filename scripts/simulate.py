@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+from datetime import date
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
+
+if TYPE_CHECKING:
+    from simulator import WorldParams
 
 
 def simulate(
@@ -14,14 +18,19 @@ def simulate(
     area_km2: Annotated[
         float, typer.Option("--area-km2", help="Size of the square region, km².")
     ] = 4.0,
-    epochs: Annotated[int, typer.Option(help="Acquisition dates spread over the year.")] = 12,
+    epochs: Annotated[
+        int, typer.Option(help="Acquisition dates spread evenly over the years.")
+    ] = 12,
     cameras: Annotated[int, typer.Option(help="Tower cameras.")] = 6,
     presets: Annotated[int, typer.Option(help="PTZ presets per camera.")] = 1,
     snapshots: Annotated[int, typer.Option(help="Snapshots per preset and epoch.")] = 3,
     pixel_size: Annotated[
         float, typer.Option("--pixel-size", help="Tile pixel size, metres.")
     ] = 1.0,
-    year: Annotated[int, typer.Option(help="Calendar year of the epochs.")] = 2025,
+    year: Annotated[int, typer.Option(help="Calendar year of the first epoch.")] = 2025,
+    years: Annotated[
+        int, typer.Option(help="Calendar years the epochs span (--epochs 24 --years 2: monthly).")
+    ] = 1,
     workers: Annotated[int, typer.Option(help="Processes rendering epochs in parallel.")] = 2,
     previews: Annotated[
         Path | None, typer.Option(help="Also write README preview PNGs into this directory.")
@@ -42,7 +51,9 @@ def simulate(
             snapshots_per_epoch=snapshots,
             pixel_size_m=pixel_size,
             year=year,
+            years=years,
         )
+        _refuse_future_epochs(params)
         summary = generate_world(params, out, workers=workers)
         if previews is not None:
             write_previews(build_world(params), previews)
@@ -55,6 +66,18 @@ def simulate(
         f"benign events to {summary.out_dir} "
         f"in {summary.elapsed_s:.1f} s"
     )
+
+
+def _refuse_future_epochs(params: WorldParams) -> None:
+    from simulator.calendar import epoch_dates
+    from simulator.errors import SimulatorParamsError
+
+    last = epoch_dates(params.year, params.epochs, params.years)[-1]
+    if last >= date.today():
+        raise SimulatorParamsError(
+            f"the last epoch would fall on {last.isoformat()}, not in the past: ingest refuses "
+            f"captures dated in the future. Choose an earlier --year."
+        )
 
 
 def register(app: typer.Typer) -> None:

@@ -71,9 +71,10 @@ _HARVESTED_FROM = {SurfaceState.mature_rice, SurfaceState.green_crop, SurfaceSta
 _HARVESTED_FROM |= {SurfaceState.brassica}
 
 
-def epoch_dates(year: int, count: int) -> list[date]:
-    """`count` dates spread evenly over `year`, the first in mid-January."""
-    step = 365.0 / count
+def epoch_dates(year: int, count: int, years: int = 1) -> list[date]:
+    """`count` dates spread evenly over `years` calendar years from `year`, the first in
+    mid-January."""
+    step = 365.0 * years / count
     start = date(year, 1, 15)
     return [start + timedelta(days=round(i * step)) for i in range(count)]
 
@@ -124,8 +125,17 @@ def parcel_states(
         film_off_start = rng.uniform(60, 330) if rng.random() < 0.4 else None
         for j, day in enumerate(dates):
             doy = day.timetuple().tm_yday + parcel.phase_days
+            # Vegetable cycles run on through the new year; seasonal crops restart with it.
+            run_days = doy + 365 * (day.year - dates[0].year)
             states[i, j] = _state_of(
-                parcel.crop, doy, winter_crop, cycle_days, variety, veg_phase, film_off_start
+                parcel.crop,
+                doy,
+                run_days,
+                winter_crop,
+                cycle_days,
+                variety,
+                veg_phase,
+                film_off_start,
             )
     return states
 
@@ -133,6 +143,7 @@ def parcel_states(
 def _state_of(
     crop: str,
     doy: float,
+    run_days: float,
     winter_crop: bool,
     cycle_days: float,
     variety: int,
@@ -142,7 +153,7 @@ def _state_of(
     if crop == "paddy":
         return _paddy(doy % 366, winter_crop)
     if crop == "vegetable":
-        return _vegetable(doy + veg_phase, cycle_days, variety)[0]
+        return _vegetable(run_days + veg_phase, cycle_days, variety)[0]
     if crop == "tea":
         return SurfaceState.tea_flush if 85 <= doy < 130 else SurfaceState.tea
     if crop == "orchard":

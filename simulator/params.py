@@ -21,7 +21,8 @@ class WorldParams:
     area_km2 : float
         Size of the square region, km². 4 gives a 2 km × 2 km world.
     epochs : int
-        Number of acquisition dates spread evenly over `year`.
+        Number of acquisition dates spread evenly over `years` calendar years from `year`
+        (24 epochs over 2 years are monthly).
     cameras : int
         Number of tower cameras.
     presets_per_camera : int
@@ -40,7 +41,9 @@ class WorldParams:
     center_lon, center_lat : float
         Centre of the region, degrees (default: farmland north of Hangzhou).
     year : int
-        Calendar year of the epochs.
+        Calendar year of the first epoch.
+    years : int
+        Calendar years the epochs are spread over; crops follow the seasons of each.
     violations_per_km2 : float
         Injected violations per km² (at least one per type is placed when room allows).
     approved_builds : int
@@ -66,6 +69,7 @@ class WorldParams:
     center_lon: float = 120.02
     center_lat: float = 30.42
     year: int = 2025  # a past year: snapshots dated in the future are refused at ingest
+    years: int = 1
     violations_per_km2: float = 6.0
     approved_builds: int = 2
     image_size: tuple[int, int] = (1920, 1080)
@@ -76,6 +80,7 @@ class WorldParams:
         checks = [
             (0.05 <= self.area_km2 <= 100, "area_km2 must be between 0.05 and 100 km²"),
             (2 <= self.epochs <= 60, "epochs must be between 2 and 60 (one before, one after)"),
+            (1 <= self.years <= 5, "years must be between 1 and 5"),
             (0 <= self.cameras <= 50, "cameras must be between 0 and 50"),
             (1 <= self.presets_per_camera <= 4, "presets_per_camera must be between 1 and 4"),
             (1 <= self.snapshots_per_epoch <= 48, "snapshots_per_epoch must be between 1 and 48"),

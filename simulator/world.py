@@ -109,7 +109,7 @@ def build_world(params: WorldParams) -> World:
         rng_for(params.seed, "landscape"), box, area_km2=params.area_km2, side=params.side_m
     )
     frame = LocalFrame(box.centroid.x, box.centroid.y, land.angle_deg)
-    dates = epoch_dates(params.year, params.epochs)
+    dates = epoch_dates(params.year, params.epochs, params.years)
     roads = [f.geom.intersection(box) for f in land.lines if f.kind in ("field_road", "main_road")]
     roads = [r for r in roads if not r.is_empty and r.geom_type == "LineString"]
     cameras = place_cameras(

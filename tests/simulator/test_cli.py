@@ -29,3 +29,13 @@ def test_simulate_refuses_bad_values_with_a_message(tmp_path: Path) -> None:
 
     assert result.exit_code == 2
     assert "epochs must be between" in result.output
+
+
+def test_simulate_refuses_epochs_dated_in_the_future(tmp_path: Path) -> None:
+    args = ["simulate", "--out", str(tmp_path / "w"), "--year", "2100", "--years", "2"]
+
+    result = CliRunner().invoke(app, args)
+
+    assert result.exit_code == 2
+    assert "not in the past" in result.output and "earlier --year" in result.output
+    assert not (tmp_path / "w").exists()

@@ -87,6 +87,18 @@ def test_a_year_of_epochs_shows_every_kind_of_benign_change() -> None:
     assert {b.type for b in world.benign} == set(BENIGN_TYPES)
 
 
+def test_monthly_epochs_over_two_years_repeat_the_seasons() -> None:
+    world = build_world(WorldParams(seed=5, area_km2=1.0, epochs=24, years=2, year=2023, cameras=0))
+
+    gaps = {(b - a).days for a, b in zip(world.dates, world.dates[1:], strict=False)}
+    assert world.dates[0] == date(2023, 1, 15) and world.dates[-1].year == 2024
+    assert gaps <= {30, 31}
+    seasonal = [i for i, p in enumerate(world.landscape.parcels) if p.crop != "vegetable"]
+    first_year, second_year = world.states[seasonal, :12], world.states[seasonal, 12:]
+    assert (first_year == second_year).mean() > 0.9
+    assert {b.type for b in world.benign if b.onset_epoch >= 12} >= {"harvest", "paddy_flooding"}
+
+
 def test_growing_violations_widen_and_never_shrink() -> None:
     world = build_world(WorldParams(seed=5, area_km2=1.0, epochs=12, cameras=0))
     grown = [v for v in world.violations if v.type == "excavation" and v.onset_epoch < 10]
