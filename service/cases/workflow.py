@@ -18,7 +18,7 @@ from shapely.geometry.base import BaseGeometry
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from models import Case, Detection, Jurisdiction, LayerHit
+from models import Case, Detection, Jurisdiction, LayerHit, Scene
 from models.base import utcnow
 from models.case import CaseStatus, DismissalReason
 from models.detection import Screening
@@ -115,7 +115,12 @@ def find_candidate_cases(
     detection: Detection, *, session: Session, settings: Settings
 ) -> Candidates:
     """Cases within the merge buffer of `detection`: open ones seen within the time window,
-    and rectified or closed ones the detection came after."""
+    and rectified or closed ones the detection came after.
+
+    The window is counted from the detection's reference look, not from its own date: a
+    satellite pass compared with the last clear one before it continues a case last seen on
+    that earlier look, however many cloudy weeks lie between the two.
+    """
     search = buffer_m(detection.geom, settings.case_merge_buffer_m, settings.area_crs)
     statement = (
         select(Case)
@@ -124,16 +129,27 @@ def find_candidate_cases(
     )
     window = timedelta(days=settings.case_merge_window_days)
     seen = detection.observed_at
+    looked = _reference_look_at(detection, session)
     open_cases, rebound_cases = [], []
     for case in iter_intersecting(session, statement, Case, search):
         if case.status in OPEN_STATUSES:
-            if case.first_seen_at - window <= seen <= case.last_seen_at + window:
+            if case.first_seen_at - window <= seen and looked <= case.last_seen_at + window:
                 open_cases.append(case)
             continue
         finished_at = status_entered_at(case.id, case.status, session=session)
         if seen > (finished_at or case.last_seen_at):
             rebound_cases.append(case)
     return Candidates(open_cases, rebound_cases)
+
+
+def _reference_look_at(detection: Detection, session: Session) -> datetime:
+    """When the image `detection` was compared with was taken (its own time if none was)."""
+    if detection.reference_scene_id is None:
+        return detection.observed_at
+    taken = session.scalar(
+        select(Scene.acquired_at).where(Scene.id == detection.reference_scene_id)
+    )
+    return min(taken or detection.observed_at, detection.observed_at)
 
 
 @lru_cache(maxsize=8)

@@ -164,6 +164,24 @@ def test_the_same_place_after_the_time_window_opens_a_new_case(db_session: Sessi
 
 
 @pytest.mark.usefixtures("farmland")
+def test_a_pass_compared_with_the_cases_last_look_joins_it_after_weeks_of_cloud(
+    db_session: Session,
+) -> None:
+    first = process(db_session, add_detection(db_session, PLOT, at(2024, 1, 1)))
+    # Cloud over February: the March pass is compared with the January one.
+    later = process(
+        db_session, add_detection(db_session, PLOT, at(2024, 3, 1), compared_with=at(2024, 1, 1))
+    )
+    # Compared with a look from long after the case was last seen: another case.
+    apart = process(
+        db_session, add_detection(db_session, PLOT, at(2024, 6, 1), compared_with=at(2024, 5, 1))
+    )
+
+    assert first is not None and later is first and first.last_seen_at == at(2024, 3, 1)
+    assert apart is not None and apart.id != first.id
+
+
+@pytest.mark.usefixtures("farmland")
 def test_a_detection_over_a_closed_case_reopens_it_as_an_escalated_rebound(
     db_session: Session,
 ) -> None:

@@ -115,20 +115,13 @@ def add_detection(
     change_type: ChangeType = ChangeType.building,
     confidence: float = 0.7,
     benign: bool = False,
+    compared_with: datetime | None = None,
 ) -> Detection:
-    serial = next(_serial)
-    scene = Scene(
-        kind=SceneKind.camera_snapshot if source == "camera" else SceneKind.rs_tile,
-        sha256=hashlib.sha256(f"scene-{serial}-{observed_at}".encode()).hexdigest(),
-        storage_uri=f"file:///scenes/{serial}",
-        size_bytes=1,
-        media_type="image/tiff",
-        acquired_at=observed_at,
-    )
-    session.add(scene)
-    session.flush()
+    """A stored detection; `compared_with` adds the reference image it was found against."""
+    reference = _add_scene(session, source, compared_with) if compared_with else None
     detection = Detection(
-        scene_id=scene.id,
+        scene_id=_add_scene(session, source, observed_at).id,
+        reference_scene_id=reference.id if reference else None,
         source=source,
         detector_version="test-1",
         object_index=0,
@@ -142,3 +135,18 @@ def add_detection(
     session.add(detection)
     session.flush()
     return detection
+
+
+def _add_scene(session: Session, source: DetectionSource, acquired_at: datetime) -> Scene:
+    serial = next(_serial)
+    scene = Scene(
+        kind=SceneKind.camera_snapshot if source == "camera" else SceneKind.rs_tile,
+        sha256=hashlib.sha256(f"scene-{serial}-{acquired_at}".encode()).hexdigest(),
+        storage_uri=f"file:///scenes/{serial}",
+        size_bytes=1,
+        media_type="image/tiff",
+        acquired_at=acquired_at,
+    )
+    session.add(scene)
+    session.flush()
+    return scene
