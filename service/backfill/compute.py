@@ -265,8 +265,10 @@ def _previous_clear(crops: list[_Crop | None], index: int) -> int | None:
 def _step_state(crops: list[_Crop | None], earlier: int, later: int) -> str:
     """The step from the earlier clear date to the later one: "same", "differs" or "unclear".
 
-    "differs" only when the change keeps to the outline: a field-wide change around it (a
-    harvest, the season) says nothing about when the violation came.
+    Any change of the outline beyond the "same" tolerance counts: an earlier stage covers only
+    part of the violation's final outline (a stack a third of its final size changes a third
+    of it). But "differs" only when the change keeps to the outline: a field-wide change
+    around it (a harvest, the season) says nothing about when the violation came.
     """
     earlier_crop, later_crop = crops[earlier], crops[later]
     if earlier_crop is None or later_crop is None or not earlier_crop.observed:
@@ -275,9 +277,8 @@ def _step_state(crops: list[_Crop | None], earlier: int, later: int) -> str:
     if changed is None:
         return "unclear"
     clear = earlier_crop.inside & ~earlier_crop.raster.nodata
-    state = _state_of(float(changed[clear].mean()) if clear.any() else 0.0)
-    if state != "differs":
-        return state
+    if not clear.any() or float(changed[clear].mean()) <= SAME_FRACTION:
+        return "same"
     around = ~earlier_crop.inside & ~earlier_crop.raster.nodata & ~later_crop.raster.nodata
     if not around.any():
         return "unclear"

@@ -79,6 +79,9 @@ def _dates(world: World, folder: Path, stages: list[int]) -> tuple[list[DatedSce
     [
         # Three fifths of the square covered, then four fifths, then all (detected on the last).
         ([0, 0, SIDE_PX * 3 // 5, SIDE_PX * 4 // 5, SIDE_PX], 2),
+        # Started at under a third of its final size, then a quarter more on each date: each
+        # step changes less than half of the final outline.
+        ([0, 0, 6, 11, 16, SIDE_PX], 2),
         # Material over three fifths, then a roof over all: the earlier stage unlike the last.
         ([0, 0, 0, SIDE_PX * 3 // 5, ROOFED], 3),
         # All of it at once: dated on the date it appears, not earlier.
