@@ -43,6 +43,9 @@ def backfill(
     alert: Annotated[bool, typer.Option(help="Publish the alerts on the live feeds.")] = False,
     workers: Annotated[int, typer.Option(help="Local Dask worker processes.")] = 2,
     resume: Annotated[int | None, typer.Option(help="Continue run RUN_ID as started.")] = None,
+    retrace: Annotated[
+        bool, typer.Option(help="Trace every case the run touched again (nothing else reruns).")
+    ] = False,
 ) -> None:
     """Run (or continue) a backfill; running it again with the same arguments adds nothing."""
     if ctx.invoked_subcommand is not None:
@@ -59,7 +62,12 @@ def backfill(
         progress = Progress()
         with dask_client(scheduler, workers=workers) as client:
             summary = run_backfill(
-                request, factory=factory, settings=settings, client=client, observer=progress
+                request,
+                factory=factory,
+                settings=settings,
+                client=client,
+                observer=progress,
+                retrace=retrace,
             )
         progress.close()
     finally:

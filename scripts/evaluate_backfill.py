@@ -51,6 +51,10 @@ def evaluate_backfill(
     workers: Annotated[int, typer.Option(help="Local Dask worker processes.")] = 2,
     scheduler: Annotated[str | None, typer.Option(help="An existing Dask scheduler.")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON instead of tables.")] = False,
+    retrace: Annotated[
+        bool,
+        typer.Option(help="Continuing a finished run in --work-dir: trace every case again."),
+    ] = False,
 ) -> None:
     """Backfill every epoch of a simulated world into a fresh database and score the cases:
     injected violations found, onset dated within one epoch, and why the rest were missed."""
@@ -67,6 +71,7 @@ def evaluate_backfill(
             workers=workers,
             scheduler=scheduler,
             quiet=as_json,
+            retrace=retrace,
         )
     if as_json:
         typer.echo(json.dumps(report, indent=1, default=str))
@@ -86,6 +91,7 @@ def run_and_score(
     workers: int,
     scheduler: str | None,
     quiet: bool,
+    retrace: bool = False,
 ) -> dict[str, Any]:
     """Deliver, load, backfill and score; the report as JSON-ready values."""
     from scripts.backfill import Progress
@@ -107,6 +113,7 @@ def run_and_score(
                 settings=settings,
                 client=client,
                 observer=observer,
+                retrace=retrace,
             )
         backfill_s = time.perf_counter() - started
         with transaction(factory) as session:

@@ -107,8 +107,13 @@ def run_backfill(
     client: Any,
     observer: Observer | None = None,
     params: RasterDetectorParams | None = None,
+    retrace: bool = False,
 ) -> dict[str, Any]:
-    """Run (or continue) the backfill of `request` on the Dask `client`; returns its summary."""
+    """Run (or continue) the backfill of `request` on the Dask `client`; returns its summary.
+
+    `retrace` traces every case the run touched again, not only those not traced yet (after
+    an update of the trace, say); nothing else is recomputed.
+    """
     observer = observer or Quiet()
     params = params or RasterDetectorParams()
     scenes, problems = find_scenes(request.source, area_crs=settings.area_crs)
@@ -127,7 +132,9 @@ def run_backfill(
     _compute_and_write(
         tasks, run_id, factory=factory, settings=settings, client=client, observer=observer
     )
-    _trace_touched(run_id, factory=factory, settings=settings, client=client, observer=observer)
+    _trace_touched(
+        run_id, factory=factory, settings=settings, client=client, observer=observer, again=retrace
+    )
     with transaction(factory) as session:
         return _finish(run_id, session=session, settings=settings)
 
@@ -298,13 +305,14 @@ def _trace_touched(
     settings: Settings,
     client: Any,
     observer: Observer,
+    again: bool = False,
 ) -> None:
-    """Trace every case the run touched and has not traced yet, grouped by the scenes under
-    them so that each file is read once per group."""
+    """Trace every case the run touched and has not traced yet (every one, `again`), grouped
+    by the scenes under them so that each file is read once per group."""
     with transaction(factory) as session:
         run = session.get(BackfillRun, run_id)
         assert run is not None
-        traced = set(run.summary.get("cases_traced", []))
+        traced = set() if again else set(run.summary.get("cases_traced", []))
         touched = set(run.summary.get("cases_new", [])) | set(run.summary.get("cases_updated", []))
         groups = trace_groups(sorted(touched - traced), session=session, settings=settings)
     if not groups:

@@ -97,7 +97,32 @@ def test_backfill_writes_backfill_cases_dated_and_a_rerun_adds_nothing(
     again = loaded.backfill(request_for(world), client)
     assert _counts(loaded) == before
     assert again["run_id"] == summary["run_id"] and again["units_done"] == epochs - 1
+
+    # A case whose onset an older trace left undated is dated again only when asked to.
+    dated = _forget_one_onset(loaded)
+    loaded.backfill(request_for(world), client)
+    assert _onset_of(loaded, dated[0]) == (None, None)
+    loaded.backfill(request_for(world), client, retrace=True)
+    assert _onset_of(loaded, dated[0]) == dated[1:]
+    assert _counts(loaded)["Detection"] == before["Detection"]
+    assert _counts(loaded)["Case"] == before["Case"]
     loaded.engine.dispose()
+
+
+def _forget_one_onset(loaded: Loaded) -> tuple[int, object, object]:
+    with Session(loaded.engine) as session, session.begin():
+        case = session.scalars(select(Case).where(Case.onset_after.is_not(None))).first()
+        assert case is not None
+        dated = (case.id, case.onset_after, case.onset_before)
+        case.onset_after = case.onset_before = None
+    return dated
+
+
+def _onset_of(loaded: Loaded, case_id: int) -> tuple[object, object]:
+    with Session(loaded.engine) as session:
+        case = session.get(Case, case_id)
+        assert case is not None
+        return case.onset_after, case.onset_before
 
 
 @pytest.mark.slow
