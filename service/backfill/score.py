@@ -57,7 +57,11 @@ class DetectionSeen:
     geometry: BaseGeometry
     screening: str
     change_type: str
-    has_case: bool
+    case_code: str | None  # the case it opened or joined
+
+    @property
+    def has_case(self) -> bool:
+        return self.case_code is not None
 
 
 @dataclass(frozen=True)
@@ -174,6 +178,7 @@ def read_backfill_results(
         CaseSeen(c.code, projected(c.geom), epoch(c.onset_after), epoch(c.onset_before))
         for c in session.scalars(select(Case).order_by(Case.id))
     ]
+    codes = {case_id: code for case_id, code in session.execute(select(Case.id, Case.code))}
     statement = (
         select(Detection, Scene.acquired_at)
         .join(Scene, Scene.id == Detection.scene_id)
@@ -185,7 +190,7 @@ def read_backfill_results(
             geometry=projected(detection.geom),
             screening=str(detection.screening),
             change_type=str(detection.change_type),
-            has_case=detection.case_id is not None,
+            case_code=codes.get(detection.case_id) if detection.case_id else None,
         )
         for detection, acquired_at in session.execute(statement)
     ]
@@ -259,7 +264,7 @@ def _score_violation(
         ),
         None,
     )
-    case = _case_of(violation.geometry, cases)
+    case = _case_of(violation, cases, detections)
     missed: str | None
     if case is None:
         missed, detail = _why_not_found(
@@ -282,17 +287,38 @@ def _score_violation(
     )
 
 
-def _case_of(outline: BaseGeometry, cases: Sequence[CaseSeen]) -> CaseSeen | None:
-    """The first case at the place: the earliest first-visible date among the cases touching
-    the violation (larger overlap first on a tie). A place unseen for longer than the case
-    merge window gets a second case, whose trace dates only its later look."""
-    touching = [c for c in cases if c.geometry.intersects(outline)]
+def _case_of(
+    violation: TruthViolation, cases: Sequence[CaseSeen], detections: Sequence[DetectionSeen]
+) -> CaseSeen | None:
+    """The violation's case: the one its first detection (on its extent of that epoch) opened
+    or joined. A case that began elsewhere and grew over the place later, joining a neighbour,
+    does not date it; a case on the place that began earlier does, as that detection joined it.
+
+    Without such a detection, the first case at the place: the earliest first-visible date
+    among the cases touching the violation (larger overlap first on a tie).
+    """
+    by_code = {case.code: case for case in cases}
+    first_hit = min(
+        (
+            (d.epoch, -d.geometry.intersection(extent).area, by_code[d.case_code])
+            for d in detections
+            if d.case_code is not None
+            and d.case_code in by_code
+            and (extent := violation.extent_on(d.epoch)) is not None
+            and d.geometry.intersects(extent)
+        ),
+        key=lambda hit: hit[:2],
+        default=None,
+    )
+    if first_hit is not None:
+        return first_hit[2]
+    touching = [c for c in cases if c.geometry.intersects(violation.geometry)]
     if not touching:
         return None
 
     def order(case: CaseSeen) -> tuple[bool, int, float]:
         undated = case.onset_before_epoch is None
-        overlap = case.geometry.intersection(outline).area
+        overlap = case.geometry.intersection(violation.geometry).area
         return undated, case.onset_before_epoch or 0, -overlap
 
     return min(touching, key=order)

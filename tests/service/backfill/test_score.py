@@ -51,9 +51,9 @@ def test_each_violation_is_found_dated_or_missed_for_its_reason() -> None:
         case("C-elsewhere", 900, first_visible=5),
     ]
     detections = [
-        DetectionSeen(3, box(195, 0, 215, 10), "benign", "harvest", False),
+        DetectionSeen(3, box(195, 0, 215, 10), "benign", "harvest", None),
         # Before its onset: farm work over the place then says nothing about the violation.
-        DetectionSeen(1, box(400, 0, 410, 10), "benign", "ploughing", False),
+        DetectionSeen(1, box(400, 0, 410, 10), "benign", "ploughing", None),
     ]
 
     score = score_backfill(truth, cases, detections, clear_fraction=clear)
@@ -73,6 +73,32 @@ def test_each_violation_is_found_dated_or_missed_for_its_reason() -> None:
     assert (score.found, score.found_with_onset) == (2, 1)
     assert (score.cases, score.cases_on_violations, score.cases_on_approved_lookalikes) == (5, 3, 1)
     assert not score.target_met
+
+
+def test_a_violation_is_dated_by_the_case_its_first_detection_went_to() -> None:
+    newcomer = violation("newcomer", 20, onset=6)
+    joined = violation("joined", 100, onset=6)
+    # A neighbour's case since epoch 1, grown over both places after their onsets.
+    cases = [
+        case("C-neighbour", 0, first_visible=1, width=40),
+        case("C-newcomer", 20, first_visible=6),
+        case("C-old-place", 95, first_visible=2, width=20),
+    ]
+    detections = [
+        DetectionSeen(6, box(21, 0, 29, 10), "suspected_violation", "piling", "C-newcomer"),
+        DetectionSeen(8, box(20, 0, 30, 10), "suspected_violation", "piling", "C-neighbour"),
+        # Its first detection joined the case already there: that case's date is its date.
+        DetectionSeen(6, box(100, 0, 110, 10), "suspected_violation", "building", "C-old-place"),
+    ]
+
+    score = score_backfill(
+        [newcomer, joined], cases, detections, clear_fraction=all_clear(newcomer, joined)
+    )
+
+    by_id = {v.violation_id: v for v in score.violations}
+    assert by_id["newcomer"].case_code == "C-newcomer" and by_id["newcomer"].missed_because is None
+    assert by_id["joined"].case_code == "C-old-place"
+    assert by_id["joined"].onset_error_epochs == -4
 
 
 def test_the_target_is_nine_in_ten_found_with_their_onset_dated() -> None:
