@@ -387,6 +387,13 @@ def _plain_change_regions(
     return labels, sizes
 
 
+def _beside(mask: NDArray[np.bool_], reach_px: int) -> NDArray[np.bool_]:
+    """`mask` grown by `reach_px` pixels (an empty mask when `reach_px` is 0)."""
+    if reach_px <= 0 or not mask.any():
+        return np.zeros_like(mask)
+    return ndimage.binary_dilation(mask, iterations=reach_px)
+
+
 def _rows_eroded(outline: BaseGeometry, rows: float) -> BaseGeometry:
     """What stays inside an image outline if its top and bottom edges move in by ``rows``."""
     up = shapely.affinity.translate(outline, yoff=-rows)
@@ -476,6 +483,7 @@ def outline_detections(
     roi = region_of_interest(calibration, shape=candidates.shape, params=params)
     context, context_sizes = _plain_change_regions(colour, candidates, roi, params)
     edges = _background_edges(background, params.edge_level) if params.max_edge_share < 1 else None
+    kept: list[tuple[tuple[slice, ...], NDArray[np.bool_], NDArray[np.bool_]]] = []
     for index, region in enumerate(ndimage.find_objects(labels), start=1):
         if region is None:
             continue
@@ -495,6 +503,14 @@ def outline_detections(
         if edges is not None and edges[region][component].mean() > params.max_edge_share:
             # Light, haze and a fraction of a pixel of sway change a boundary between parcels
             # from frame to frame; a change lying along one is not taken for an object.
+            continue
+        kept.append((region, component, core))
+    beside_farm_work = _beside(farm_work, params.farm_work_reach_px)
+    for region, component, core in kept:
+        if beside_farm_work[region][component].any():
+            # A strip along a parcel that turned over in this very frame is its edge, cut
+            # off from it by a boundary line or a ditch; it goes with the parcel.
+            farm_work[region] |= component
             continue
         tight = _tight(component, colour[region], params.hysteresis_low)
         full = np.zeros_like(candidates)

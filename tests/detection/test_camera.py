@@ -16,7 +16,12 @@ from detection.camera import (
     SnapshotResult,
     process_snapshot,
 )
-from detection.camera_change import _background_edges, _surely_too_large
+from detection.camera_change import (
+    _background_edges,
+    _surely_too_large,
+    outline_detections,
+    region_of_interest,
+)
 from detection.geolocate import (
     Calibration,
     ground_area_m2,
@@ -265,6 +270,44 @@ def test_ploughing_a_whole_parcel_does_not_alarm(scene: Scene, calibration: Cali
     ]
     _, results = run(frames, calibration)
     assert detections(results) == []
+
+
+@pytest.mark.parametrize(("reach_px", "reported"), [(2, False), (0, True)])
+def test_a_strip_beside_a_parcel_turning_over_in_the_same_frame_goes_with_it(
+    scene: Scene, calibration: Calibration, reach_px: int, reported: bool
+) -> None:
+    # Working resolution: a parcel of its own in the background turns over whole, and a strip
+    # one row past its edge (a boundary line between them) changes with it.
+    params = CameraParams(farm_work_reach_px=reach_px)
+    shape = (calibration.image_size[1] // params.reduce, calibration.image_size[0] // params.reduce)
+    rows, cols = np.nonzero(region_of_interest(calibration, shape=shape, params=params))
+    top, left = int(np.percentile(rows, 60)), int(np.percentile(cols, 40))
+    background = np.full((*shape, 3), 0.3, dtype=np.float32)
+    background[top : top + 20, left : left + 40] = 0.55
+    parcel, strip = np.zeros(shape, dtype=bool), np.zeros(shape, dtype=bool)
+    parcel[top : top + 20, left : left + 40] = True
+    strip[top + 21 : top + 24, left + 5 : left + 25] = True
+    changed = parcel | strip
+    colour = np.where(changed, 0.9, 0.0).astype(np.float32)
+
+    outlines = outline_detections(
+        confirmed=changed,
+        candidates=changed,
+        colour=colour,
+        open_mask=np.zeros(shape, dtype=bool),
+        streak_start=np.zeros(shape, dtype=np.int64),
+        score=3 * colour,
+        matched=background + 0.2,
+        background=background,
+        captured_at=START,
+        first_id=1,
+        calibration=calibration,
+        params=params,
+    )
+
+    assert outlines.farm_work[parcel].all()
+    assert bool(outlines.found) is reported
+    assert bool(outlines.farm_work[strip].all()) is not reported
 
 
 def _fogged(frame: NDArray[np.uint8], rows: int) -> NDArray[np.uint8]:
