@@ -257,6 +257,7 @@ def _summary_table(report: dict[str, Any]) -> Table:
     )
     for reason, count in score["missed_by_reason"].items():
         table.add_row(f"  {reason}", str(count))
+    table.add_row("found, in one case only", f"{score['found_in_one_case']}/{score['found']}")
     table.add_row(
         "cases",
         f"{score['cases']} ({score['cases_on_violations']} on violations, "

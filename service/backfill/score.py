@@ -105,6 +105,11 @@ class BackfillScore:
         return sum(v.missed_because is None for v in self.violations)
 
     @property
+    def found_in_one_case(self) -> int:
+        """Found violations touched by one case only (one case per place)."""
+        return sum(v.found and v.cases_touching == 1 for v in self.violations)
+
+    @property
     def target_met(self) -> bool:
         total = len(self.violations)
         return total > 0 and self.found_with_onset >= TARGET_SHARE * total
@@ -127,6 +132,7 @@ class BackfillScore:
             "missed_by_reason": dict(
                 Counter(v.missed_because for v in self.violations if v.missed_because).most_common()
             ),
+            "found_in_one_case": self.found_in_one_case,
             "cases": self.cases,
             "cases_on_violations": self.cases_on_violations,
             "cases_on_approved_lookalikes": self.cases_on_approved_lookalikes,

@@ -69,6 +69,7 @@ def test_each_violation_is_found_dated_or_missed_for_its_reason() -> None:
     by_id = {v.violation_id: v for v in score.violations}
     assert by_id["dated"].case_code == "C-dated" and by_id["dated"].onset_error_epochs == 1
     assert by_id["dated"].cases_touching == 2
+    assert score.found_in_one_case == 1  # "late": C-late alone; "dated" has two
     assert by_id["late"].onset_error_epochs == 3
     assert (score.found, score.found_with_onset) == (2, 1)
     assert (score.cases, score.cases_on_violations, score.cases_on_approved_lookalikes) == (5, 3, 1)
