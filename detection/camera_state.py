@@ -8,7 +8,7 @@ import json
 import struct
 import zipfile
 import zlib
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -231,19 +231,28 @@ def decode_state(data: bytes) -> EncodedState:
             chunks[key] = compressed
             parts.append(compressed)
         arrays[name] = _joined(parts, np.dtype(entry["dtype"]), tuple(entry["shape"]))
-    references = {
+    references = _references(meta, arrays.__getitem__, lambda mode: arrays[f"{mode}_noise"])
+    state = _with_meta(meta, references, arrays)
+    return EncodedState(state, data, chunks)
+
+
+def _references(
+    meta: Mapping[str, Any],
+    array: Callable[[str], NDArray[Any]],
+    noise: Callable[[str], NDArray[Any]],
+) -> dict[str, ReferenceModel]:
+    """The backgrounds listed in `meta`, their arrays looked up by name (any format)."""
+    return {
         mode: ReferenceModel(
-            frames=arrays[f"{mode}_frames"],
+            frames=array(f"{mode}_frames"),
             count=count,
             added=added,
-            median=arrays[f"{mode}_median"],
-            spread=arrays[f"{mode}_spread"],
-            noise=arrays[f"{mode}_noise"],
+            median=array(f"{mode}_median"),
+            spread=array(f"{mode}_spread"),
+            noise=noise(mode),
         )
         for mode, (count, added) in meta["references"].items()
     }
-    state = _with_meta(meta, references, arrays)
-    return EncodedState(state, data, chunks)
 
 
 def _meta(state: CameraState) -> dict[str, object]:
@@ -354,17 +363,7 @@ def _from_npz(data: bytes) -> CameraState:
     with np.load(io.BytesIO(data), allow_pickle=False) as stored:
         meta = json.loads(str(stored["meta"]))
         _check_format(meta)
-        references = {
-            mode: ReferenceModel(
-                frames=stored[f"{mode}_frames"],
-                count=count,
-                added=added,
-                median=stored[f"{mode}_median"],
-                spread=stored[f"{mode}_spread"],
-                noise=_noise(stored, mode),
-            )
-            for mode, (count, added) in meta["references"].items()
-        }
+        references = _references(meta, stored.__getitem__, lambda mode: _noise(stored, mode))
         arrays = {
             "streak": stored["streak"],
             "streak_start": stored["streak_start"],

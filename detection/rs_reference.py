@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import math
 from collections import defaultdict
+from collections.abc import Iterator
 from dataclasses import dataclass
 
 import numpy as np
@@ -117,11 +118,9 @@ def add_observation(
     """
     params = params or RasterDetectorParams()
     _check_grid(reference, image, "new")
-    rows, cols, _ = reference.shape
     taken = buffered(valid, buffer_px)
     mapping = _older_to_newer(reference, image, taken, params, image_is_newer=True)
-    for top in range(0, rows, params.tile_px):
-        key = (slice(top, min(top + params.tile_px, rows)), slice(0, cols))
+    for key in _row_windows(reference, params.tile_px):
         _merge_window(reference, key, image, taken, index, mapping)
     return mapping
 
@@ -144,11 +143,9 @@ def fill_from_older(
     """
     params = params or RasterDetectorParams()
     _check_grid(reference, image, "older")
-    rows, cols, _ = reference.shape
     taken = buffered(valid, buffer_px)
     mapping = _older_to_newer(reference, image, taken, params, image_is_newer=False)
-    for top in range(0, rows, params.tile_px):
-        key = (slice(top, min(top + params.tile_px, rows)), slice(0, cols))
+    for key in _row_windows(reference, params.tile_px):
         older = np.asarray(image[key], dtype=np.float32)
         fill = valid_window(taken, key, older.shape[:2]) & ~reference.valid[key]
         values = older[fill] if mapping is None else mapping.apply(older[fill])
@@ -156,6 +153,13 @@ def fill_from_older(
         reference.valid[key] |= fill
         reference.source[key][fill] = index
     return mapping
+
+
+def _row_windows(reference: ClearReference, tile_px: int) -> Iterator[tuple[slice, slice]]:
+    """Full-width bands of `tile_px` rows covering the composite, top to bottom."""
+    rows, cols, _ = reference.shape
+    for top in range(0, rows, tile_px):
+        yield slice(top, min(top + tile_px, rows)), slice(0, cols)
 
 
 def _check_grid(reference: ClearReference, image: RasterLike, which: str) -> None:
