@@ -146,9 +146,9 @@ def _reference_look_at(detection: Detection, session: Session) -> datetime:
     """When the image `detection` was compared with was taken (its own time if none was)."""
     if detection.reference_scene_id is None:
         return detection.observed_at
-    taken = session.scalar(
-        select(Scene.acquired_at).where(Scene.id == detection.reference_scene_id)
-    )
+    # `get` answers without a query when the session has already loaded the scene.
+    reference = session.get(Scene, detection.reference_scene_id)
+    taken = reference.acquired_at if reference is not None else None
     return min(taken or detection.observed_at, detection.observed_at)
 
 
