@@ -80,6 +80,7 @@ def detect_changes(
     after_crs: str | None = None,
     band_roles: Sequence[str | None] | None = None,
     model: ScoreModel | None = None,
+    threads: int = 1,
 ) -> ChangeResult:
     """Detect change between two dates of the same place.
 
@@ -104,6 +105,9 @@ def detect_changes(
         "blue", "green", "red", "nir", "swir1", ... per band; guessed when absent.
     model : ScoreModel, optional
         A trained scorer replacing the unsupervised score.
+    threads : int
+        Tiles processed at once (the result does not depend on it). Keep 1 where processes
+        already share the cores, as the backfill's Dask workers do.
 
     Returns
     -------
@@ -137,14 +141,16 @@ def detect_changes(
     shift = _estimate_shift(before, after, before_valid, after_valid, normalisation, params)
     mmu_px = decide.mmu_pixels(params.min_mapping_unit_m2, pixel_area)
     source = Source(before, after, before_valid, after_valid, normalisation, shift)
-    score = score_image(source, grid, roles, params, model)
+    score = score_image(source, grid, roles, params, model, threads=threads)
     strong, weak = thresholds(score, params, model)
-    mask = decide_image(score, source, grid, farmland, strong, weak, mmu_px, params)
+    mask = decide_image(
+        score, source, grid, farmland, strong, weak, mmu_px, params, threads=threads
+    )
     judged = None
     if farmland:
         judged = _judge_parcels(source, grid, farmland, before, before_valid, mmu_px, params)
         mask |= judged == STANDS_OUT
-    pieces = collect_objects(mask, score, source, grid, roles, params, judged)
+    pieces = collect_objects(mask, score, source, grid, roles, params, judged, threads=threads)
     # Splitting objects by material can leave slivers below the mapping unit.
     pieces = [piece for piece in pieces if piece.pixels >= mmu_px]
     contexts = (

@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import math
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Any, Protocol, TypeVar
 
 import numpy as np
 from affine import Affine
@@ -180,6 +181,24 @@ def windows(rows: int, cols: int, tile: int, halo: int) -> Iterator[Window]:
             )
 
 
+T = TypeVar("T")
+
+
+def each_window(
+    work: Callable[[Window], T], tiles: Iterable[Window], *, threads: int = 1
+) -> list[T]:
+    """`work` on every window, in window order, on up to `threads` threads at once.
+
+    NumPy and SciPy's filters release the GIL, so tiles run side by side on several cores.
+    Each window's work writes only its own core of a shared output, and results come back in
+    window order, so the outcome is the same for any number of threads.
+    """
+    if threads <= 1:
+        return [work(window) for window in tiles]
+    with ThreadPoolExecutor(max_workers=threads) as pool:
+        return list(pool.map(work, tiles))
+
+
 @dataclass(frozen=True, eq=False)
 class Source:
     before: RasterLike
@@ -248,12 +267,15 @@ def score_image(
     roles: tuple[str | None, ...],
     params: RasterDetectorParams,
     model: ScoreModel | None,
+    *,
+    threads: int = 1,
 ) -> np.ndarray:
     shift_halo = math.ceil(max(abs(s) for s in source.shift)) + 1
     halo = (model.halo_px if model else features.feature_halo_px(params.scales_px)) + shift_halo
     score = np.zeros((grid.rows, grid.cols), dtype=np.float16)
     noise = source.normalisation.noise
-    for window in windows(grid.rows, grid.cols, params.tile_px, halo):
+
+    def score_window(window: Window) -> None:
         if model is not None:
             before, after, valid = source.read(window.outer)
             values = model.score(before, after, valid, roles, noise)
@@ -271,6 +293,8 @@ def score_image(
         # noise a score can exceed float16's range, so it saturates there instead of
         # becoming inf, which the threshold's statistics could not use.
         score[window.core] = np.minimum(values[window.inner], _FLOAT16_MAX)
+
+    each_window(score_window, windows(grid.rows, grid.cols, params.tile_px, halo), threads=threads)
     return score
 
 
@@ -320,6 +344,8 @@ def decide_image(
     weak: float,
     mmu_px: int,
     params: RasterDetectorParams,
+    *,
+    threads: int = 1,
 ) -> np.ndarray:
     halo = decide.decision_halo_px(
         reach_px=params.hysteresis_reach_px,
@@ -328,10 +354,11 @@ def decide_image(
         mmu_px=mmu_px,
     )
     mask = np.zeros((grid.rows, grid.cols), dtype=bool)
-    for window in windows(grid.rows, grid.cols, params.tile_px, halo):
+
+    def decide_window(window: Window) -> None:
         values = score[window.outer].astype(np.float32)
         if values.max(initial=0.0) < strong:
-            continue
+            return
         shape = values.shape
         allowed = valid_window(source.before_valid, window.outer, shape) & valid_window(
             source.after_valid, window.outer, shape
@@ -350,6 +377,8 @@ def decide_image(
             mmu_px=mmu_px,
         )
         mask[window.core] = decided[window.inner]
+
+    each_window(decide_window, windows(grid.rows, grid.cols, params.tile_px, halo), threads=threads)
     return mask
 
 
@@ -361,16 +390,18 @@ def collect_objects(
     roles: tuple[str | None, ...],
     params: RasterDetectorParams,
     judged: np.ndarray | None = None,
+    *,
+    threads: int = 1,
 ) -> list[objects.ObjectPiece]:
     """Object pieces of the mask, split by material class and, with `judged`, by whether
     they stand out from their parcel (class + JUDGEMENT_STRIDE × judgement)."""
     base = grid.transform or Affine.identity()
     shift_halo = math.ceil(max(abs(s) for s in source.shift)) + 1
-    pieces = []
-    for window in windows(grid.rows, grid.cols, params.tile_px, shift_halo):
+
+    def window_pieces(window: Window) -> list[objects.ObjectPiece]:
         core = mask[window.core]
         if not core.any():
-            continue
+            return []
         before, after, _ = source.read(window.outer)
         # Indices only over the bounding box of the change in this core.
         region = _bounding_box(core)
@@ -384,7 +415,7 @@ def collect_objects(
             # and its shadow); its material is judged from its mean indices later.
             material = np.where(judgement == STANDS_OUT, objects.OTHER, classes)
             classes = material + objects.JUDGEMENT_STRIDE * judgement
-        pieces += objects.tile_pieces(
+        return objects.tile_pieces(
             core,
             score[window.core].astype(np.float32),
             indices_before,
@@ -399,7 +430,10 @@ def collect_objects(
             ),
             region=region,
         )
-    return objects.merge_pieces(pieces)
+
+    tiles = windows(grid.rows, grid.cols, params.tile_px, shift_halo)
+    found = each_window(window_pieces, tiles, threads=threads)
+    return objects.merge_pieces([piece for pieces in found for piece in pieces])
 
 
 def _bounding_box(mask: np.ndarray) -> tuple[slice, slice]:

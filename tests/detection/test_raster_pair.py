@@ -168,6 +168,25 @@ def test_a_bright_cloud_fringe_the_cloud_mask_missed_is_not_change() -> None:
     assert detect(before, after, after_valid=clear, params=unbuffered).mask[60:200, 100:106].any()
 
 
+def test_tiles_on_several_threads_give_the_single_thread_result() -> None:
+    before = field_scene(seed=9)
+    after = paint(before, slice(0, 128), slice(0, 128), STUBBLE)
+    after = paint(after, slice(60, 75), slice(100, 120), ROOF)  # across 64-px tile edges
+    after = paint(after, slice(150, 170), slice(150, 175), ROOF)
+    clear = np.ones(before.shape[:2], dtype=bool)
+    clear[180:230, 20:90] = False
+    options = {"farmland": [PARCEL_A, PARCEL_B], "after_valid": clear}
+    params = RasterDetectorParams(tile_px=64)
+    alone = detect(before, after, params=params, **options)
+    threaded = detect(before, after, params=params, threads=3, **options)
+    assert len(alone.objects) >= 2
+    np.testing.assert_array_equal(threaded.score, alone.score)
+    np.testing.assert_array_equal(threaded.mask, alone.mask)
+    assert [(o.geometry.wkb, o.change_type, o.confidence) for o in threaded.objects] == [
+        (o.geometry.wkb, o.change_type, o.confidence) for o in alone.objects
+    ]
+
+
 def test_parcel_judgement_and_cloud_buffer_do_not_depend_on_tiling() -> None:
     before = field_scene(seed=8)
     after = paint(before, slice(0, 128), slice(0, 128), STUBBLE)
