@@ -281,7 +281,7 @@ def process_snapshot(
     _check_image(image, state, calibration)
     _check_time(state, captured_at, now, params)
     state = replace(state, last_captured_at=captured_at)
-    frame = image.astype(np.float32) / 255.0
+    frame = _fraction(image, 255.0)
     brightness, contrast = signal_level(frame)
     if contrast < params.min_signal_std:
         detail = f"flat frame (mean {brightness:.2f}, std {contrast:.3f})"
@@ -303,6 +303,15 @@ def process_snapshot(
         state = replace(state, references={**state.references, mode: started})
         return state, SnapshotResult(captured_at, health=health, registration="reference")
     return _analyse(state, frame, captured_at, reference, mode, health, calibration, params)
+
+
+def _fraction(levels: NDArray[np.uint8], full_scale: float) -> NDArray[np.float32]:
+    """Levels (any shape) as float32 fractions of ``full_scale``.
+
+    One pass, the same values as ``levels.astype(np.float32) / full_scale``, which converts
+    into one temporary and divides into another.
+    """
+    return np.divide(levels, np.float32(full_scale), dtype=np.float32)
 
 
 def _day_bucket(captured_at: datetime, calibration: Calibration, hours: tuple[float, ...]) -> str:
@@ -334,7 +343,7 @@ def _analyse(
     calibration: Calibration,
     params: CameraParams,
 ) -> tuple[CameraState, SnapshotResult]:
-    background = reference.median.astype(np.float32) / 255.0
+    background = _fraction(reference.median, 255.0)
     gray_ref, gray_now = gray(background), gray(frame)
     roi = region_of_interest(calibration, shape=state.shape, params=params)
     registration = register_snapshot(
@@ -378,8 +387,8 @@ def _analyse(
     score = score_change(
         matched,
         background,
-        spread=reference.spread.astype(np.float32) / 255.0,
-        noise=reference.noise.astype(np.float32) / (255.0 * NOISE_UNITS),
+        spread=_fraction(reference.spread, 255.0),
+        noise=_fraction(reference.noise, 255.0 * NOISE_UNITS),
         valid=valid,
         calibration=calibration,
         params=params,
@@ -457,7 +466,8 @@ def _absorb(
 ) -> CameraState:
     accepted = state.accepted + 1
     state = replace(state, accepted=accepted)
-    frame = np.round(matched * 255.0).astype(np.uint8)
+    levels = matched * 255.0
+    frame = np.round(levels, out=levels).astype(np.uint8)
     if adopt is not None and adopt.any():
         reference = reference.adopting(frame, adopt & valid)
     if warm or accepted % params.reference_every == 0:
@@ -486,16 +496,9 @@ def _persist(
     timestamp = int(captured_at.timestamp())
     # A change continues its streak only if it keeps the colour it started with against the
     # background; light, haze and rain streaks come and go with other colours each time.
-    stored = state.streak_colour
-    agrees = _same_colour(score.local, stored, candidates, candidates & (state.streak > 0), params)
-    fresh = candidates & ~agrees
-    streak = np.where(agrees, np.minimum(state.streak.astype(np.int16) + 1, 255), 0)
-    streak[fresh] = 1
-    streak = np.where(hidden, state.streak, streak)
-    start = np.where(fresh, timestamp, state.streak_start)
-    start = np.where(candidates | hidden, start, 0).astype(np.int64)
-    colour = np.where(fresh[..., None], _quantised(score.local), stored)
-    colour[~(candidates | hidden)] = 0
+    continuing = candidates & (state.streak > 0)
+    agrees = _same_colour(score.local, state.streak_colour, candidates, continuing, params)
+    streak, start, colour = _next_streaks(state, agrees, candidates, hidden, score.local, timestamp)
     confirmed = (streak >= params.persistence) & ~state.open_mask
     detections: tuple[CameraDetection, ...] = ()
     open_mask = state.open_mask
@@ -520,13 +523,48 @@ def _persist(
         streak[farm_work] = 0
     state = replace(
         state,
-        streak=streak.astype(np.uint8),
+        streak=streak,
         streak_start=start,
         streak_colour=colour,
         open_mask=open_mask,
         next_detection_id=state.next_detection_id + len(detections),
     )
     return state, detections, farm_work
+
+
+def _next_streaks(
+    state: CameraState,
+    agrees: NDArray[np.bool_],
+    candidates: NDArray[np.bool_],
+    hidden: NDArray[np.bool_],
+    local: NDArray[np.float32],
+    timestamp: int,
+) -> tuple[NDArray[np.uint8], NDArray[np.int64], NDArray[np.int8]]:
+    """Each pixel's streak length, start time and start colour after this snapshot.
+
+    A streak goes on where the change ``agrees`` with the colour it started with, starts
+    afresh at the other ``candidates`` (stamped ``timestamp`` and today's ``local`` colour
+    difference), waits where ``hidden`` and ends everywhere else. ``agrees`` lies inside
+    ``candidates``, which do not meet ``hidden``.
+    """
+    fresh = candidates & ~agrees
+    kept = candidates | hidden
+    # Candidates and hidden rows are usually a small part of the frame: starting from zeros and
+    # writing only their pixels costs a fraction of whole-frame `where` passes, most of all on
+    # the (rows, cols, 3) colours, and gives the same arrays.
+    streak = np.zeros(state.shape, dtype=np.uint8)
+    streak[agrees] = np.minimum(state.streak[agrees].astype(np.int16) + 1, 255)
+    streak[fresh] = 1
+    streak[hidden] = state.streak[hidden]
+    start = np.zeros(state.shape, dtype=np.int64)
+    start[kept] = state.streak_start[kept]
+    start[fresh] = timestamp
+    colour = np.zeros((*state.shape, 3), dtype=np.int8)
+    by_pixel = colour.reshape(-1, 3)
+    kept_at, fresh_at = np.flatnonzero(kept), np.flatnonzero(fresh)
+    by_pixel[kept_at] = state.streak_colour.reshape(-1, 3)[kept_at]
+    by_pixel[fresh_at] = _quantised(local.reshape(-1, 3)[fresh_at])
+    return streak, start, colour
 
 
 def _quantised(local: NDArray[np.float32]) -> NDArray[np.int8]:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from functools import cache, cached_property
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -15,8 +16,6 @@ from rasterio import features
 from scipy import ndimage
 from shapely.geometry import shape
 from shapely.geometry.base import BaseGeometry
-from skimage.filters import apply_hysteresis_threshold
-from skimage.morphology import remove_small_objects
 from skimage.segmentation import felzenszwalb
 
 from detection.camera_reference import gray, upsample_field
@@ -34,6 +33,7 @@ if TYPE_CHECKING:
 
 _ROI_CACHE: dict[bytes, NDArray[np.bool_]] = {}
 _ROI_CACHE_SIZE = 64
+_WKB_CACHE: dict[int, tuple[BaseGeometry, bytes]] = {}
 
 
 @dataclass(frozen=True)
@@ -46,19 +46,32 @@ class ChangeScore:
         Combined colour and structure change; 1 is the detection threshold.
     candidates : ndarray of shape (rows, cols), bool
         Change regions inside the watched region, small specks removed.
-    colour : ndarray of shape (rows, cols), float32
-        Plain colour difference against the threshold, unsmoothed: sharp edges for outlines.
     residual : ndarray of shape (rows, cols), float32
         Local colour difference from the background (see :func:`local_residual`), fraction.
     local : ndarray of shape (rows, cols, 3), float32
         That difference per band, signed: which way the colour changed.
+    difference : ndarray of shape (rows, cols, 3), float32
+        Plain colour difference from the background, signed, fraction.
+    allowance : ndarray of shape (rows, cols), float32
+        What the plain difference is measured against: the plain threshold plus the pooled
+        variability of the background, fraction.
     """
 
     score: NDArray[np.float32]
     candidates: NDArray[np.bool_]
-    colour: NDArray[np.float32]
     residual: NDArray[np.float32]
     local: NDArray[np.float32]
+    difference: NDArray[np.float32]
+    allowance: NDArray[np.float32]
+
+    @cached_property
+    def colour(self) -> NDArray[np.float32]:
+        """Plain colour difference against ``allowance``, (rows, cols) float32, unsmoothed.
+
+        Sharp edges for outlines; only snapshots that confirm a change need it, so it is
+        computed on first use.
+        """
+        return (_norm(self.difference) / self.allowance).astype(np.float32, copy=False)
 
 
 @dataclass(frozen=True)
@@ -80,8 +93,21 @@ class Outlines:
     farm_work: NDArray[np.bool_]
 
 
+def _geometry_wkb(geometry: BaseGeometry) -> bytes:
+    # Shapely geometries are immutable, so one held here keeps its id and its WKB; writing the
+    # WKB of a farmland of many parcels anew twice a snapshot cost more than the mask lookup.
+    held = _WKB_CACHE.get(id(geometry))
+    if held is not None and held[0] is geometry:
+        return held[1]
+    if len(_WKB_CACHE) >= _ROI_CACHE_SIZE:
+        _WKB_CACHE.clear()
+    wkb = geometry.wkb
+    _WKB_CACHE[id(geometry)] = (geometry, wkb)
+    return wkb
+
+
 def _calibration_key(calibration: Calibration, shape: tuple[int, int], params: Any) -> bytes:
-    farmland = calibration.farmland.wkb if calibration.farmland is not None else b""
+    farmland = _geometry_wkb(calibration.farmland) if calibration.farmland is not None else b""
     parts = (
         calibration.homography.tobytes(),
         farmland,
@@ -148,9 +174,13 @@ def _local_mean(image: NDArray[np.float32], window: int) -> NDArray[np.float32]:
 
 def _norm(rgb: NDArray[np.float32]) -> NDArray[np.float32]:
     """Root-mean-square over the bands of (rows, cols, 3), as (rows, cols)."""
-    squared = rgb * rgb
-    total = squared[..., 0] + squared[..., 1]
-    total += squared[..., 2]
+    # Band by band into two (rows, cols) buffers: squaring the whole image first costs a
+    # full-size temporary and strided reads of it; the sums are the same.
+    red, green, blue = rgb[..., 0], rgb[..., 1], rgb[..., 2]
+    total = red * red
+    squared = green * green
+    total += squared
+    total += np.multiply(blue, blue, out=squared)
     total *= np.float32(1 / 3)
     return np.sqrt(total, out=total)
 
@@ -158,17 +188,37 @@ def _norm(rgb: NDArray[np.float32]) -> NDArray[np.float32]:
 def _edge_change(difference: NDArray[np.float32]) -> NDArray[np.float32]:
     """Local mean gradient magnitude of a (rows, cols) difference: new or lost edges, texture."""
     gradient = np.zeros_like(difference)
-    gradient[:, 1:] = np.abs(np.diff(difference, axis=1))
+    # Steps along rows are written straight into the gradient rather than through temporaries.
+    across = gradient[:, 1:]
+    np.subtract(difference[:, 1:], difference[:, :-1], out=across)
+    np.abs(across, out=across)
     gradient[1:, :] += np.abs(np.diff(difference, axis=0))
     return ndimage.uniform_filter(gradient, size=5)
 
 
 def _block_texture(gray_image: NDArray[np.float32], block: int) -> NDArray[np.float32]:
     """Mean absolute horizontal gradient of (rows, cols) per block of ``block`` pixels."""
-    gradient = np.abs(np.diff(gray_image, axis=1))
+    gradient = np.diff(gray_image, axis=1)
+    np.abs(gradient, out=gradient)
     rows, cols = gradient.shape[0] // block, gradient.shape[1] // block
     trimmed = gradient[: rows * block, : cols * block]
     return trimmed.reshape(rows, block, cols, block).mean(axis=(1, 3))
+
+
+def row_medians(values: NDArray[np.float32]) -> NDArray[np.float32]:
+    """Median of each row of (rows, cols) leaving out NaN, as (rows,); NaN for a row of NaN.
+
+    The values of ``np.nanmedian(values, axis=1)``, which for small arrays goes through masked
+    arrays and costs ten times more: sort each row (NaN last) and average its two middle values
+    (one, taken twice, for an odd count) the way it does, in the values' own precision.
+    """
+    ordered = np.sort(values, axis=1)
+    count = np.count_nonzero(~np.isnan(values), axis=1)
+    high = count // 2
+    low = np.where(count % 2 == 1, high, high - 1)
+    rows = np.arange(values.shape[0])
+    middle = ordered[rows, low] + ordered[rows, high]
+    return middle / np.asarray(2, dtype=middle.dtype)
 
 
 def seen_clearly(
@@ -187,9 +237,8 @@ def seen_clearly(
     # Blocks with little texture in the background (sky, water) tell nothing.
     textured = np.asarray(reference > 0.25 * float(np.median(reference)), dtype=bool)
     ratio = np.where(textured, ratio, np.nan)
-    with np.errstate(all="ignore"):
-        has_texture = np.any(textured, axis=1).reshape(-1, 1)
-        along = np.nanmedian(np.where(has_texture, ratio, 1.0), axis=1)
+    has_texture = np.any(textured, axis=1).reshape(-1, 1)
+    along = row_medians(np.where(has_texture, ratio, 1.0))
     clear_rows = np.repeat(~(along < params.clear_texture), block)
     out = np.ones(gray_now.shape, dtype=bool)
     out[: clear_rows.size] = clear_rows[:, None]
@@ -203,7 +252,8 @@ def _local_difference(
     # Only change that stands out from its surroundings counts: a whole parcel turning over
     # (ploughing, harvest, a new crop) shifts the local mean too and keeps only its edges,
     # while a building or a dug pit inside the parcel keeps its full contrast.
-    local = difference - _local_mean(difference, window)
+    mean = _local_mean(difference, window)
+    local = np.subtract(difference, mean, out=mean)
     if smooth > 1:
         # Averaging the signed difference before taking its length lets frame noise cancel
         # while an object's change, the same sign over all its pixels, keeps its full size.
@@ -221,6 +271,28 @@ def local_residual(
     pixels before its length is taken.
     """
     return _norm(_local_difference(matched, background, window, smooth)[1])
+
+
+def threshold_regions(
+    score: NDArray[np.float32], *, low: float, high: float, min_area_px: int
+) -> NDArray[np.bool_]:
+    """Regions (rows, cols) of ``score`` above ``low`` that exceed ``high`` somewhere.
+
+    Regions are 4-connected; those of fewer than ``min_area_px`` pixels are dropped. This is
+    scikit-image's ``apply_hysteresis_threshold(score, low, high)`` followed by
+    ``remove_small_objects(..., max_size=min_area_px - 1)``, with one labelling instead of
+    two: a region kept by hysteresis is a whole region of the low mask, so its size is
+    known from that labelling. Most snapshots have nothing above ``high`` and need none.
+    """
+    above_high = score > high
+    if not above_high.any():
+        return np.zeros(score.shape, dtype=bool)
+    labels, count = ndimage.label(score > min(low, high))
+    sizes = np.bincount(labels.ravel(), minlength=count + 1)
+    reaches_high = np.bincount(labels[above_high], minlength=count + 1) > 0
+    kept = reaches_high & (sizes >= min_area_px)
+    kept[0] = False
+    return kept[labels]
 
 
 def score_change(
@@ -266,29 +338,33 @@ def score_change(
     # light and haze), need more to count; both are noisy per pixel, so they are pooled.
     variability = params.noise_factor * spread + params.residual_factor * noise
     pooled = ndimage.uniform_filter(variability, 5)
-    colour_score = residual / (params.colour_threshold + pooled)
+    colour_score = params.colour_threshold + pooled
+    np.divide(residual, colour_score, out=colour_score)
     # The plain difference has no halo around an object: it draws the outlines and shows how
     # far a change reaches (farm work). It keeps its own threshold: seasonal drift and light
     # shift whole parcels by more than a faint object stands out locally.
-    plain_score = _norm(difference) / (params.plain_threshold + pooled)
-    structure_score = _edge_change(gray(difference)) / params.structure_threshold
+    allowance = params.plain_threshold + pooled
+    structure_score = _edge_change(gray(difference))
+    structure_score /= params.structure_threshold
     # Colour carries the decision; agreeing structure (new edges, lost texture) adds to it.
-    score = np.minimum(colour_score, structure_score)
+    score = np.minimum(colour_score, structure_score, out=structure_score)
     score *= 0.5
     score += colour_score
-    score = ndimage.uniform_filter(score.astype(np.float32), size=3)
+    score = ndimage.uniform_filter(score.astype(np.float32, copy=False), size=3)
     # Pixels near the edge of the registered content see the fill through the filters.
     inner = _inset(valid, 4)
     roi = region_of_interest(calibration, shape=score.shape, params=params) & inner
-    score = np.where(roi, score, 0.0).astype(np.float32)
-    candidates = apply_hysteresis_threshold(score, params.hysteresis_low, 1.0)
-    candidates = remove_small_objects(candidates, max_size=params.min_area_px - 1)
+    np.copyto(score, np.float32(0.0), where=~roi)
+    candidates = threshold_regions(
+        score, low=params.hysteresis_low, high=1.0, min_area_px=params.min_area_px
+    )
     return ChangeScore(
         score=score,
         candidates=candidates,
-        colour=plain_score.astype(np.float32),
         residual=residual,
         local=local,
+        difference=difference,
+        allowance=allowance,
     )
 
 
@@ -479,10 +555,12 @@ def outline_detections(
     found: list[dict[str, Any]] = []
     open_mask = open_mask.copy()
     farm_work = np.zeros_like(candidates)
-    segments = _segments(background)
+    # Parcels and parcel boundaries of the background cost more than the rest of a snapshot;
+    # they are found only once a region gets as far as needing them.
+    segments = cache(lambda: _segments(background))
+    edges = cache(lambda: _background_edges(background, params.edge_level))
     roi = region_of_interest(calibration, shape=candidates.shape, params=params)
     context, context_sizes = _plain_change_regions(colour, candidates, roi, params)
-    edges = _background_edges(background, params.edge_level) if params.max_edge_share < 1 else None
     kept: list[tuple[tuple[slice, ...], NDArray[np.bool_], NDArray[np.bool_]]] = []
     for index, region in enumerate(ndimage.find_objects(labels), start=1):
         if region is None:
@@ -495,12 +573,12 @@ def outline_detections(
         whole[region] = component
         touched = np.unique(context[region][component])
         if context_sizes[touched].sum() > params.context_ratio * component.sum() or (
-            _covers_whole_parcels(whole, segments, roi | whole, params.parcel_share)
+            _covers_whole_parcels(whole, segments(), roi | whole, params.parcel_share)
         ):
             # Learn the whole parcel that turned over, not only the rim that stood out.
             farm_work |= whole | np.isin(context, touched[touched > 0])
             continue
-        if edges is not None and edges[region][component].mean() > params.max_edge_share:
+        if params.max_edge_share < 1 and edges()[region][component].mean() > params.max_edge_share:
             # Light, haze and a fraction of a pixel of sway change a boundary between parcels
             # from frame to frame; a change lying along one is not taken for an object.
             continue

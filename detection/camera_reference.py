@@ -66,7 +66,8 @@ class ReferenceModel:
         count = min(self.count + 1, depth)
         filled = frames[:count]
         median = median_of_frames(filled)
-        deviation = np.maximum(filled, median) - np.minimum(filled, median)
+        deviation = np.maximum(filled, median)
+        deviation -= np.minimum(filled, median)
         per_band = median_of_frames(deviation)
         spread = np.maximum(np.maximum(per_band[..., 0], per_band[..., 1]), per_band[..., 2])
         return ReferenceModel(frames, count, self.added + 1, median, spread, self.noise)
@@ -88,16 +89,22 @@ class ReferenceModel:
         each residual is capped at three times the estimate plus two grey levels, so one sudden
         change barely moves it. The first snapshots, with no estimate yet, are averaged in.
         """
+        # In place on two full-size buffers; the arithmetic is unchanged.
         old = self.noise.astype(np.float32)
-        new = np.minimum(residual * np.float32(255 * NOISE_UNITS), np.float32(255))
+        new = residual * np.float32(255 * NOISE_UNITS)
+        np.minimum(new, np.float32(255), out=new)
         learned = self.added > 2
         if learned:
-            np.minimum(new, 3 * old + 2 * NOISE_UNITS, out=new)
+            cap = 3 * old
+            cap += 2 * NOISE_UNITS
+            np.minimum(new, cap, out=new)
         rates = (rise, fall) if learned else (1.0 / self.added,) * 2
-        step = new - old
+        step = np.subtract(new, old, out=new)
         step *= np.where(step > 0, np.float32(rates[0]), np.float32(rates[1]))
-        updated = np.where(where, old + step, old)
-        noise = np.clip(np.round(updated), 0, 255).astype(np.uint8)
+        updated = np.add(step, old, out=step)
+        np.copyto(updated, old, where=~where)
+        np.round(updated, out=updated)
+        noise = np.clip(updated, 0, 255, out=updated).astype(np.uint8)
         return replace(self, noise=noise)
 
     def adopting(self, image: NDArray[np.uint8], where: NDArray[np.bool_]) -> ReferenceModel:
@@ -119,35 +126,75 @@ def gray(image: NDArray[np.float32]) -> NDArray[np.float32]:
     """Mean of the bands of a (rows, cols, 3) image, as (rows, cols).
 
     Summing the three planes is several times faster than ``mean(axis=-1)``, which reduces
-    along the innermost, strided axis.
+    along the innermost, strided axis; summing into one buffer saves two temporaries.
     """
-    return (image[..., 0] + image[..., 1] + image[..., 2]) * np.float32(1 / 3)
+    total = image[..., 0] + image[..., 1]
+    total += image[..., 2]
+    total *= np.float32(1 / 3)
+    return total
 
 
-def _sort_pair(values: list[NDArray[np.uint8]], i: int, j: int) -> None:
-    values[i], values[j] = np.minimum(values[i], values[j]), np.maximum(values[i], values[j])
+def _median_of_three(stack: NDArray[np.uint8]) -> NDArray[np.uint8]:
+    # Devillard's opt_med3 network (0,1), (1,2), (0,1), computing only the values the
+    # median depends on.
+    low = np.minimum(stack[0], stack[1])
+    high = np.maximum(stack[0], stack[1])
+    np.minimum(high, stack[2], out=high)
+    return np.maximum(low, high, out=high)
+
+
+def _median_of_five(stack: NDArray[np.uint8]) -> NDArray[np.uint8]:
+    # Devillard's opt_med5 network (0,1), (3,4), (0,3), (1,4), (1,2), (2,3), (1,2), computing
+    # only the values the median depends on: 10 minima and maxima instead of 14.
+    v0 = np.minimum(stack[0], stack[1])
+    v1 = np.maximum(stack[0], stack[1])
+    v3 = np.minimum(stack[3], stack[4])
+    v4 = np.maximum(stack[3], stack[4])
+    np.maximum(v0, v3, out=v3)
+    np.minimum(v1, v4, out=v1)
+    v2 = np.maximum(v1, stack[2])
+    np.minimum(v1, stack[2], out=v1)
+    np.minimum(v2, v3, out=v2)
+    return np.maximum(v1, v2, out=v2)
+
+
+def _mean_rounded_down(low: NDArray[np.uint8], high: NDArray[np.uint8]) -> NDArray[np.uint8]:
+    # What np.median gives for an even count once cast back to uint8: the mean of the two
+    # middle values, rounded down (the sum of two levels is exact in 16 bits).
+    total = low.astype(np.uint16)
+    total += high
+    total >>= 1
+    return total.astype(np.uint8)
+
+
+def _median_of_four(stack: NDArray[np.uint8]) -> NDArray[np.uint8]:
+    # Sorting pairs (0,1) and (2,3), the two middle values of four are the larger of the
+    # smaller ones and the smaller of the larger ones.
+    lower = np.maximum(np.minimum(stack[0], stack[1]), np.minimum(stack[2], stack[3]))
+    upper = np.minimum(np.maximum(stack[0], stack[1]), np.maximum(stack[2], stack[3]))
+    return _mean_rounded_down(lower, upper)
 
 
 def median_of_frames(stack: NDArray[np.uint8]) -> NDArray[np.uint8]:
     """Per-pixel median along the first axis of a small stack (depth, ...) of uint8 frames.
 
     Depths 3 and 5 use a min/max selection network (Devillard's opt_med3/opt_med5 orderings),
-    several times faster than ``np.median``, which sorts; other depths fall back to it.
+    several times faster than ``np.median``, which sorts; depths 2 and 4 (a ring still
+    filling) take the two middle values the same way and give what ``np.median`` gives cast
+    to uint8, the mean of the two rounded down. Other depths fall back to ``np.median``.
     """
     depth = stack.shape[0]
     if depth == 1:
         return stack[0].copy()
-    if depth not in (3, 5):
-        return np.median(stack, axis=0).astype(np.uint8)
-    values = list(stack)
-    pairs = (
-        [(0, 1), (1, 2), (0, 1)]
-        if depth == 3
-        else [(0, 1), (3, 4), (0, 3), (1, 4), (1, 2), (2, 3), (1, 2)]
-    )
-    for i, j in pairs:
-        _sort_pair(values, i, j)
-    return values[depth // 2]
+    if depth == 2:
+        return _mean_rounded_down(stack[0], stack[1])
+    if depth == 3:
+        return _median_of_three(stack)
+    if depth == 4:
+        return _median_of_four(stack)
+    if depth == 5:
+        return _median_of_five(stack)
+    return np.median(stack, axis=0).astype(np.uint8)
 
 
 def illumination_mode(image: NDArray[np.float32], *, max_ir_chroma: float) -> str:
@@ -156,7 +203,12 @@ def illumination_mode(image: NDArray[np.float32], *, max_ir_chroma: float) -> st
     ``image`` is (rows, cols, 3) in [0, 1]; chroma is the mean of max − min over the bands.
     """
     sample = image[::4, ::4]
-    chroma = float((sample.max(axis=-1) - sample.min(axis=-1)).mean())
+    # Band by band rather than max/min along the last axis, which numpy loops three values
+    # at a time; the chroma array and its mean are the same.
+    red, green, blue = sample[..., 0], sample[..., 1], sample[..., 2]
+    chroma_map = np.maximum(np.maximum(red, green), blue)
+    chroma_map -= np.minimum(np.minimum(red, green), blue)
+    chroma = float(chroma_map.mean())
     return "ir" if chroma < max_ir_chroma else "day"
 
 
@@ -186,15 +238,25 @@ def upsample_field(field: NDArray[np.float32], shape: tuple[int, int]) -> NDArra
     """
     top, bottom, down = _interpolation_steps(shape[0], field.shape[0])
     left, right, across = _interpolation_steps(shape[1], field.shape[1])
-    # Columns first on the small grid, then whole rows, which are contiguous block copies.
-    by_cols = field[:, left] + (field[:, right] - field[:, left]) * across[None, :, None]
+    grid_rows, bands = field.shape[0], field.shape[2]
+    # Each row is handled as one flat vector of (cols × bands) values with a weight per value:
+    # a weight broadcast over the three bands alone makes numpy loop three values at a time,
+    # which cost more than all the arithmetic.
+    left_values = np.take(field, left, axis=1).reshape(grid_rows, -1)
+    by_cols = np.take(field, right, axis=1).reshape(grid_rows, -1)
+    by_cols -= left_values
+    by_cols *= np.repeat(across, bands)
+    by_cols += left_values
     by_cols = by_cols.astype(np.float32, copy=False)
+    # Columns first on the small grid, then whole rows, which are contiguous block copies
+    # (`take` copies rows several times faster than fancy indexing).
+    upper = np.take(by_cols, top, axis=0)
+    out = np.take(by_cols, bottom, axis=0)
     # In place on one full-size array: the temporaries cost more than the arithmetic.
-    upper, out = by_cols[top], by_cols[bottom]
     out -= upper
-    out *= down[:, None, None]
+    out *= down[:, None]
     out += upper
-    return out
+    return out.reshape(shape[0], shape[1], bands)
 
 
 def match_illumination(
@@ -233,7 +295,8 @@ def match_illumination(
     gain = np.clip(iqr_ref / iqr_image, 1 / max_gain, max_gain).astype(np.float32)
     offset = (q_ref[1] - gain * q_image[1]).astype(np.float32)
     shape = (image.shape[0], image.shape[1])
-    matched = image * upsample_field(gain, shape)
+    matched = upsample_field(gain, shape)
+    matched *= image
     matched += upsample_field(offset, shape)
     return np.clip(matched, 0.0, 1.0, out=matched)
 

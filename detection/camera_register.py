@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import lru_cache
 
 import numpy as np
 from numpy.typing import NDArray
@@ -56,8 +57,10 @@ class Registration:
 def structure_image(gray: NDArray[np.float32]) -> NDArray[np.float32]:
     """High-pass a grayscale image (rows, cols) so that exposure and haze do not steer alignment."""
     # Band-pass: the fine end drops sensor noise and aliasing that half a pixel decorrelates.
-    detail = ndimage.gaussian_filter(gray, 1.0) - ndimage.uniform_filter(gray, size=9)
-    return (detail / (float(detail.std()) + 1e-6)).astype(np.float32)
+    detail = ndimage.gaussian_filter(gray, 1.0)
+    detail -= ndimage.uniform_filter(gray, size=9)
+    detail /= float(detail.std()) + 1e-6
+    return detail.astype(np.float32, copy=False)
 
 
 def _correlation(a: NDArray[np.float32], b: NDArray[np.float32], valid: NDArray[np.bool_]) -> float:
@@ -117,20 +120,30 @@ def shift_valid_mask(shape: tuple[int, int], shift: tuple[float, float]) -> NDAr
     return valid
 
 
+@lru_cache(maxsize=8)
 def _window(shape: tuple[int, int]) -> NDArray[np.float32]:
-    return np.outer(np.hanning(shape[0]), np.hanning(shape[1])).astype(np.float32)
+    # The same few working resolutions come back frame after frame.
+    window = np.outer(np.hanning(shape[0]), np.hanning(shape[1])).astype(np.float32)
+    window.flags.writeable = False
+    return window
 
 
 def _bounded_peak(correlation: NDArray[np.floating], limit: int) -> tuple[float, float]:
     # Farmland is nearly periodic (parcels, furrows), so the global correlation peak can sit one
     # parcel away; sway and jitter are small, so only shifts up to `limit` are considered.
-    centred = np.fft.fftshift(correlation)
-    centre = np.array(centred.shape) // 2
-    rows = slice(max(centre[0] - limit, 1), min(centre[0] + limit + 1, centred.shape[0] - 1))
-    cols = slice(max(centre[1] - limit, 1), min(centre[1] + limit + 1, centred.shape[1] - 1))
-    window = centred[rows, cols]
+    # They and their neighbours are gathered around zero shift with wrap-around: the same
+    # values `fftshift` would put there, without shifting the whole correlation.
+    centre = np.array(correlation.shape) // 2
+    first = [max(centre[axis] - limit, 1) - 1 for axis in (0, 1)]
+    stop = [min(centre[axis] + limit + 1, correlation.shape[axis] - 1) + 1 for axis in (0, 1)]
+    row_ids, col_ids = (
+        (np.arange(first[axis], stop[axis]) - centre[axis]) % correlation.shape[axis]
+        for axis in (0, 1)
+    )
+    centred = correlation[np.ix_(row_ids, col_ids)]
+    window = centred[1:-1, 1:-1]
     peak_row, peak_col = np.unravel_index(int(np.argmax(window)), window.shape)
-    row, col = peak_row + rows.start, peak_col + cols.start
+    row, col = peak_row + 1, peak_col + 1
     offsets = []
     for before, at, after in (
         (centred[row - 1, col], centred[row, col], centred[row + 1, col]),
@@ -138,7 +151,10 @@ def _bounded_peak(correlation: NDArray[np.floating], limit: int) -> tuple[float,
     ):
         curvature = before - 2 * at + after
         offsets.append(0.5 * (before - after) / curvature if curvature < 0 else 0.0)
-    return float(row - centre[0] + offsets[0]), float(col - centre[1] + offsets[1])
+    return (
+        float(row + first[0] - centre[0] + offsets[0]),
+        float(col + first[1] - centre[1] + offsets[1]),
+    )
 
 
 def _by_phase(
@@ -148,7 +164,8 @@ def _by_phase(
     params: RegisterParams,
 ) -> Registration:
     window = _window(reference.shape)
-    spectrum = fft.rfft2(reference * window) * np.conj(fft.rfft2(moving * window))
+    spectrum = fft.rfft2(reference * window)
+    spectrum *= np.conj(fft.rfft2(moving * window))
     correlation = fft.irfft2(spectrum, s=reference.shape)
     limit = max(1, int(params.max_shift * reference.shape[1]))
     drow, dcol = _bounded_peak(correlation, limit)
