@@ -81,6 +81,7 @@ def detect_changes(
     band_roles: Sequence[str | None] | None = None,
     model: ScoreModel | None = None,
     threads: int = 1,
+    normalisation: Normalisation | None = None,
 ) -> ChangeResult:
     """Detect change between two dates of the same place.
 
@@ -108,6 +109,10 @@ def detect_changes(
     threads : int
         Tiles processed at once (the result does not depend on it). Keep 1 where processes
         already share the cores, as the backfill's Dask workers do.
+    normalisation : Normalisation, optional
+        The after date's radiometry mapped into the before date's, fitted elsewhere (over a
+        larger area of the same two dates) instead of on these pixels: a small window that
+        one changing field fills would fit the change itself.
 
     Returns
     -------
@@ -137,7 +142,8 @@ def detect_changes(
     )
     buffer_px = math.ceil(params.invalid_buffer_m / math.sqrt(pixel_area) - 1e-9)
     before_valid, after_valid = buffered(before_valid, buffer_px), buffered(after_valid, buffer_px)
-    normalisation = _fit_radiometry(before, after, before_valid, after_valid, params)
+    if normalisation is None:
+        normalisation = _fit_radiometry(before, after, before_valid, after_valid, params)
     shift = _estimate_shift(before, after, before_valid, after_valid, normalisation, params)
     mmu_px = decide.mmu_pixels(params.min_mapping_unit_m2, pixel_area)
     source = Source(before, after, before_valid, after_valid, normalisation, shift)

@@ -9,7 +9,7 @@ from __future__ import annotations
 import dataclasses
 import time
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 
 import numpy as np
@@ -22,8 +22,10 @@ from shapely.geometry.base import BaseGeometry
 
 from detection.errors import DetectionError
 from detection.io.raster import Raster
+from detection.radiometry import Normalisation, fit_normalisation
 from detection.raster_pair import detect_changes
 from detection.rs_params import RasterDetectorParams
+from detection.rs_tiles import lattice_step
 from service.analysis.pair import (
     Chip,
     PairComparison,
@@ -42,6 +44,7 @@ DIFFERS_FRACTION = 0.5  # of the outline changed against the violation's look: n
 SAME_FRACTION = 0.2  # at most this changed: the violation already stands
 AROUND_FRACTION = 0.3  # at most this changed around the outline: a local change
 MAX_EARLIER_STAGES = 3  # a violation growing over more epochs than this keeps its latest bracket
+MIN_FIT_CLEAR_FRACTION = 0.5  # of a tile clear on both dates, to fit their radiometry tile-wide
 
 
 @dataclass(frozen=True)
@@ -144,25 +147,79 @@ class TraceResult:
     rectification_chips: tuple[Chip, Chip] | None = None
 
 
+@dataclass(eq=False)
+class _DateSample:
+    """A lattice of one whole date, to map another date's radiometry into it tile-wide.
+
+    A crop is mostly the violation's own field, whose season moves all of it: radiometry
+    fitted on the crop alone would take the change for light. `fits` keeps each mapping once
+    fitted (key: the other date's index).
+    """
+
+    index: int
+    grid: tuple[object, ...]  # shape and transform: lattices of two dates match only on one grid
+    pixels: np.ndarray  # (points, bands)
+    valid: np.ndarray  # (points,)
+    fits: dict[int, Normalisation | None] = field(default_factory=dict)
+
+
 @dataclass(frozen=True)
 class _Crop:
     raster: Raster
     inside: np.ndarray  # the outline's pixels in the crop
     observed: bool
+    sample: _DateSample | None = None  # the whole date the crop was cut from
 
 
 def trace_cases(dates: Sequence[DatedScene], tasks: Sequence[TraceTask]) -> list[TraceResult]:
     """Trace every case of `tasks` over `dates` (each file is read once for all of them)."""
     ordered = sorted(dates, key=lambda d: (d.acquired_at, d.scene_id))
     crops: dict[int, list[_Crop | None]] = {task.case_id: [] for task in tasks}
-    for dated in ordered:
+    for index, dated in enumerate(ordered):
         try:
             raster = read_tile(dated.path)
         except (DetectionError, RasterioError):
             raster = None  # a date that cannot be read is a date without a look
+        sample = _date_sample(index, raster) if raster else None
         for task in tasks:
-            crops[task.case_id].append(_crop(raster, task.outline) if raster else None)
+            crop = _crop(raster, task.outline, sample) if raster else None
+            crops[task.case_id].append(crop)
     return [_trace_one(task, ordered, crops[task.case_id]) for task in tasks]
+
+
+def _date_sample(index: int, raster: Raster) -> _DateSample:
+    """The detector's sampling lattice over the whole of `raster`, the `index`-th date."""
+    params = RasterDetectorParams()
+    step = lattice_step(*raster.shape, params.sample_pixels)
+    pixels = raster.array[::step, ::step]
+    valid = ~raster.nodata[::step, ::step]
+    return _DateSample(
+        index,
+        (raster.shape, raster.transform),
+        np.asarray(pixels, dtype=np.float32).reshape(-1, pixels.shape[2]),
+        valid.ravel(),
+    )
+
+
+def _tile_wide_fit(earlier: _DateSample | None, later: _DateSample | None) -> Normalisation | None:
+    """The later date's radiometry mapped into the earlier's over both whole dates (None: the
+    two are on different grids or share too little clear ground; the crop fits its own)."""
+    if earlier is None or later is None or earlier.grid != later.grid:
+        return None
+    if later.index not in earlier.fits:
+        both = earlier.valid & later.valid
+        fit = None
+        if both.mean() >= MIN_FIT_CLEAR_FRACTION:
+            params = RasterDetectorParams()
+            fit = fit_normalisation(
+                earlier.pixels[both],
+                later.pixels[both],
+                iterations=params.irmad_iterations,
+                invariant_probability=params.invariant_probability,
+                noise_floor_fraction=params.noise_floor_fraction,
+            )
+        earlier.fits[later.index] = fit
+    return earlier.fits[later.index]
 
 
 def _trace_one(task: TraceTask, dates: list[DatedScene], crops: list[_Crop | None]) -> TraceResult:
@@ -349,13 +406,14 @@ def _changed_mask(crop: _Crop, later: _Crop) -> np.ndarray | None:
             after_transform=later.raster.transform,
             after_crs=later.raster.crs,
             band_roles=crop.raster.band_roles,
+            normalisation=_tile_wide_fit(crop.sample, later.sample),
         )
     except DetectionError:
         return None
     return result.mask
 
 
-def _crop(raster: Raster, outline: BaseGeometry) -> _Crop | None:
+def _crop(raster: Raster, outline: BaseGeometry, sample: _DateSample | None = None) -> _Crop | None:
     """The outline with some context, cut from `raster` (None when it lies outside)."""
     if raster.crs is None or raster.transform is None:
         return None
@@ -390,7 +448,7 @@ def _crop(raster: Raster, outline: BaseGeometry) -> _Crop | None:
     if not inside.any():
         return None
     observed = float((~cut.nodata[inside]).mean()) >= MIN_OBSERVED_FRACTION
-    return _Crop(cut, inside, observed)
+    return _Crop(cut, inside, observed, sample)
 
 
 def _chips(

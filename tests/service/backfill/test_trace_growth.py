@@ -98,3 +98,29 @@ def test_a_violation_growing_after_onset_is_dated_from_its_first_stage(
     assert result.onset_before.acquired_at == dates[first_visible].acquired_at
     assert result.onset_after.acquired_at == dates[first_visible - 1].acquired_at
     assert all(look.state != "unobserved" for look in result.looks)
+
+
+def _recolour_around(path: Path, corner: tuple[int, int], reach: int, gains: tuple[float, ...]):
+    """Every band of the square `reach` px around the outline's corner scaled by its gain: a
+    field that fills all of the trace's view turned over (bare soil for crop)."""
+    row, col = corner
+    with rasterio.open(path, "r+") as tile:
+        for band, gain in enumerate(gains, start=1):
+            data = tile.read(band)
+            square = data[row - reach : row + SIDE_PX + reach, col - reach : col + SIDE_PX + reach]
+            square[:] = (square * gain).clip(0, 65535).astype(data.dtype)
+            tile.write(data, band)
+
+
+def test_a_change_filling_the_whole_view_is_judged_against_the_tile_radiometry(
+    world: World, tmp_path: Path
+) -> None:
+    # Fitted on the view alone, the turned-over field would read as a change of light: all of
+    # the view moved together. The rest of the tile says the light did not change.
+    dates, outline = _dates(world, tmp_path, [0, 0, 0])
+    corner = _clear_corner(Path(dates[0].path))
+    _recolour_around(Path(dates[2].path), corner, reach=120, gains=(1.6, 1.5, 1.5, 0.6))
+    [result] = trace_cases(dates, [TraceTask(1, outline, reference_at=dates[2].acquired_at)])
+    assert [look.state for look in result.looks[:2]] == ["differs", "differs"]
+    assert result.onset_before is not None
+    assert result.onset_before.acquired_at == dates[2].acquired_at
