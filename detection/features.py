@@ -223,3 +223,74 @@ def plane_change_score(
     if invalid is not None:
         score[invalid] = 0.0
     return score
+
+
+def local_structure(
+    gray_before: np.ndarray, gray_after: np.ndarray, *, sigma: float, floor: float
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Local contrast of each date and the local correlation between them.
+
+    A new roof or a dug plot changes the pattern of a neighbourhood, while haze, season
+    and sun change its level and contrast: the correlation (the structure term of SSIM)
+    tells the two apart better than a difference of values.
+
+    Parameters
+    ----------
+    gray_before, gray_after : ndarray of shape (rows, cols), float32
+        Grey images in the same units.
+    sigma : float
+        Gaussian window, in pixels.
+    floor : float
+        Contrast (image units) below which a neighbourhood counts as flat, so flat
+        unchanged ground correlates at 1 instead of at random.
+
+    Returns
+    -------
+    contrast_before, contrast_after : ndarray of shape (rows, cols), float32
+        Local standard deviation divided by `floor`.
+    correlation : ndarray of shape (rows, cols), float32
+        In [-1, 1]; 1 where the pattern is the same on both dates.
+    """
+    mean_b = ndimage.gaussian_filter(gray_before, sigma)
+    mean_a = ndimage.gaussian_filter(gray_after, sigma)
+    var_b = np.maximum(ndimage.gaussian_filter(gray_before * gray_before, sigma) - mean_b**2, 0)
+    var_a = np.maximum(ndimage.gaussian_filter(gray_after * gray_after, sigma) - mean_a**2, 0)
+    covariance = ndimage.gaussian_filter(gray_before * gray_after, sigma) - mean_b * mean_a
+    flat = floor * floor
+    correlation = (covariance + flat) / np.sqrt((var_b + flat) * (var_a + flat))
+    return (
+        (np.sqrt(var_b) / floor).astype(np.float32),
+        (np.sqrt(var_a) / floor).astype(np.float32),
+        correlation.astype(np.float32),
+    )
+
+
+def gradient_agreement(
+    gray_before: np.ndarray, gray_after: np.ndarray, *, sigma: float, floor: float
+) -> np.ndarray:
+    """Local agreement of the two dates' gradient directions, in [-1, 1].
+
+    Edges that stay where they were (field borders, roads) agree whatever the illumination;
+    a new building brings edges of its own.
+
+    Parameters
+    ----------
+    gray_before, gray_after : ndarray of shape (rows, cols), float32
+    sigma : float
+        Gaussian window over which gradients are compared, in pixels.
+    floor : float
+        Gradient strength (image units per pixel) below which a neighbourhood counts as
+        edgeless, so that it agrees (1) rather than at random.
+
+    Returns
+    -------
+    ndarray of shape (rows, cols), float32
+    """
+    grad_b = [ndimage.sobel(ndimage.gaussian_filter(gray_before, 1.0), axis=i) for i in (0, 1)]
+    grad_a = [ndimage.sobel(ndimage.gaussian_filter(gray_after, 1.0), axis=i) for i in (0, 1)]
+    dot = ndimage.gaussian_filter(grad_b[0] * grad_a[0] + grad_b[1] * grad_a[1], sigma)
+    norm_b = ndimage.gaussian_filter(grad_b[0] ** 2 + grad_b[1] ** 2, sigma)
+    norm_a = ndimage.gaussian_filter(grad_a[0] ** 2 + grad_a[1] ** 2, sigma)
+    # Sobel weights sum to 8 per axis: a floor in units per pixel is 8× that in Sobel units.
+    flat = (8.0 * floor) ** 2
+    return ((dot + flat) / np.sqrt((norm_b + flat) * (norm_a + flat))).astype(np.float32)

@@ -10,7 +10,8 @@ from __future__ import annotations
 
 import io
 import pickle
-from collections.abc import Iterable, Sequence
+import zlib
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -23,8 +24,12 @@ from detection.radiometry import fit_normalisation
 from detection.rs_params import RasterDetectorParams
 
 #: Bump when the features or the file layout change: older files are refused, not misread.
-MODEL_FORMAT = "tianxun-raster-change-model/1"
+MODEL_FORMAT = "tianxun-raster-change-model/2"
 FEATURE_SCALES_PX = (0.0, 1.0, 2.0, 4.0)
+#: Wider neighbourhoods: a building or a dug plot is judged against its surroundings.
+CONTEXT_SCALES_PX = (8.0, 16.0)
+#: Windows of the local-structure and gradient-agreement features, in pixels.
+STRUCTURE_SCALES_PX = (2.0, 4.0)
 VISIBLE = ("red", "green", "blue")
 INDEX_NAMES = ("ndvi", "ndwi", "bare")
 
@@ -110,10 +115,38 @@ def pixel_features(
         _smooth(edges_a, 2.0),
         _smooth(np.abs(edges_a - edges_b), 4.0),
     ]
+    columns += context_features(before, after, valid, difference, noise)
     return np.stack([c.astype(np.float32, copy=False) for c in columns], axis=2)
 
 
-FEATURE_HALO_PX = int(features.TRUNCATE * 5.0 + 0.5) + 2
+def context_features(
+    before: np.ndarray,
+    after: np.ndarray,
+    valid: np.ndarray,
+    difference: np.ndarray,
+    noise: np.ndarray,
+) -> list[np.ndarray]:
+    """Neighbourhood features: wide change magnitudes, local contrast and pattern agreement.
+
+    Seasonal and illumination change alter levels over whole fields; built and dug change
+    alters the local pattern. These let the classifier tell the two apart.
+    """
+    columns = list(features.change_magnitudes(difference, CONTEXT_SCALES_PX))
+    scale = float(np.mean(noise))
+    gray_before = before.mean(axis=2)
+    gray_after = np.where(valid, after.mean(axis=2), gray_before)
+    for sigma in STRUCTURE_SCALES_PX:
+        # One date's noise is about half the noise of the difference of two dates.
+        columns += features.local_structure(gray_before, gray_after, sigma=sigma, floor=0.5 * scale)
+    for sigma in STRUCTURE_SCALES_PX:
+        columns.append(
+            features.gradient_agreement(gray_before, gray_after, sigma=sigma, floor=scale)
+        )
+    return columns
+
+
+#: Context each tile needs: the widest Gaussian reaches TRUNCATE sigmas.
+FEATURE_HALO_PX = int(features.TRUNCATE * max(CONTEXT_SCALES_PX) + 0.5) + 2
 
 
 @dataclass(eq=False)
@@ -182,28 +215,63 @@ class RasterChangeModel:
 def pair_samples(
     pair: TrainingPair, params: RasterDetectorParams, per_pair: int, rng: np.random.Generator
 ) -> tuple[np.ndarray, np.ndarray]:
+    """Features and labels of up to `per_pair` labelled pixels drawn at random from a pair.
+
+    Returns
+    -------
+    features : ndarray of shape (pixels, features), float32
+    change : ndarray of shape (pixels,), bool
+    """
     roles = features.resolve_roles(pair.band_roles, pair.before.shape[2])
-    usable = pair.valid & pair.labelled
-    step = max(1, int(np.sqrt(usable.size / params.sample_pixels)))
+    # Radiometry is fitted on every valid pixel, labelled or not, as the detector does when it
+    # scores: a partly labelled scene would otherwise give its features other units.
+    step = max(1, int(np.sqrt(pair.valid.size / params.sample_pixels)))
+    valid = pair.valid[::step, ::step]
     normalisation = fit_normalisation(
-        pair.before[::step, ::step][usable[::step, ::step]],
-        pair.after[::step, ::step][usable[::step, ::step]],
+        pair.before[::step, ::step][valid],
+        pair.after[::step, ::step][valid],
         iterations=params.irmad_iterations,
         invariant_probability=params.invariant_probability,
         noise_floor_fraction=params.noise_floor_fraction,
     )
     after = normalisation.apply(pair.after)
     stack = pixel_features(pair.before, after, pair.valid, roles, normalisation.noise)
-    rows, cols = np.nonzero(usable)
+    rows, cols = np.nonzero(pair.valid & pair.labelled)
     chosen = rng.choice(rows.size, size=min(per_pair, rows.size), replace=False)
     return stack[rows[chosen], cols[chosen]], pair.change[rows[chosen], cols[chosen]]
+
+
+#: Labelled pixels drawn from each pair by default: enough for the classifier, and a
+#: leave-one-pair-out run over ~30 pairs stays within minutes on one core.
+PIXELS_PER_PAIR = 10_000
+
+
+def collect_samples(
+    pairs: Iterable[tuple[str, TrainingPair]],
+    *,
+    params: RasterDetectorParams | None = None,
+    pixels_per_pair: int = PIXELS_PER_PAIR,
+    seed: int = 0,
+) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+    """Training samples of each pair, keyed by its name (see `pair_samples`).
+
+    Each pair draws its pixels from a generator seeded by its name, so it gives the same
+    samples whichever other pairs are trained beside it: a cross-validated model is the
+    trained model minus one pair, not another random draw.
+    """
+    params = params or RasterDetectorParams()
+    samples = {}
+    for name, pair in pairs:
+        rng = np.random.default_rng([seed, zlib.crc32(name.encode())])
+        samples[name] = pair_samples(pair, params=params, per_pair=pixels_per_pair, rng=rng)
+    return samples
 
 
 def fit_model(
     pairs: Iterable[tuple[str, TrainingPair]],
     *,
     params: RasterDetectorParams | None = None,
-    pixels_per_pair: int = 20_000,
+    pixels_per_pair: int = PIXELS_PER_PAIR,
     seed: int = 0,
 ) -> RasterChangeModel:
     """Train the scorer on labelled pairs.
@@ -219,15 +287,13 @@ def fit_model(
     DetectionError
         No pairs, or no changed / no unchanged pixel among them.
     """
-    params = params or RasterDetectorParams()
-    rng = np.random.default_rng(seed)
-    names, xs, ys = [], [], []
-    for name, pair in pairs:
-        x, y = pair_samples(pair, params=params, per_pair=pixels_per_pair, rng=rng)
-        names.append(name)
-        xs.append(x)
-        ys.append(y)
-    return fit_samples(xs, ys, names=names, seed=seed)
+    samples = collect_samples(pairs, params=params, pixels_per_pair=pixels_per_pair, seed=seed)
+    return fit_samples(
+        [x for x, _ in samples.values()],
+        [y for _, y in samples.values()],
+        names=list(samples),
+        seed=seed,
+    )
 
 
 def fit_samples(
@@ -246,17 +312,55 @@ def fit_samples(
         max_iter=200, learning_rate=0.1, max_leaf_nodes=31, l2_regularization=1.0, random_state=seed
     )
     classifier.fit(x_all, y_all)
-    strong = _best_f1_threshold(classifier.predict_proba(x_all)[:, 1], y_all)
+    groups = np.repeat([_collection(name) for name in names], [len(y) for y in ys])
+    strong = _best_f1_threshold(classifier.predict_proba(x_all)[:, 1], y_all, groups)
     return RasterChangeModel(classifier, strong=strong, weak=strong * 0.7, trained_on=tuple(names))
 
 
-def _best_f1_threshold(probability: np.ndarray, truth: np.ndarray) -> float:
+def fit_leaving_out(
+    samples: Mapping[str, tuple[np.ndarray, np.ndarray]], left_out: str, *, seed: int = 0
+) -> RasterChangeModel:
+    """Train on the samples of every pair but `left_out` (cross-validation by pair).
+
+    Parameters
+    ----------
+    samples : mapping of str to (ndarray of shape (pixels, features), ndarray of shape (pixels,))
+        Per-pair samples from `pair_samples`, keyed by pair name.
+    left_out : str
+        The pair the model will be scored on; it never contributes a sample.
+    """
+    names = [name for name in samples if name != left_out]
+    return fit_samples(
+        [samples[name][0] for name in names],
+        [samples[name][1] for name in names],
+        names=names,
+        seed=seed,
+    )
+
+
+def _collection(name: str) -> str:
+    """The dataset a pair named "dataset/pair" belongs to (the name itself without one)."""
+    return name.split("/", 1)[0]
+
+
+def _best_f1_threshold(probability: np.ndarray, truth: np.ndarray, groups: np.ndarray) -> float:
+    """The threshold with the best mean over datasets of each one's pooled F1.
+
+    Scored per dataset, not pooled over all samples, because results are compared that
+    way: pooling would let the datasets with the most change choose for all of them.
+    """
     best, best_f1 = 0.5, -1.0
     for threshold in np.arange(0.2, 0.8, 0.05):
         predicted = probability >= threshold
-        tp = int(np.count_nonzero(predicted & truth))
-        total = int(np.count_nonzero(predicted)) + int(np.count_nonzero(truth))
-        f1 = 2.0 * tp / max(total, 1)
+        f1s = []
+        for group in np.unique(groups):
+            member = groups == group
+            tp = int(np.count_nonzero(predicted & truth & member))
+            total = int(np.count_nonzero(predicted & member)) + int(
+                np.count_nonzero(truth & member)
+            )
+            f1s.append(2.0 * tp / max(total, 1))
+        f1 = float(np.mean(f1s))
         if f1 > best_f1:
             best, best_f1 = float(threshold), f1
     return best

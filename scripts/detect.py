@@ -332,10 +332,14 @@ def train_command(
     exclude: Annotated[
         list[str] | None, typer.Option(help="Pair or dataset names to leave out (repeatable).")
     ] = None,
+    pixels_per_pair: Annotated[
+        int, typer.Option(min=100, help="Labelled pixels drawn from each pair to train on.")
+    ] = train.PIXELS_PER_PAIR,
 ) -> None:
     """Train the optional pixel classifier on labelled pairs and save it as a versioned file."""
     try:
-        fitted = train.fit_model(labelled_pairs(dataset_root, exclude=set(exclude or ())))
+        pairs = labelled_pairs(dataset_root, exclude=set(exclude or ()))
+        fitted = train.fit_model(pairs, pixels_per_pair=pixels_per_pair)
     except DetectionError as error:
         typer.echo(f"error: {error}", err=True)
         raise typer.Exit(2) from error

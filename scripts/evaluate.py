@@ -4,16 +4,18 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from enum import StrEnum
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
+import numpy as np
 import typer
 from rich.console import Console
 from rich.table import Table
 
+from detection import train
 from detection.baselines import BASELINES, ChangeMethod
 from detection.errors import DetectionError
 from detection.io import (
@@ -26,6 +28,7 @@ from detection.io import (
 )
 from detection.metrics import Score, mean_f1, score_pair
 from detection.raster_pair import change_method
+from scripts.detect import labelled_pairs
 from scripts.evaluate_backfill import evaluate_backfill
 from scripts.evaluate_world import evaluate_world
 
@@ -35,6 +38,8 @@ evaluate_app = typer.Typer(
 
 PREDICTIONS = "predictions"
 MEAN = "mean"
+#: The trained scorer, each pair scored by a model that learned from every other pair.
+CROSS_VALIDATED = "model-cv"
 
 
 class MethodChoice(StrEnum):
@@ -42,6 +47,7 @@ class MethodChoice(StrEnum):
     cva = "cva"
     irmad = "irmad"
     pcakmeans = "pcakmeans"
+    model = "model"
     all = "all"
 
 
@@ -55,7 +61,12 @@ def project_detector() -> ChangeMethod | None:
 
 
 def choose_methods(choice: MethodChoice) -> dict[str, ChangeMethod]:
-    """The methods to run for `--method`; `all` runs every available one."""
+    """The methods to run for `--method`; `all` runs every available one.
+
+    The trained model (`model`) is added by `--cross-validate` (`LeaveOnePairOut`), not here.
+    """
+    if choice is MethodChoice.model:
+        return {}
     detector = project_detector()
     if choice is MethodChoice.detector:
         if detector is None:
@@ -83,7 +94,60 @@ class MethodRun:
 
 
 def _metadata(pair: LabelledPair) -> dict[str, object]:
-    return {"band_roles": pair.band_roles, "crs": pair.crs, "transform": pair.transform}
+    return {
+        "band_roles": pair.band_roles,
+        "crs": pair.crs,
+        "transform": pair.transform,
+        # Lets a cross-validated method pick the model that left this pair out.
+        "pair": f"{pair.dataset}/{pair.name}",
+    }
+
+
+def collect_samples(
+    dataset_root: Path, *, pixels_per_pair: int = train.PIXELS_PER_PAIR
+) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+    """Training samples of every labelled pair under `dataset_root`, keyed "dataset/pair".
+
+    Computed once, so the k trainings of a cross-validation do not recompute features.
+    """
+    pairs = labelled_pairs(dataset_root, exclude=set())
+    return train.collect_samples(pairs, pixels_per_pair=pixels_per_pair)
+
+
+@dataclass
+class LeaveOnePairOut:
+    """A `ChangeMethod` that scores each pair with a model trained on every other pair.
+
+    Attributes
+    ----------
+    samples : mapping of "dataset/pair" to (features, labels)
+        From `collect_samples`; the pair being scored is left out of each training.
+    trained_on : dict of str to tuple of str
+        For each pair scored, the pairs its model learned from (the proof it was left out).
+    """
+
+    samples: Mapping[str, tuple[np.ndarray, np.ndarray]]
+    seed: int = 0
+    trained_on: dict[str, tuple[str, ...]] = field(default_factory=dict)
+
+    def __call__(
+        self,
+        before: np.ndarray,
+        after: np.ndarray,
+        *,
+        valid: np.ndarray | None = None,
+        metadata: Mapping[str, Any] | None = None,
+    ) -> np.ndarray:
+        name = str((metadata or {}).get("pair"))
+        if name not in self.samples:
+            raise DetectionError(
+                f"pair {name!r} has no training samples; collect them from the same root"
+            )
+        model = train.fit_leaving_out(self.samples, name, seed=self.seed)
+        if name in model.trained_on:
+            raise DetectionError(f"the model scoring {name!r} was trained on it")
+        self.trained_on[name] = model.trained_on
+        return change_method(model=model)(before, after, valid=valid, metadata=metadata)
 
 
 def run_methods(
@@ -176,6 +240,12 @@ WRITE_HELP = (
     "(score them again with --predictions DIR/<method>)."
 )
 JSON_HELP = "Print JSON keyed by dataset (by method first when several run)."
+CROSS_VALIDATE_HELP = (
+    "Also score the trained model (`tianxun detector train`) leave-one-pair-out: each pair "
+    f"by a model trained on every other pair under the root (shown as {CROSS_VALIDATED}; its "
+    "time includes training). Needed for --method model."
+)
+PIXELS_HELP = "Labelled pixels drawn from each pair to train the cross-validated model."
 
 
 @evaluate_app.command("pairs")
@@ -187,16 +257,31 @@ def evaluate_pairs(
     ] = MethodChoice.all,
     write_predictions: Annotated[Path | None, typer.Option(help=WRITE_HELP)] = None,
     as_json: Annotated[bool, typer.Option("--json", help=JSON_HELP)] = False,
+    cross_validate: Annotated[bool, typer.Option(help=CROSS_VALIDATE_HELP)] = False,
+    pixels_per_pair: Annotated[
+        int, typer.Option(min=100, help=PIXELS_HELP)
+    ] = train.PIXELS_PER_PAIR,
 ) -> None:
     """Pooled precision, recall, F1, IoU and object-level precision/recall per dataset."""
     if predictions is not None and write_predictions is not None:
         raise _fail("--predictions scores saved masks; drop --write-predictions")
+    if predictions is not None and cross_validate:
+        raise _fail("--predictions scores saved masks; drop --cross-validate")
+    if method is MethodChoice.model and not cross_validate:
+        raise _fail(
+            "the model is scored on pairs it never learned from: add --cross-validate "
+            "(or score a saved model's masks with --predictions DIR)"
+        )
     try:
         datasets = find_datasets(dataset_root)
         if predictions is not None:
             runs = {PREDICTIONS: score_predictions(datasets, predictions)}
         else:
-            runs = run_methods(datasets, choose_methods(method), write_to=write_predictions)
+            methods = choose_methods(method)
+            if cross_validate:
+                samples = collect_samples(dataset_root, pixels_per_pair=pixels_per_pair)
+                methods[CROSS_VALIDATED] = LeaveOnePairOut(samples)
+            runs = run_methods(datasets, methods, write_to=write_predictions)
     except DetectionError as error:
         raise _fail(str(error)) from error
     if as_json:

@@ -11,8 +11,11 @@ import pytest
 from PIL import Image
 from typer.testing import CliRunner
 
+from detection import features
 from detection.errors import DetectionError
-from detection.train import RasterChangeModel
+from detection.raster_pair import detect_changes
+from detection.rs_params import RasterDetectorParams
+from detection.train import RasterChangeModel, TrainingPair, fit_model
 from scripts.cli import app
 from tests.detection.rs_scenes import field_scene
 
@@ -69,3 +72,44 @@ def test_a_model_file_of_another_format_is_refused() -> None:
         RasterChangeModel.from_bytes(pickle.dumps({"format": "something-else/0"}))
     with pytest.raises(DetectionError, match="cannot be read"):
         RasterChangeModel.from_bytes(b"not a model")
+
+
+def roof_pair(seed: int, top: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    before = field_scene(160, 160, seed=seed)
+    after, change = before.copy(), np.zeros((160, 160), dtype=bool)
+    after[top : top + 20, 60:90] = 3000.0
+    change[top : top + 20, 60:90] = True
+    return before, after, change
+
+
+def training_pair(seed: int, top: int) -> TrainingPair:
+    before, after, change = roof_pair(seed, top)
+    valid = np.ones(change.shape, dtype=bool)
+    return TrainingPair(before=before, after=after, valid=valid, change=change, labelled=valid)
+
+
+def test_a_trained_model_scores_the_same_tile_by_tile_as_whole() -> None:
+    model = fit_model(
+        [("d/a", training_pair(0, 20)), ("d/b", training_pair(1, 100))], pixels_per_pair=3_000
+    )
+    before, after, _ = roof_pair(2, 70)
+    whole = detect_changes(before, after, model=model, params=RasterDetectorParams(tile_px=4096))
+    tiled = detect_changes(before, after, model=model, params=RasterDetectorParams(tile_px=64))
+    np.testing.assert_array_equal(whole.score, tiled.score)
+    np.testing.assert_array_equal(whole.mask, tiled.mask)
+    assert whole.mask[75:85, 65:85].all()
+
+
+def test_unchanged_structure_agrees_whatever_the_light_and_a_new_pattern_does_not() -> None:
+    gray = field_scene(96, 96, seed=3).mean(axis=2)
+    brighter = 1.3 * gray + 200.0
+    built = gray.copy()
+    built[40:60, 40:60] = np.where(np.indices((20, 20)).sum(axis=0) % 6 < 3, 900.0, 2500.0)
+    for after, same in ((gray, True), (brighter, True), (built, False)):
+        _, _, correlation = features.local_structure(gray, after, sigma=2.0, floor=5.0)
+        agreement = features.gradient_agreement(gray, after, sigma=2.0, floor=5.0)
+        if same:
+            assert correlation.min() > 0.99 and agreement.min() > 0.99
+        else:
+            assert correlation[50, 50] < 0.5 and agreement[50, 50] < 0.5
+            assert correlation[10, 10] > 0.99 and agreement[10, 10] > 0.99

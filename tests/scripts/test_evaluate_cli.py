@@ -10,8 +10,11 @@ import pytest
 from PIL import Image
 from typer.testing import CliRunner
 
+from detection.errors import DetectionError
+from detection.io import find_datasets, load_pair
 from scripts import evaluate
 from scripts.cli import app
+from tests.detection.rs_scenes import field_scene
 
 runner = CliRunner()
 # Large enough for every method, the project's detector included (it needs 8×8).
@@ -162,3 +165,62 @@ def test_every_shared_dataset_is_scored(shared_cd: Path) -> None:
         "sztaki_airchange",
     }
     assert all(0 < scores[name]["f1"] < 1 for name in scores)
+
+
+def save_roof_pairs(root: Path, names: list[str]) -> None:
+    """Textured fields, each after image with a new bright roof at its own place, labelled."""
+    for index, name in enumerate(names):
+        before = np.clip(field_scene(96, 96, seed=index)[:, :, :3] / 12, 0, 255)
+        after, label = before.copy(), np.zeros((96, 96), dtype=bool)
+        top = 10 + 20 * index
+        after[top : top + 20, 30:55] = (240, 235, 230)
+        label[top : top + 20, 30:55] = True
+        save_png(root / "A" / f"{name}.png", before)
+        save_png(root / "B" / f"{name}.png", after)
+        save_png(root / "label" / f"{name}.png", np.where(label, 255, 0))
+
+
+@pytest.fixture
+def roofs(tmp_path: Path) -> Path:
+    root = tmp_path / "cd"
+    save_roof_pairs(root / "towns", ["t1", "t2", "t3"])
+    save_roof_pairs(root / "villages", ["v1"])
+    return root
+
+
+@pytest.mark.slow
+def test_cross_validation_scores_each_pair_with_a_model_that_never_saw_it(roofs: Path) -> None:
+    samples = evaluate.collect_samples(roofs, pixels_per_pair=2_000)
+    method = evaluate.LeaveOnePairOut(samples)
+    runs = evaluate.run_methods(find_datasets(roofs), {evaluate.CROSS_VALIDATED: method})
+    pairs = {"towns/t1", "towns/t2", "towns/t3", "villages/v1"}
+    assert set(samples) == set(method.trained_on) == pairs
+    for scored, trained_on in method.trained_on.items():
+        assert set(trained_on) == pairs - {scored}
+    # A roof like those of the other pairs is found in a pair the model never saw.
+    scores = runs[evaluate.CROSS_VALIDATED].scores
+    assert scores["towns"].pixels.f1 > 0.7 and scores["villages"].pixels.f1 > 0.7
+
+
+def test_a_pair_without_training_samples_is_refused(roofs: Path) -> None:
+    method = evaluate.LeaveOnePairOut({})
+    pair = load_pair(find_datasets(roofs)[0].pairs[0])
+    with pytest.raises(DetectionError, match="no training samples"):
+        method(pair.before, pair.after, valid=pair.valid, metadata={"pair": "towns/t1"})
+
+
+@pytest.mark.slow
+def test_the_cross_validated_model_sits_in_the_table_beside_the_other_methods(
+    roofs: Path,
+) -> None:
+    code, output = invoke(roofs, "--cross-validate", "--pixels-per-pair", "2000", "--json")
+    assert code == 0, output
+    scores = json.loads(output)
+    assert {evaluate.CROSS_VALIDATED, "cva", "irmad", "pcakmeans"} <= set(scores)
+    assert scores[evaluate.CROSS_VALIDATED]["mean"]["datasets"] == 2
+
+
+def test_the_model_is_only_scored_cross_validated(roofs: Path) -> None:
+    code, output = invoke(roofs, "--method", "model")
+    assert code == 2
+    assert "--cross-validate" in output
