@@ -284,7 +284,8 @@ def run_detect(
     """Read, detect, write; returns a summary of what was written.
 
     `limits` bounds what is read whole; larger GeoTIFFs are read window by window. `threads`
-    decode compressed blocks and process tiles side by side (the result is the same).
+    process tiles side by side and decode the blocks of files read whole (the result is the
+    same).
     """
     with rasterio.Env(GDAL_NUM_THREADS=str(threads)):
         before = read_date(before_path, limits=limits)

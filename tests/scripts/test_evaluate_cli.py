@@ -26,15 +26,22 @@ def save_png(path: Path, pixels: np.ndarray) -> None:
     Image.fromarray(pixels.astype(np.uint8)).save(path)
 
 
+def save_labelled(
+    root: Path, name: str, before: np.ndarray, after: np.ndarray, label: np.ndarray
+) -> None:
+    """One pair in the A/ B/ label/ layout (label 255 = change)."""
+    save_png(root / "A" / f"{name}.png", before)
+    save_png(root / "B" / f"{name}.png", after)
+    save_png(root / "label" / f"{name}.png", np.where(label, 255, 0))
+
+
 def save_pair(root: Path, name: str, label: np.ndarray, *, changed_value: float = 200) -> None:
     """A grey before image, an after image brighter where `label` is change, and the label."""
     rows, cols = label.shape
     before = np.full((rows, cols, 3), 60, dtype=np.uint8)
     after = before.copy()
     after[label] = changed_value
-    save_png(root / "A" / f"{name}.png", before)
-    save_png(root / "B" / f"{name}.png", after)
-    save_png(root / "label" / f"{name}.png", np.where(label, 255, 0))
+    save_labelled(root, name, before, after, label)
 
 
 @pytest.fixture
@@ -175,9 +182,7 @@ def save_roof_pairs(root: Path, names: list[str]) -> None:
         top = 10 + 20 * index
         after[top : top + 20, 30:55] = (240, 235, 230)
         label[top : top + 20, 30:55] = True
-        save_png(root / "A" / f"{name}.png", before)
-        save_png(root / "B" / f"{name}.png", after)
-        save_png(root / "label" / f"{name}.png", np.where(label, 255, 0))
+        save_labelled(root, name, before, after, label)
 
 
 @pytest.fixture
