@@ -24,13 +24,21 @@ ALEMBIC_INI = PROJECT_ROOT / "alembic.ini"
 SQLITE_IMMEDIATE = {"sqlite_begin": "IMMEDIATE"}
 
 
-def create_db_engine(url: str, *, busy_timeout_ms: int = 10_000, echo: bool = False) -> Engine:
+def create_db_engine(
+    url: str, *, busy_timeout_ms: int = 10_000, echo: bool = False, pre_ping: bool = True
+) -> Engine:
+    """An engine for `url`; `pre_ping` tests each pooled PostgreSQL connection before use.
+
+    Without the test (the API's choice: it costs a round trip and most of a millisecond of
+    CPU per request), a connection the server dropped fails its request, which the API
+    answers 503 with Retry-After, and the pool replaces every connection made before.
+    """
     if make_url(url).get_backend_name() == "sqlite":
         return _create_sqlite_engine(url, busy_timeout_ms=busy_timeout_ms, echo=echo)
     # Room for every request a process runs at once (its thread pool has 40 threads): with
     # the default 5 (+10 overflow) a busy API process kept closing and opening connections,
     # each new one a PostgreSQL backend to start.
-    return create_engine(url, echo=echo, pool_pre_ping=True, pool_size=20, max_overflow=20)
+    return create_engine(url, echo=echo, pool_pre_ping=pre_ping, pool_size=20, max_overflow=20)
 
 
 def _create_sqlite_engine(url: str, *, busy_timeout_ms: int, echo: bool) -> Engine:

@@ -29,7 +29,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         engine = create_db_engine(
-            settings.database_url, busy_timeout_ms=settings.sqlite_busy_timeout_ms
+            settings.database_url,
+            busy_timeout_ms=settings.sqlite_busy_timeout_ms,
+            pre_ping=False,  # a dropped connection costs one 503, not a round trip per request
         )
         app.state.engine = engine
         app.state.session_factory = create_session_factory(engine)
@@ -43,6 +45,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         summary="Farmland-protection change detection: one map of suspected occupation cases",
         version="0.1.0",
         lifespan=lifespan,
+        telemetry=_telemetry(settings),
     )
     app.state.settings = settings
     app.state.principal_cache = PrincipalCache(settings.auth_cache_seconds)
@@ -58,3 +61,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(web.router)
     install_openapi(app)
     return app
+
+
+def _telemetry(settings: Settings) -> dict[str, bool]:
+    """FastAPI's native OpenTelemetry, on only when the settings ask for it."""
+    enabled = settings.opentelemetry
+    return {"tracing": enabled, "metrics": enabled, "logs": enabled}

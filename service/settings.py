@@ -22,6 +22,10 @@ class Settings(BaseSettings):
     # Who holds an API key is remembered this long per process (0: ask the database on every
     # request); a rotated or deactivated key may keep working that long in a running server.
     auth_cache_seconds: float = Field(5.0, ge=0)
+    # FastAPI's own OpenTelemetry spans, metrics and logs for every request, for deployments
+    # that run an OpenTelemetry collector; off by default because the checks alone cost
+    # about a tenth of a transition's CPU, and the service's metrics are at /metrics.
+    opentelemetry: bool = False
     log_json: bool = False
     log_level: str = "INFO"
     # Layer imports: polygons with more vertices than this are split on a grid so that the
