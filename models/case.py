@@ -24,6 +24,8 @@ from sqlalchemy.orm import Mapped, mapped_column
 from models.base import Base, BigId, Json, Timestamped, UTCDateTime, utcnow
 from models.geo import Geometry, Spatial
 
+GENESIS_HASH = "0" * 64  # prev_hash of a case's first event, and the head of an empty chain
+
 
 class CaseStatus(StrEnum):
     new = "new"
@@ -86,6 +88,13 @@ class Case(Spatial, Timestamped, Base):
     dismissal_reason: Mapped[str | None] = mapped_column(String(64))
     backfill: Mapped[bool] = mapped_column(Boolean, default=False)
     geom: Mapped[BaseGeometry] = mapped_column(Geometry("MULTIPOLYGON"))
+    # The head of the event chain (seq and hash of the last event), on the row a change
+    # already locks: the next event follows it without a query, and `audit verify` finds a
+    # removed last event, which the chain alone cannot show.
+    event_seq: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    event_hash: Mapped[str] = mapped_column(
+        String(64), default=GENESIS_HASH, server_default=GENESIS_HASH
+    )
 
 
 class CaseEvent(Base):

@@ -108,9 +108,10 @@ def set_scope_on_begin(
         _set_config(connection, session.info.get(SETTING, NOTHING))
 
 
+# set_config(..., true) is SET LOCAL with a bound parameter: the value ends with the
+# transaction. Built once: every request's transaction runs it.
+_SET_CONFIG = text("SELECT set_config(:name, :value, true)")
+
+
 def _set_config(connection: Connection, value: str) -> None:
-    # set_config(..., true) is SET LOCAL with a bound parameter: the value ends with the
-    # transaction.
-    connection.execute(
-        text("SELECT set_config(:name, :value, true)"), {"name": SETTING, "value": value}
-    )
+    connection.execute(_SET_CONFIG, {"name": SETTING, "value": value})

@@ -5,7 +5,7 @@ from __future__ import annotations
 from enum import StrEnum
 from typing import Any
 
-from sqlalchemy import insert, select
+from sqlalchemy import ColumnElement, String, insert, literal_column, select
 from sqlalchemy.orm import Session
 
 from models import AlertEvent, Case, Detection, LayerHit
@@ -53,12 +53,18 @@ def insert_alert(
     event_type: AlertType,
     reason: str,
     details: dict[str, Any] | None = None,
+    layers: list[str] | None = None,
 ) -> None:
     """`record_alert` as one INSERT statement, without an ORM object (the API's transitions).
 
-    The case's own changes must already be in the database."""
-    fields = _alert_fields(case, session, event_type, reason, details)
-    session.execute(insert(AlertEvent.__table__).values(fields))
+    The case's own changes must already be in the database. `layers`, when the caller read
+    them with the case (`layer_kinds_column`), spares a query."""
+    fields = _alert_fields(case, session, event_type, reason, details, layers)
+    session.execute(_INSERT_ALERT, fields)
+
+
+# Values go in as parameters, not into the statement: built once, compiled once.
+_INSERT_ALERT = insert(AlertEvent.__table__)
 
 
 def _alert_fields(
@@ -67,16 +73,17 @@ def _alert_fields(
     event_type: AlertType,
     reason: str,
     details: dict[str, Any] | None,
+    layers: list[str] | None = None,
 ) -> dict[str, Any]:
+    if layers is None:
+        layers = _layer_kinds(case, session=session)
     return {
         "event_type": event_type.value,
         "case_id": case.id,
         "jurisdiction_id": case.jurisdiction_id,
         "priority": case.priority,
         "backfill": bool(session.info.get(ALERT_BACKFILL, case.backfill)),
-        "payload": _case_summary(case)
-        | {"layers": _layer_kinds(case, session=session), "reason": reason}
-        | (details or {}),
+        "payload": _case_summary(case) | {"layers": layers, "reason": reason} | (details or {}),
     }
 
 
@@ -89,6 +96,30 @@ def _layer_kinds(case: Case, *, session: Session) -> list[str]:
         .distinct()
     )
     return sorted(session.scalars(hits))
+
+
+# Per dialect, because SQLite's RETURNING names columns without their table, which SQLAlchemy
+# applies to a subquery's columns as well: the subquery is written out with its qualifiers.
+_LAYER_KINDS_AGGREGATE = {"postgresql": "string_agg", "sqlite": "group_concat"}
+
+
+def layer_kinds_column(dialect: str) -> ColumnElement[str | None]:
+    """The legal layers the case's detections hit, as one comma-joined string (or NULL),
+    correlated to the `case` row of the statement it is put in; `layer_kinds_of` reads it.
+
+    For a statement that reads the case anyway (a transition's claim), so the outbox row
+    needs no query of its own."""
+    aggregate = _LAYER_KINDS_AGGREGATE[dialect]
+    return literal_column(
+        f"(SELECT {aggregate}(h.layer_kind, ',') FROM layer_hit h "
+        'JOIN detection d ON d.id = h.detection_id WHERE d.case_id = "case".id)',
+        String,
+    )
+
+
+def layer_kinds_of(joined: str | None) -> list[str]:
+    """`layer_kinds_column`'s value as the sorted, distinct kinds `_layer_kinds` gives."""
+    return sorted(set(joined.split(","))) if joined else []
 
 
 def _case_summary(case: Case) -> dict[str, Any]:

@@ -8,14 +8,12 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import func, insert, select
+from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from models import Case, CaseEvent, Evidence
 from models.base import utcnow
-from models.case import EvidenceKind
-
-GENESIS_HASH = "0" * 64  # prev_hash of a case's first event
+from models.case import GENESIS_HASH, EvidenceKind
 
 # The fields the hash covers: everything but the row id, which the database assigns.
 HASHED_FIELDS = (
@@ -82,50 +80,29 @@ def append_event(
     request_id: str | None = None,
     at: datetime | None = None,
 ) -> CaseEvent:
-    """Append one event to `case`'s chain at its current version; flushes, never commits."""
+    """Append one event to `case`'s chain at its current version and move the chain head on
+    `case` to it; flushes, never commits.
+
+    The tail is read from the events, not from `case`, which may have been loaded before
+    another transaction appended."""
     session.flush()  # the case needs its id, and the previous event must be visible
-    event = CaseEvent(
-        **next_event_fields(
-            case, session=session, action=action, actor=actor, role=role,
-            from_status=from_status, to_status=to_status, payload=payload,
-            request_id=request_id, at=at,
-        )
-    )  # fmt: skip
-    session.add(event)
-    session.flush()
-    return event
-
-
-def insert_event(
-    case: Case,
-    *,
-    session: Session,
-    action: str,
-    actor: str,
-    role: str,
-    from_status: str | None = None,
-    to_status: str | None = None,
-    payload: dict[str, Any] | None = None,
-    request_id: str | None = None,
-    at: datetime | None = None,
-) -> None:
-    """`append_event` as one INSERT statement, without an ORM object or a flush of it.
-
-    For the API's transitions, which never read the event back: the unit of work's
-    bookkeeping for one row costs more CPU than the statement. The case's own changes must
-    already be in the database (the caller wrote them with a statement, or flushes first)."""
     fields = next_event_fields(
-        case, session=session, action=action, actor=actor, role=role,
-        from_status=from_status, to_status=to_status, payload=payload,
+        case, tail=chain_tail(case.id, session=session), action=action, actor=actor,
+        role=role, from_status=from_status, to_status=to_status, payload=payload,
         request_id=request_id, at=at,
     )  # fmt: skip
-    session.execute(insert(CaseEvent.__table__).values(fields))
+    event = CaseEvent(**fields)
+    session.add(event)
+    for name, value in chain_head(fields).items():
+        setattr(case, name, value)
+    session.flush()
+    return event
 
 
 def next_event_fields(
     case: Case,
     *,
-    session: Session,
+    tail: tuple[int, str],
     action: str,
     actor: str,
     role: str,
@@ -135,8 +112,8 @@ def next_event_fields(
     request_id: str | None,
     at: datetime | None,
 ) -> dict[str, Any]:
-    """The column values of the event that follows the case's chain tail, its hash included."""
-    previous_seq, previous_hash = chain_tail(case.id, session=session)
+    """The column values of the event that follows `tail` (seq, hash), its hash included."""
+    previous_seq, previous_hash = tail
     fields: dict[str, Any] = {
         "case_id": case.id,
         "seq": previous_seq + 1,
@@ -155,6 +132,11 @@ def next_event_fields(
     }
     fields["hash"] = _hash_of(fields)
     return fields
+
+
+def chain_head(event_fields: dict[str, Any]) -> dict[str, Any]:
+    """The case columns that make the event with `event_fields` the head of its chain."""
+    return {"event_seq": event_fields["seq"], "event_hash": event_fields["hash"]}
 
 
 def status_entered_at(case_id: int, status: str, *, session: Session) -> datetime | None:
@@ -182,7 +164,7 @@ def verify_chain(session: Session, case_id: int) -> ChainReport:
 
     An edited row no longer matches its hash; a removed row leaves a gap in `seq` and a
     `prev_hash` that points at nothing; a removed last event leaves the case at a version
-    that no remaining event recorded.
+    that no remaining event recorded, or a case whose chain head names another last event.
     """
     events = list(
         session.scalars(
@@ -223,14 +205,23 @@ def _event_problem(event: CaseEvent, expected_seq: int, previous_hash: str) -> s
 
 
 def _tail_problem(session: Session, case_id: int, events: list[CaseEvent]) -> str | None:
-    version = session.scalar(select(Case.version).where(Case.id == case_id))
-    if version is None:
+    case = session.execute(
+        select(Case.version, Case.event_seq, Case.event_hash).where(Case.id == case_id)
+    ).first()
+    if case is None:
         return f"case {case_id} does not exist"
     recorded = events[-1].case_version if events else 0
-    if recorded < version:
+    if recorded < case.version:
         return (
-            f"case {case_id} is at version {version} but its last event records version "
+            f"case {case_id} is at version {case.version} but its last event records version "
             f"{recorded}: events at the end of the history were removed"
+        )
+    last_seq, last_hash = (events[-1].seq, events[-1].hash) if events else (0, GENESIS_HASH)
+    if (case.event_seq, case.event_hash) != (last_seq, last_hash):
+        return (
+            f"case {case_id} records event seq {case.event_seq} as the last of its history "
+            f"but the last stored event is seq {last_seq}: events at the end were removed "
+            "or replaced"
         )
     return None
 

@@ -9,16 +9,17 @@ Every change appends one hash-chained event with actor, role, request id and the
 fields before and after.
 
 The status table is `service.cases.workflow.TRANSITIONS`; machine changes (new detections,
-rebounds) live in `workflow`, people's changes here, on the same event chain (`append_event`).
+rebounds) live in `workflow`, people's changes here, on the same event chain.
 """
 
 from __future__ import annotations
 
+import functools
 import re
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import select, update
+from sqlalchemy import Update, bindparam, insert, select, update
 from sqlalchemy.orm import Session
 from sqlalchemy.orm.attributes import set_committed_value
 
@@ -26,10 +27,16 @@ from models import ApiClient, Case, CaseEvent
 from models.base import utcnow
 from models.case import CaseStatus
 from models.client import Role
-from service.alerts.outbox import AlertType, insert_alert, record_alert
+from service.alerts.outbox import (
+    AlertType,
+    insert_alert,
+    layer_kinds_column,
+    layer_kinds_of,
+    record_alert,
+)
 from service.auth import Principal, principal_for
-from service.cases.events import append_event, insert_event
-from service.cases.queries import get_case_or_raise, scope_clause
+from service.cases.events import append_event, chain_head, next_event_fields
+from service.cases.queries import get_case_or_raise
 from service.cases.schemas import CommentCreate, InspectorTransitionCreate, TransitionCreate
 from service.cases.workflow import MACHINE_ROLE, OPEN_STATUSES, check_transition, due_at_for
 from service.errors import (
@@ -92,7 +99,9 @@ def apply_transition(
     """Move a visible case to `change.to` and/or assign it; flushes, never commits.
 
     The version is claimed first; a refusal after that (409, 422) raises, and the caller's
-    rollback undoes the claim with everything else.
+    rollback undoes the claim with everything else. Four statements in all: the claim (which
+    also reads the case, its chain head and its layers), one UPDATE of the case's new fields
+    and chain head, the event and the outbox row.
     """
     now = now or utcnow()
     target = change.to
@@ -101,7 +110,7 @@ def apply_transition(
             f"role {principal.role} may not move a case to {target}; it may move cases to: "
             f"{', '.join(sorted(ROLE_TARGETS.get(principal.role, ()))) or 'none'}"
         )
-    case = _claim_visible(case_id, version, principal, session=session)
+    case, layers = _claim_visible(case_id, version, principal, session=session)
     if target is not None:
         check_transition(case.status, target)
     assignee = _assignee(change, case, session=session)
@@ -111,14 +120,15 @@ def apply_transition(
         changes |= _moved(case, target, change, settings=settings, actor=principal.name, now=now)
     if assignee is not None:
         changes["assignee_id"] = assignee.id
-    _store(case, changes, session=session)
+    _show(case, changes)
     payload: dict[str, Any] = {"before": before, "after": _snapshot(case)}
     payload |= {k: v for k, v in (("reason_code", change.reason_code), ("note", change.note)) if v}
     if assignee is not None:
         payload["assignee"] = assignee.name
-    insert_event(
+    # The claim locked the row, so its chain head is the last event: no query for it.
+    event = next_event_fields(
         case,
-        session=session,
+        tail=(case.event_seq, case.event_hash),
         action=_action(before["status"], target),
         actor=principal.name,
         role=str(principal.role),
@@ -128,8 +138,15 @@ def apply_transition(
         request_id=request_id,
         at=now,
     )
+    head = chain_head(event)
+    _store(case, changes | head, session=session)
+    _show(case, head)
+    session.execute(_INSERT_EVENT, event)
     if target is not None:
-        insert_alert(case, session=session, event_type=_alert_type(target), reason=str(target))
+        insert_alert(
+            case, session=session, event_type=_alert_type(target), reason=str(target),
+            layers=layers,
+        )  # fmt: skip
     return case
 
 
@@ -171,26 +188,52 @@ def _check_version(case: Case, version: int) -> None:
         )
 
 
-def _claim_visible(case_id: int, version: int, principal: Principal, *, session: Session) -> Case:
-    """The visible case, its version bumped from `version`: the lost-update guard and the read.
+def _claim_visible(
+    case_id: int, version: int, principal: Principal, *, session: Session
+) -> tuple[Case, list[str]]:
+    """The visible case, its version bumped from `version`: the lost-update guard and the read,
+    with the legal layers its detections hit (for the outbox row).
 
     No row back means the case is out of reach (404), was at another version already (412),
     or was claimed by a concurrent change between the two (412 as well).
     """
-    claimed = session.scalars(
-        update(Case)
-        .where(Case.id == case_id, Case.version == version, scope_clause(principal))
-        .values(version=version + 1)
-        .returning(Case)
-        .execution_options(synchronize_session=False)
-    ).first()
+    statement = _claim_statement(session.get_bind().dialect.name, principal.sees_everything)
+    parameters: dict[str, Any] = {
+        "claimed_id": case_id,
+        "claimed_version": version,
+        "claiming_version": version + 1,
+    }
+    if not principal.sees_everything:
+        parameters["reach"] = sorted(principal.jurisdiction_ids)
+    claimed = session.execute(statement, parameters).first()
     if claimed is not None:
-        return claimed
+        case, layers = claimed
+        return case, layer_kinds_of(layers)
     current = get_case_or_raise(case_id, principal, session=session)
     _check_version(current, version)
     raise PreconditionFailedError(
         f"case {case_id} was changed by someone else at the same moment: GET it again "
         "and retry with the new ETag"
+    )
+
+
+@functools.cache
+def _claim_statement(dialect: str, sees_everything: bool) -> Update:
+    """The claim of `_claim_visible` with its values as parameters, built once per kind of
+    caller; the jurisdictions are those of `queries.scope_clause`, bound as `reach`."""
+    reach = (
+        Case.id.is_not(None)
+        if sees_everything
+        else Case.jurisdiction_id.in_(bindparam("reach", expanding=True))
+    )
+    return (
+        update(Case)
+        .where(Case.id == bindparam("claimed_id"), Case.version == bindparam("claimed_version"))
+        .where(reach)
+        .values(version=bindparam("claiming_version"))
+        .returning(Case, layer_kinds_column(dialect))
+        # A case this session loaded before must show the row as claimed, chain head included.
+        .execution_options(synchronize_session=False, populate_existing=True)
     )
 
 
@@ -230,15 +273,23 @@ def _moved(
 
 
 def _store(case: Case, changes: dict[str, Any], *, session: Session) -> None:
-    """Write `changes` to the claimed row with one UPDATE and show them on `case`.
+    """Write `changes` to the claimed row with one UPDATE.
 
-    `case` is not made dirty: a unit-of-work flush of it would cost more CPU than the
-    statement, on the API's busiest write. The row is locked by the claim, so nothing else
-    changed it in between."""
-    if not changes:
-        return
-    table = Case.__table__
-    session.execute(update(table).where(table.c.id == case.id).values(changes))
+    Not through the unit of work: a flush of `case` would cost more CPU than the statement,
+    on the API's busiest write. The row is locked by the claim, so nothing else changed it
+    in between."""
+    session.execute(_STORE, {"stored_id": case.id, **changes})
+
+
+# Statements of the transition path, built once; values go in as parameters (an UPDATE without
+# values() sets the columns its parameters name). Building them per call cost more CPU than
+# sending them.
+_STORE = update(Case.__table__).where(Case.__table__.c.id == bindparam("stored_id"))
+_INSERT_EVENT = insert(CaseEvent.__table__)
+
+
+def _show(case: Case, changes: dict[str, Any]) -> None:
+    """Show `changes` on `case` as if loaded, without making it dirty (`_store` writes them)."""
     for name, value in changes.items():
         set_committed_value(case, name, value)
 

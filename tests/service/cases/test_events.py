@@ -9,10 +9,20 @@ import pytest
 from sqlalchemy import delete, select, update
 from sqlalchemy.orm import Session
 
-from models import Case, CaseEvent
+from models import AlertEvent, Case, CaseEvent
 from models.case import CaseStatus, EvidenceKind
+from models.client import Role
 from models.layer import LayerKind
-from service.cases.events import GENESIS_HASH, attach_evidence, event_hash, verify_chain
+from service.auth import Principal
+from service.cases.events import (
+    GENESIS_HASH,
+    append_event,
+    attach_evidence,
+    event_hash,
+    verify_chain,
+)
+from service.cases.schemas import TransitionCreate
+from service.cases.transitions import apply_transition
 from service.cases.workflow import open_or_update_case
 from service.screening.screen import screen_detection
 from tests.service.cases.moves import transition_case
@@ -123,6 +133,24 @@ def test_a_removed_last_event_is_found_from_the_case_version(
     assert "removed" in (report.reason or "")
 
 
+def test_a_removed_last_comment_is_found_from_the_chain_head(
+    db_session: Session, case: Case
+) -> None:
+    # A comment leaves the case's version as it was, so only the head on the case shows it.
+    comment = append_event(
+        case, session=db_session, action="comment", actor="inspector-7", role="inspector",
+        payload={"text": "fenced off since Monday"},
+    )  # fmt: skip
+    assert (case.event_seq, case.event_hash) == (comment.seq, comment.hash) == (5, comment.hash)
+    assert verify_chain(db_session, case.id).ok
+
+    db_session.execute(delete(CaseEvent).where(CaseEvent.id == comment.id))
+    report = verify_chain(db_session, case.id)
+
+    assert not report.ok and report.broken_seq == 5
+    assert "records event seq 5" in (report.reason or "")
+
+
 def test_a_rewritten_chain_with_recomputed_hashes_still_breaks_at_the_link(
     db_session: Session, case: Case
 ) -> None:
@@ -157,3 +185,28 @@ def test_evidence_is_attached_once_per_file_and_recorded_in_the_history(
     assert events_of(db_session, case)[-1].action == "evidence_attached"
     assert case.version == 5
     assert verify_chain(db_session, case.id).ok
+
+
+def test_a_transition_follows_the_chain_head_its_claim_read_and_moves_it(
+    db_session: Session, case: Case
+) -> None:
+    admin = Principal(client_id=0, name="centre-1", role=Role.admin, jurisdiction_ids=frozenset())
+
+    moved = apply_transition(
+        case.id, TransitionCreate(to=S.confirmed), session=db_session, settings=SETTINGS,
+        principal=admin, version=case.version,
+    )  # fmt: skip
+
+    last = events_of(db_session, case)[-1]
+    assert (last.seq, last.action, last.to_status) == (5, "transition", "confirmed")
+    stored = db_session.execute(
+        select(Case.event_seq, Case.event_hash).where(Case.id == case.id)
+    ).one()
+    assert tuple(stored) == (moved.event_seq, moved.event_hash) == (5, last.hash)
+    assert verify_chain(db_session, case.id).ok
+    # Both detections hit the same layer: the outbox row names it once, as the query does.
+    alert = db_session.scalars(
+        select(AlertEvent).where(AlertEvent.case_id == case.id).order_by(AlertEvent.id.desc())
+    ).first()
+    assert alert is not None and alert.payload["status"] == "confirmed"
+    assert alert.payload["layers"] == ["permanent_basic_farmland"]
