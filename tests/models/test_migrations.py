@@ -106,3 +106,64 @@ def test_row_level_security_is_forced_by_its_migration_and_undone_by_its_downgra
     finally:
         command.upgrade(config, "head")
     assert state() == {t: (True, 1) for t in tables}
+
+
+def test_the_chain_head_migration_takes_each_case_head_from_its_last_event(db_url: str) -> None:
+    from datetime import UTC, datetime
+
+    from shapely.geometry import MultiPolygon, box
+    from sqlalchemy import column, insert, select, table, text
+
+    from models import Case, CaseEvent
+    from models.case import GENESIS_HASH
+    from models.geo import bbox_values
+
+    config = _config(db_url)
+    case_table, event_table = Case.__table__, CaseEvent.__table__
+    # The case table as 0004 left it: no chain head columns, and none of their defaults.
+    head_columns = ("event_seq", "event_hash")
+    case_at_0004 = table(
+        "case", *(column(c.name, c.type) for c in case_table.c if c.name not in head_columns)
+    )
+    seen = datetime(2024, 6, 1, tzinfo=UTC)
+    geom = MultiPolygon([box(120.0, 30.0, 120.001, 30.001)])
+    engine = create_engine(db_url)
+    command.downgrade(config, "0004")
+    try:
+        with engine.begin() as connection:
+            if db_url.startswith("postgresql"):  # row-level security is forced on the owner too
+                connection.execute(text("SELECT set_config('app.jurisdictions', '*', true)"))
+            ids = []
+            for code in ("M-1", "M-2"):
+                row = {
+                    "code": code, "status": "new", "version": 1, "priority": 0,
+                    "confidence": 0.5, "confidence_level": "nominal", "change_types": [],
+                    "sources": [], "area_m2": 1.0, "first_seen_at": seen, "last_seen_at": seen,
+                    "escalated": False, "reopen_count": 0, "backfill": False, "geom": geom,
+                    "created_at": seen, "updated_at": seen, **bbox_values(geom),
+                }  # fmt: skip
+                statement = insert(case_at_0004).values(row).returning(case_at_0004.c.id)
+                ids.append(connection.execute(statement).scalar_one())
+            for seq, hash_ in ((1, "a" * 64), (2, "b" * 64)):  # the first case's history only
+                connection.execute(
+                    insert(event_table).values(
+                        case_id=ids[0], seq=seq, action="opened", actor="test", role="system",
+                        case_version=1, payload={}, created_at=seen, prev_hash=GENESIS_HASH,
+                        hash=hash_,
+                    )
+                )  # fmt: skip
+        command.upgrade(config, "0005")
+        with engine.begin() as connection:
+            if db_url.startswith("postgresql"):
+                connection.execute(text("SELECT set_config('app.jurisdictions', '*', true)"))
+            heads = connection.execute(
+                select(case_table.c.id, case_table.c.event_seq, case_table.c.event_hash)
+                .where(case_table.c.id.in_(ids))
+                .order_by(case_table.c.id)
+            ).all()
+            connection.execute(event_table.delete().where(event_table.c.case_id.in_(ids)))
+            connection.execute(case_table.delete().where(case_table.c.id.in_(ids)))
+    finally:
+        command.upgrade(config, "head")
+        engine.dispose()
+    assert [tuple(h) for h in heads] == [(ids[0], 2, "b" * 64), (ids[1], 0, GENESIS_HASH)]
