@@ -5,7 +5,8 @@ going. Uploads refused meanwhile get 503 + Retry-After, clients retry, every upl
 Two outages: every connection to the test's database terminated while new ones are refused
 for a few seconds (it touches no other database), and a real restart of the cluster with
 `pg_ctlcluster` (which briefly breaks everyone else's connections to the cluster too). A last
-test shows a known bug: an Idempotency-Key whose request met the outage stays blocked.
+test shows that an Idempotency-Key whose request met the outage does not stay blocked: its
+retry is accepted.
 """
 
 from __future__ import annotations
