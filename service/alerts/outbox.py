@@ -5,7 +5,7 @@ from __future__ import annotations
 from enum import StrEnum
 from typing import Any
 
-from sqlalchemy import ColumnElement, String, insert, literal_column, select
+from sqlalchemy import ScalarSelect, func, insert, select
 from sqlalchemy.orm import Session
 
 from models import AlertEvent, Case, Detection, LayerHit
@@ -98,22 +98,17 @@ def _layer_kinds(case: Case, *, session: Session) -> list[str]:
     return sorted(session.scalars(hits))
 
 
-# Per dialect, because SQLite's RETURNING names columns without their table, which SQLAlchemy
-# applies to a subquery's columns as well: the subquery is written out with its qualifiers.
-_LAYER_KINDS_AGGREGATE = {"postgresql": "string_agg", "sqlite": "group_concat"}
-
-
-def layer_kinds_column(dialect: str) -> ColumnElement[str | None]:
+def layer_kinds_column() -> ScalarSelect[str | None]:
     """The legal layers the case's detections hit, as one comma-joined string (or NULL),
-    correlated to the `case` row of the statement it is put in; `layer_kinds_of` reads it.
+    correlated to the `case` row of the query it is put in; `layer_kinds_of` reads it.
 
-    For a statement that reads the case anyway (a transition's claim), so the outbox row
-    needs no query of its own."""
-    aggregate = _LAYER_KINDS_AGGREGATE[dialect]
-    return literal_column(
-        f"(SELECT {aggregate}(h.layer_kind, ',') FROM layer_hit h "
-        'JOIN detection d ON d.id = h.detection_id WHERE d.case_id = "case".id)',
-        String,
+    For a query that reads the case anyway (a transition's claim), so the outbox row needs
+    no query of its own."""
+    return (
+        select(func.aggregate_strings(LayerHit.layer_kind, ","))
+        .join(Detection, Detection.id == LayerHit.detection_id)
+        .where(Detection.case_id == Case.id)
+        .scalar_subquery()
     )
 
 

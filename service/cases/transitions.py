@@ -1,10 +1,12 @@
 """Changes people make to a case through the API: status transitions, assignment, comments.
 
-A change names the version it was based on (`If-Match`). The version is claimed with one
-`UPDATE case SET version = :v + 1 WHERE id = :id AND version = :v ... RETURNING *`, so of two
-callers holding the same ETag exactly one wins and the other gets 412; nothing is overwritten
-silently. The same statement reads the case, so a transition needs no SELECT before it; only
-when no row comes back is the case read, to tell "not yours" (404) from "stale" (412).
+A change names the version it was based on (`If-Match`). The case is claimed at that version
+with `SELECT ... WHERE id = :id AND version = :v ... FOR UPDATE`, which locks its row: of two
+callers holding the same ETag, the second waits for the first and then finds no row at that
+version any more, so exactly one wins and the other gets 412; nothing is overwritten silently.
+Only when no row comes back is the case read again, to tell "not yours" (404) from "stale"
+(412). The change itself, version included, is then one UPDATE: one new row version, one set
+of index entries.
 Every change appends one hash-chained event with actor, role, request id and the case's
 fields before and after.
 
@@ -19,7 +21,7 @@ import re
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Update, bindparam, insert, select, update
+from sqlalchemy import Select, bindparam, insert, select, update
 from sqlalchemy.orm import Session
 from sqlalchemy.orm.attributes import set_committed_value
 
@@ -99,9 +101,9 @@ def apply_transition(
     """Move a visible case to `change.to` and/or assign it; flushes, never commits.
 
     The version is claimed first; a refusal after that (409, 422) raises, and the caller's
-    rollback undoes the claim with everything else. Four statements in all: the claim (which
-    also reads the case, its chain head and its layers), one UPDATE of the case's new fields
-    and chain head, the event and the outbox row.
+    rollback undoes everything. Four statements in all: the claim (which also reads the case,
+    its chain head and its layers), one UPDATE of the case's new version, fields and chain
+    head, the event and the outbox row.
     """
     now = now or utcnow()
     target = change.to
@@ -115,7 +117,7 @@ def apply_transition(
         check_transition(case.status, target)
     assignee = _assignee(change, case, session=session)
     before = _snapshot(case) | {"version": version}
-    changes: dict[str, Any] = {}
+    changes: dict[str, Any] = {"version": version + 1}
     if target is not None:
         changes |= _moved(case, target, change, settings=settings, actor=principal.name, now=now)
     if assignee is not None:
@@ -197,12 +199,8 @@ def _claim_visible(
     No row back means the case is out of reach (404), was at another version already (412),
     or was claimed by a concurrent change between the two (412 as well).
     """
-    statement = _claim_statement(session.get_bind().dialect.name, principal.sees_everything)
-    parameters: dict[str, Any] = {
-        "claimed_id": case_id,
-        "claimed_version": version,
-        "claiming_version": version + 1,
-    }
+    statement = _claim_statement(principal.sees_everything)
+    parameters: dict[str, Any] = {"claimed_id": case_id, "claimed_version": version}
     if not principal.sees_everything:
         parameters["reach"] = sorted(principal.jurisdiction_ids)
     claimed = session.execute(statement, parameters).first()
@@ -218,7 +216,7 @@ def _claim_visible(
 
 
 @functools.cache
-def _claim_statement(dialect: str, sees_everything: bool) -> Update:
+def _claim_statement(sees_everything: bool) -> Select[tuple[Case, str | None]]:
     """The claim of `_claim_visible` with its values as parameters, built once per kind of
     caller; the jurisdictions are those of `queries.scope_clause`, bound as `reach`."""
     reach = (
@@ -227,13 +225,12 @@ def _claim_statement(dialect: str, sees_everything: bool) -> Update:
         else Case.jurisdiction_id.in_(bindparam("reach", expanding=True))
     )
     return (
-        update(Case)
+        select(Case, layer_kinds_column())
         .where(Case.id == bindparam("claimed_id"), Case.version == bindparam("claimed_version"))
         .where(reach)
-        .values(version=bindparam("claiming_version"))
-        .returning(Case, layer_kinds_column(dialect))
-        # A case this session loaded before must show the row as claimed, chain head included.
-        .execution_options(synchronize_session=False, populate_existing=True)
+        .with_for_update(of=Case)
+        # A case this session loaded before must show the row as locked, chain head included.
+        .execution_options(populate_existing=True)
     )
 
 
