@@ -8,8 +8,9 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import func, select
+from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session
+from sqlalchemy.orm.attributes import set_committed_value
 
 from models import Case, CaseEvent, Evidence
 from models.base import utcnow
@@ -93,8 +94,17 @@ def append_event(
     )  # fmt: skip
     event = CaseEvent(**fields)
     session.add(event)
-    for name, value in chain_head(fields).items():
-        setattr(case, name, value)
+    head = chain_head(fields)
+    # Only the head moves: `updated_at` stays, so a comment does not date the case anew (a
+    # closed case's CAP cancel message is sent at its `updated_at`).
+    cases = Case.__table__
+    session.execute(
+        update(cases)
+        .where(cases.c.id == case.id)
+        .values({**head, "updated_at": cases.c.updated_at})
+    )
+    for name, value in head.items():
+        set_committed_value(case, name, value)
     session.flush()
     return event
 

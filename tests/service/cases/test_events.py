@@ -137,12 +137,17 @@ def test_a_removed_last_comment_is_found_from_the_chain_head(
     db_session: Session, case: Case
 ) -> None:
     # A comment leaves the case's version as it was, so only the head on the case shows it.
+    updated_at = case.updated_at
     comment = append_event(
         case, session=db_session, action="comment", actor="inspector-7", role="inspector",
         payload={"text": "fenced off since Monday"},
     )  # fmt: skip
     assert (case.event_seq, case.event_hash) == (comment.seq, comment.hash) == (5, comment.hash)
     assert verify_chain(db_session, case.id).ok
+    stored = db_session.execute(
+        select(Case.event_seq, Case.updated_at).where(Case.id == case.id)
+    ).one()
+    assert tuple(stored) == (5, updated_at)  # the head moved; the case was not dated anew
 
     db_session.execute(delete(CaseEvent).where(CaseEvent.id == comment.id))
     report = verify_chain(db_session, case.id)
