@@ -13,6 +13,7 @@ import pickle
 import zlib
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
+from typing import NamedTuple
 
 import numpy as np
 from scipy import ndimage
@@ -23,8 +24,10 @@ from detection.errors import DetectionError
 from detection.radiometry import fit_normalisation
 from detection.rs_params import RasterDetectorParams
 
-#: Bump when the features or the file layout change: older files are refused, not misread.
-MODEL_FORMAT = "tianxun-raster-change-model/2"
+#: Bump when the features, the file layout or what the scores mean change: older files are
+#: refused, not misread. 3: trained on change-enriched samples (`CHANGED_SHARE`), so scores
+#: are no longer the share of pixels like it that changed.
+MODEL_FORMAT = "tianxun-raster-change-model/3"
 FEATURE_SCALES_PX = (0.0, 1.0, 2.0, 4.0)
 #: Wider neighbourhoods: a building or a dug plot is judged against its surroundings.
 CONTEXT_SCALES_PX = (8.0, 16.0)
@@ -212,15 +215,37 @@ class RasterChangeModel:
         return model
 
 
-def pair_samples(
-    pair: TrainingPair, params: RasterDetectorParams, per_pair: int, rng: np.random.Generator
-) -> tuple[np.ndarray, np.ndarray]:
-    """Features and labels of up to `per_pair` labelled pixels drawn at random from a pair.
+class PairSamples(NamedTuple):
+    """Training samples drawn from one pair.
 
-    Returns
-    -------
+    Attributes
+    ----------
     features : ndarray of shape (pixels, features), float32
     change : ndarray of shape (pixels,), bool
+    weight : ndarray of shape (pixels,), float64
+        Labelled pixels of the pair each sample stands for (of its own class), so that
+        scores over the samples estimate scores over the pair's pixels.
+    """
+
+    features: np.ndarray
+    change: np.ndarray
+    weight: np.ndarray
+
+
+#: Share of each pair's samples drawn from its changed pixels (while it has enough). Change
+#: covers 0.3 % to 64 % of a pair: drawn uniformly, a pair with little change would teach the
+#: classifier almost nothing of what change looks like there. A half made the threshold, one
+#: for all pairs, too low for those with seasonal false alarms (OSCD).
+CHANGED_SHARE = 0.25
+
+
+def pair_samples(
+    pair: TrainingPair, params: RasterDetectorParams, per_pair: int, rng: np.random.Generator
+) -> PairSamples:
+    """Features, labels and weights of up to `per_pair` labelled pixels of a pair.
+
+    `CHANGED_SHARE` of them are changed pixels drawn at random (all of them when the pair
+    has fewer), the rest unchanged ones.
     """
     roles = features.resolve_roles(pair.band_roles, pair.before.shape[2])
     # Radiometry is fitted on every valid pixel, labelled or not, as the detector does when it
@@ -236,9 +261,21 @@ def pair_samples(
     )
     after = normalisation.apply(pair.after)
     stack = pixel_features(pair.before, after, pair.valid, roles, normalisation.noise)
-    rows, cols = np.nonzero(pair.valid & pair.labelled)
-    chosen = rng.choice(rows.size, size=min(per_pair, rows.size), replace=False)
-    return stack[rows[chosen], cols[chosen]], pair.change[rows[chosen], cols[chosen]]
+    known = pair.valid & pair.labelled
+    changed = np.flatnonzero(known & pair.change)
+    unchanged = np.flatnonzero(known & ~pair.change)
+    n_changed = min(int(per_pair * CHANGED_SHARE), changed.size)
+    n_unchanged = min(per_pair - n_changed, unchanged.size)
+    chosen = [
+        rng.choice(pixels, size=count, replace=False)
+        for pixels, count in ((changed, n_changed), (unchanged, n_unchanged))
+    ]
+    flat = np.concatenate(chosen)
+    weight = np.repeat(
+        [changed.size / max(n_changed, 1), unchanged.size / max(n_unchanged, 1)],
+        [n_changed, n_unchanged],
+    )
+    return PairSamples(stack.reshape(-1, stack.shape[2])[flat], pair.change.ravel()[flat], weight)
 
 
 #: Labelled pixels drawn from each pair by default: enough for the classifier, and a
@@ -252,7 +289,7 @@ def collect_samples(
     params: RasterDetectorParams | None = None,
     pixels_per_pair: int = PIXELS_PER_PAIR,
     seed: int = 0,
-) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+) -> dict[str, PairSamples]:
     """Training samples of each pair, keyed by its name (see `pair_samples`).
 
     Each pair draws its pixels from a generator seeded by its name, so it gives the same
@@ -280,7 +317,7 @@ def fit_model(
     ----------
     pairs : iterable of (name, TrainingPair)
     pixels_per_pair : int
-        Labelled pixels drawn at random from each pair (bounds time and memory).
+        Labelled pixels drawn from each pair (bounds time and memory).
 
     Raises
     ------
@@ -288,24 +325,25 @@ def fit_model(
         No pairs, or no changed / no unchanged pixel among them.
     """
     samples = collect_samples(pairs, params=params, pixels_per_pair=pixels_per_pair, seed=seed)
-    return fit_samples(
-        [x for x, _ in samples.values()],
-        [y for _, y in samples.values()],
-        names=list(samples),
-        seed=seed,
-    )
+    return fit_samples(list(samples.values()), names=list(samples), seed=seed)
 
 
 def fit_samples(
-    xs: Sequence[np.ndarray], ys: Sequence[np.ndarray], *, names: Sequence[str], seed: int = 0
+    samples: Sequence[PairSamples], *, names: Sequence[str], seed: int = 0
 ) -> RasterChangeModel:
-    """Train on feature samples from `pair_samples` (one array pair per training pair)."""
+    """Train on samples from `pair_samples` (one `PairSamples` per training pair).
+
+    The classifier learns from the samples as drawn (`CHANGED_SHARE` of them change where
+    pairs allow); the threshold is chosen with each sample weighted by the pixels it
+    stands for, so it suits the share of change the pairs really have.
+    """
+    ys = [pair.change for pair in samples]
     if not ys or len(np.unique(np.concatenate(ys))) < 2:
         raise DetectionError(
             "training needs labelled pairs with both changed and unchanged pixels; "
             "check the label/ folder and its encoding"
         )
-    x_all, y_all = np.concatenate(xs), np.concatenate(ys)
+    x_all, y_all = np.concatenate([pair.features for pair in samples]), np.concatenate(ys)
     # A feature no training pair has (NDVI when all are RGB) cannot be binned: make it constant.
     x_all[:, np.isnan(x_all).all(axis=0)] = 0.0
     classifier = HistGradientBoostingClassifier(
@@ -313,29 +351,29 @@ def fit_samples(
     )
     classifier.fit(x_all, y_all)
     groups = np.repeat([_collection(name) for name in names], [len(y) for y in ys])
-    strong = _best_f1_threshold(classifier.predict_proba(x_all)[:, 1], y_all, groups)
+    strong = _best_f1_threshold(
+        classifier.predict_proba(x_all)[:, 1],
+        y_all,
+        groups,
+        np.concatenate([pair.weight for pair in samples]),
+    )
     return RasterChangeModel(classifier, strong=strong, weak=strong * 0.7, trained_on=tuple(names))
 
 
 def fit_leaving_out(
-    samples: Mapping[str, tuple[np.ndarray, np.ndarray]], left_out: str, *, seed: int = 0
+    samples: Mapping[str, PairSamples], left_out: str, *, seed: int = 0
 ) -> RasterChangeModel:
     """Train on the samples of every pair but `left_out` (cross-validation by pair).
 
     Parameters
     ----------
-    samples : mapping of str to (ndarray of shape (pixels, features), ndarray of shape (pixels,))
+    samples : mapping of str to PairSamples
         Per-pair samples from `pair_samples`, keyed by pair name.
     left_out : str
         The pair the model will be scored on; it never contributes a sample.
     """
     names = [name for name in samples if name != left_out]
-    return fit_samples(
-        [samples[name][0] for name in names],
-        [samples[name][1] for name in names],
-        names=names,
-        seed=seed,
-    )
+    return fit_samples([samples[name] for name in names], names=names, seed=seed)
 
 
 def _collection(name: str) -> str:
@@ -343,23 +381,24 @@ def _collection(name: str) -> str:
     return name.split("/", 1)[0]
 
 
-def _best_f1_threshold(probability: np.ndarray, truth: np.ndarray, groups: np.ndarray) -> float:
+def _best_f1_threshold(
+    probability: np.ndarray, truth: np.ndarray, groups: np.ndarray, weight: np.ndarray
+) -> float:
     """The threshold with the best mean over datasets of each one's pooled F1.
 
     Scored per dataset, not pooled over all samples, because results are compared that
-    way: pooling would let the datasets with the most change choose for all of them.
+    way: pooling would let the datasets with the most change choose for all of them. Each
+    sample counts for the pixels it stands for (`PairSamples.weight`).
     """
     best, best_f1 = 0.5, -1.0
-    for threshold in np.arange(0.2, 0.8, 0.05):
+    for threshold in np.arange(0.05, 0.951, 0.05):
         predicted = probability >= threshold
         f1s = []
         for group in np.unique(groups):
             member = groups == group
-            tp = int(np.count_nonzero(predicted & truth & member))
-            total = int(np.count_nonzero(predicted & member)) + int(
-                np.count_nonzero(truth & member)
-            )
-            f1s.append(2.0 * tp / max(total, 1))
+            tp = weight[predicted & truth & member].sum()
+            total = weight[predicted & member].sum() + weight[truth & member].sum()
+            f1s.append(2.0 * tp / max(total, 1e-9))
         f1 = float(np.mean(f1s))
         if f1 > best_f1:
             best, best_f1 = float(threshold), f1

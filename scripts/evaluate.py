@@ -105,7 +105,7 @@ def _metadata(pair: LabelledPair) -> dict[str, object]:
 
 def collect_samples(
     dataset_root: Path, *, pixels_per_pair: int = train.PIXELS_PER_PAIR
-) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+) -> dict[str, train.PairSamples]:
     """Training samples of every labelled pair under `dataset_root`, keyed "dataset/pair".
 
     Computed once, so the k trainings of a cross-validation do not recompute features.
@@ -120,13 +120,13 @@ class LeaveOnePairOut:
 
     Attributes
     ----------
-    samples : mapping of "dataset/pair" to (features, labels)
+    samples : mapping of "dataset/pair" to PairSamples
         From `collect_samples`; the pair being scored is left out of each training.
     trained_on : dict of str to tuple of str
         For each pair scored, the pairs its model learned from (the proof it was left out).
     """
 
-    samples: Mapping[str, tuple[np.ndarray, np.ndarray]]
+    samples: Mapping[str, train.PairSamples]
     seed: int = 0
     trained_on: dict[str, tuple[str, ...]] = field(default_factory=dict)
 

@@ -15,7 +15,13 @@ from detection import features
 from detection.errors import DetectionError
 from detection.raster_pair import detect_changes
 from detection.rs_params import RasterDetectorParams
-from detection.train import RasterChangeModel, TrainingPair, fit_model
+from detection.train import (
+    CHANGED_SHARE,
+    RasterChangeModel,
+    TrainingPair,
+    fit_model,
+    pair_samples,
+)
 from scripts.cli import app
 from tests.detection.rs_scenes import field_scene
 
@@ -98,6 +104,20 @@ def test_a_trained_model_scores_the_same_tile_by_tile_as_whole() -> None:
     np.testing.assert_array_equal(whole.score, tiled.score)
     np.testing.assert_array_equal(whole.mask, tiled.mask)
     assert whole.mask[75:85, 65:85].all()
+
+
+def test_a_fixed_share_of_samples_is_change_and_each_weighs_for_the_pixels_it_stands_for() -> None:
+    pair = training_pair(0, 20)  # 20 x 30 changed pixels of 160 x 160
+    rng = np.random.default_rng(0)
+    drawn = pair_samples(pair, RasterDetectorParams(), per_pair=400, rng=rng)
+    assert drawn.features.shape[0] == 400
+    assert np.count_nonzero(drawn.change) == int(400 * CHANGED_SHARE) > 400 * 600 / 160**2
+    assert drawn.weight[drawn.change].sum() == pytest.approx(600)
+    assert drawn.weight[~drawn.change].sum() == pytest.approx(160 * 160 - 600)
+    # A pair with less change than its share of the draw gives all of it.
+    scarce = pair_samples(pair, RasterDetectorParams(), per_pair=20_000, rng=rng)
+    assert np.count_nonzero(scarce.change) == 600 and scarce.features.shape[0] == 20_000
+    assert scarce.weight[scarce.change] == pytest.approx(np.ones(600))
 
 
 def test_unchanged_structure_agrees_whatever_the_light_and_a_new_pattern_does_not() -> None:
