@@ -18,6 +18,7 @@ from rasterio.errors import RasterioError
 from rasterio.features import geometry_mask
 from rasterio.windows import Window, from_bounds
 from rasterio.windows import transform as window_transform
+from scipy import ndimage
 from shapely.geometry.base import BaseGeometry
 
 from detection.errors import DetectionError
@@ -43,6 +44,7 @@ MIN_OBSERVED_FRACTION = 0.5  # of the outline's pixels clear, for a date to coun
 DIFFERS_FRACTION = 0.5  # of the outline changed against the violation's look: not there yet
 SAME_FRACTION = 0.2  # at most this changed: the violation already stands
 AROUND_FRACTION = 0.3  # at most this changed around the outline: a local change
+AROUND_PX = 16  # how far around the outline its own surroundings reach
 MAX_EARLIER_STAGES = 3  # a violation growing over more epochs than this keeps its latest bracket
 MIN_FIT_CLEAR_FRACTION = 0.5  # of a tile clear on both dates, to fit their radiometry tile-wide
 
@@ -336,10 +338,17 @@ def _step_state(crops: list[_Crop | None], earlier: int, later: int) -> str:
     clear = earlier_crop.inside & ~earlier_crop.raster.nodata
     if not clear.any() or float(changed[clear].mean()) <= SAME_FRACTION:
         return "same"
-    around = ~earlier_crop.inside & ~earlier_crop.raster.nodata & ~later_crop.raster.nodata
+    around = _around(earlier_crop.inside) & ~earlier_crop.raster.nodata & ~later_crop.raster.nodata
     if not around.any():
         return "unclear"
     return "differs" if float(changed[around].mean()) <= AROUND_FRACTION else "unclear"
+
+
+def _around(inside: np.ndarray) -> np.ndarray:
+    """The ring of `AROUND_PX` around the outline: where a change of the violation's own field
+    (a harvest, the season) would show. The rest of the view holds other fields, whose farm
+    work on the same date says nothing about the outline."""
+    return ndimage.binary_dilation(inside, iterations=AROUND_PX) & ~inside
 
 
 def _with_rectification(

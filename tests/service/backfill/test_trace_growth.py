@@ -13,7 +13,7 @@ from pyproj import Transformer
 from shapely.geometry import box
 from shapely.geometry.base import BaseGeometry
 
-from service.backfill.compute import DatedScene, TraceTask, trace_cases
+from service.backfill.compute import AROUND_PX, DatedScene, TraceTask, trace_cases
 from tests.service.backfill.conftest import World
 
 SIDE_PX = 20  # the full stack: 400 m² at the world's 1 m
@@ -124,3 +124,34 @@ def test_a_change_filling_the_whole_view_is_judged_against_the_tile_radiometry(
     assert [look.state for look in result.looks[:2]] == ["differs", "differs"]
     assert result.onset_before is not None
     assert result.onset_before.acquired_at == dates[2].acquired_at
+
+
+def _turn_over_beside(path: Path, corner: tuple[int, int], near: int, far: int) -> None:
+    """The strips from `near` to `far` px left and right of the stack's square, all rows of
+    the view: fields beside the stack's own, turned over (bare soil for crop)."""
+    row, col = corner
+    with rasterio.open(path, "r+") as tile:
+        for band, gain in enumerate((1.6, 1.5, 1.5, 0.6), start=1):
+            data = tile.read(band)
+            rows = slice(row - far, row + SIDE_PX + far)
+            for cols in (
+                slice(col - far, col - near),
+                slice(col + SIDE_PX + near, col + SIDE_PX + far),
+            ):
+                data[rows, cols] = (data[rows, cols] * gain).clip(0, 65535).astype(data.dtype)
+            tile.write(data, band)
+
+
+def test_farm_work_in_the_next_fields_does_not_hide_a_first_stage(
+    world: World, tmp_path: Path
+) -> None:
+    # The stack's first stage (under a third of it) comes on the date the fields on either
+    # side are turned over: over a third of the view changes, not the stack's own surroundings.
+    dates, outline = _dates(world, tmp_path, [0, 0, 6, SIDE_PX])
+    corner = _clear_corner(Path(dates[0].path))
+    for dated in dates[2:]:
+        _turn_over_beside(Path(dated.path), corner, near=AROUND_PX + 4, far=60)
+    [result] = trace_cases(dates, [TraceTask(1, outline, reference_at=dates[3].acquired_at)])
+    assert result.onset_before is not None and result.onset_after is not None
+    assert result.onset_before.acquired_at == dates[2].acquired_at
+    assert result.onset_after.acquired_at == dates[1].acquired_at
