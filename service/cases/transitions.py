@@ -193,8 +193,9 @@ def _check_version(case: Case, version: int) -> None:
 def _claim_visible(
     case_id: int, version: int, principal: Principal, *, session: Session
 ) -> tuple[Case, list[str]]:
-    """The visible case, its version bumped from `version`: the lost-update guard and the read,
-    with the legal layers its detections hit (for the outbox row).
+    """The visible case at `version`, its row locked until the transaction ends: the
+    lost-update guard and the read, with the legal layers its detections hit (for the outbox
+    row).
 
     No row back means the case is out of reach (404), was at another version already (412),
     or was claimed by a concurrent change between the two (412 as well).
