@@ -3,9 +3,13 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
 from scipy import linalg, special
+
+if TYPE_CHECKING:
+    from detection.rs_params import RasterDetectorParams
 
 #: The pseudo-invariant set is at least this fraction of the sample (the most invariant by
 #: IR-MAD probability; under no change, P > 0.9 holds for 10 % of pixels by construction).
@@ -79,6 +83,19 @@ def irmad_no_change_probability(
         probability = special.chdtrc(bands, chi2)
         weights = probability + 1e-12
     return np.asarray(probability)
+
+
+def fit_normalisation_with(
+    before: np.ndarray, after: np.ndarray, params: RasterDetectorParams
+) -> Normalisation:
+    """`fit_normalisation` with the raster detector's settings from `params`."""
+    return fit_normalisation(
+        before,
+        after,
+        iterations=params.irmad_iterations,
+        invariant_probability=params.invariant_probability,
+        noise_floor_fraction=params.noise_floor_fraction,
+    )
 
 
 def fit_normalisation(

@@ -14,7 +14,7 @@ from shapely.geometry.base import BaseGeometry
 from detection import align, decide, features, objects
 from detection.errors import InvalidRasterError
 from detection.objects import ChangeObject
-from detection.radiometry import Normalisation, fit_normalisation
+from detection.radiometry import Normalisation, fit_normalisation_with
 from detection.rs_params import RasterDetectorParams
 from detection.rs_parcels import parcel_contexts
 from detection.rs_standout import LOG_OFFSET_FRACTION, STANDS_OUT, judge_parcels, parcel_windows
@@ -304,13 +304,7 @@ def _fit_radiometry(
             "no pixel has data at both dates (all nodata, cloud or outside the after "
             "image); pick another pair or check the nodata value"
         )
-    return fit_normalisation(
-        b[valid],
-        a[valid],
-        iterations=params.irmad_iterations,
-        invariant_probability=params.invariant_probability,
-        noise_floor_fraction=params.noise_floor_fraction,
-    )
+    return fit_normalisation_with(b[valid], a[valid], params)
 
 
 def _estimate_shift(

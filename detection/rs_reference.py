@@ -30,7 +30,7 @@ from shapely import STRtree, get_parts, union_all
 from shapely.geometry import MultiPolygon, Polygon, shape
 from shapely.geometry.base import BaseGeometry
 
-from detection.radiometry import Normalisation, fit_normalisation
+from detection.radiometry import Normalisation, fit_normalisation_with
 from detection.rs_params import RasterDetectorParams
 from detection.rs_tiles import RasterLike, buffered, lattice_step, valid_window
 
@@ -185,7 +185,7 @@ def _older_to_newer(
         return None
     composite, values = common
     newer, older = (values, composite) if image_is_newer else (composite, values)
-    return _fit(newer, older, params)
+    return fit_normalisation_with(newer, older, params)
 
 
 def _common_sample(
@@ -203,17 +203,6 @@ def _common_sample(
     if common.sum() < MIN_FIT_PIXELS:
         return None
     return reference.image[key][common], values[common]
-
-
-def _fit(target: np.ndarray, mapped: np.ndarray, params: RasterDetectorParams) -> Normalisation:
-    """The mapping of `mapped` values into `target` units (IR-MAD invariant pixels)."""
-    return fit_normalisation(
-        target,
-        mapped,
-        iterations=params.irmad_iterations,
-        invariant_probability=params.invariant_probability,
-        noise_floor_fraction=params.noise_floor_fraction,
-    )
 
 
 def _merge_window(

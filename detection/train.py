@@ -21,7 +21,7 @@ from sklearn.ensemble import HistGradientBoostingClassifier
 
 from detection import features
 from detection.errors import DetectionError
-from detection.radiometry import fit_normalisation
+from detection.radiometry import fit_normalisation_with
 from detection.rs_params import RasterDetectorParams
 
 #: Bump when the features, the file layout or what the scores mean change: older files are
@@ -252,12 +252,8 @@ def pair_samples(
     # scores: a partly labelled scene would otherwise give its features other units.
     step = max(1, int(np.sqrt(pair.valid.size / params.sample_pixels)))
     valid = pair.valid[::step, ::step]
-    normalisation = fit_normalisation(
-        pair.before[::step, ::step][valid],
-        pair.after[::step, ::step][valid],
-        iterations=params.irmad_iterations,
-        invariant_probability=params.invariant_probability,
-        noise_floor_fraction=params.noise_floor_fraction,
+    normalisation = fit_normalisation_with(
+        pair.before[::step, ::step][valid], pair.after[::step, ::step][valid], params
     )
     after = normalisation.apply(pair.after)
     stack = pixel_features(pair.before, after, pair.valid, roles, normalisation.noise)

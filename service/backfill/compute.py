@@ -23,7 +23,7 @@ from shapely.geometry.base import BaseGeometry
 
 from detection.errors import DetectionError
 from detection.io.raster import Raster
-from detection.radiometry import Normalisation, fit_normalisation
+from detection.radiometry import Normalisation, fit_normalisation_with
 from detection.raster_pair import detect_changes
 from detection.rs_params import RasterDetectorParams
 from detection.rs_tiles import lattice_step
@@ -213,13 +213,7 @@ def _tile_wide_fit(earlier: _DateSample | None, later: _DateSample | None) -> No
         fit = None
         if both.mean() >= MIN_FIT_CLEAR_FRACTION:
             params = RasterDetectorParams()
-            fit = fit_normalisation(
-                earlier.pixels[both],
-                later.pixels[both],
-                iterations=params.irmad_iterations,
-                invariant_probability=params.invariant_probability,
-                noise_floor_fraction=params.noise_floor_fraction,
-            )
+            fit = fit_normalisation_with(earlier.pixels[both], later.pixels[both], params)
         earlier.fits[later.index] = fit
     return earlier.fits[later.index]
 
