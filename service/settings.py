@@ -23,8 +23,8 @@ class Settings(BaseSettings):
     # request); a rotated or deactivated key may keep working that long in a running server.
     auth_cache_seconds: float = Field(5.0, ge=0)
     # FastAPI's own OpenTelemetry spans, metrics and logs for every request, for deployments
-    # that run an OpenTelemetry collector; off by default because the checks alone cost
-    # about a tenth of a transition's CPU, and the service's metrics are at /metrics.
+    # that run an OpenTelemetry collector; off by default because its per-request check alone
+    # took 6 % of a profiled API worker's time, and the service's metrics are at /metrics.
     opentelemetry: bool = False
     log_json: bool = False
     log_level: str = "INFO"
