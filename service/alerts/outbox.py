@@ -77,13 +77,34 @@ def _alert_fields(
 ) -> dict[str, Any]:
     if layers is None:
         layers = _layer_kinds(case, session=session)
+    backfill = bool(session.info.get(ALERT_BACKFILL, case.backfill))
+    return alert_row(
+        case, event_type=event_type, reason=reason, layers=layers, backfill=backfill,
+        bounds=case.geom.bounds, details=details,
+    )  # fmt: skip
+
+
+def alert_row(
+    case: Any,
+    *,
+    event_type: AlertType,
+    reason: str,
+    layers: list[str],
+    backfill: bool,
+    bounds: tuple[float, float, float, float],
+    details: dict[str, Any] | None = None,
+) -> dict[str, Any]:
+    """The outbox row's columns for a change to `case` (a `Case`, or any object with its
+    columns as attributes, such as a transition's claim), the outline's `bounds` given."""
     return {
         "event_type": event_type.value,
         "case_id": case.id,
         "jurisdiction_id": case.jurisdiction_id,
         "priority": case.priority,
-        "backfill": bool(session.info.get(ALERT_BACKFILL, case.backfill)),
-        "payload": _case_summary(case) | {"layers": layers, "reason": reason} | (details or {}),
+        "backfill": backfill,
+        "payload": _case_summary(case, bounds)
+        | {"layers": layers, "reason": reason}
+        | (details or {}),
     }
 
 
@@ -117,8 +138,8 @@ def layer_kinds_of(joined: str | None) -> list[str]:
     return sorted(set(joined.split(","))) if joined else []
 
 
-def _case_summary(case: Case) -> dict[str, Any]:
-    minx, miny, maxx, maxy = case.geom.bounds
+def _case_summary(case: Any, bounds: tuple[float, float, float, float]) -> dict[str, Any]:
+    minx, miny, maxx, maxy = bounds
     return {
         "code": case.code,
         "status": str(case.status),

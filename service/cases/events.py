@@ -88,8 +88,8 @@ def append_event(
     another transaction appended."""
     session.flush()  # the case needs its id, and the previous event must be visible
     fields = next_event_fields(
-        case, tail=chain_tail(case.id, session=session), action=action, actor=actor,
-        role=role, from_status=from_status, to_status=to_status, payload=payload,
+        case.id, case.version, tail=chain_tail(case.id, session=session), action=action,
+        actor=actor, role=role, from_status=from_status, to_status=to_status, payload=payload,
         request_id=request_id, at=at,
     )  # fmt: skip
     event = CaseEvent(**fields)
@@ -110,7 +110,8 @@ def append_event(
 
 
 def next_event_fields(
-    case: Case,
+    case_id: int,
+    case_version: int,
     *,
     tail: tuple[int, str],
     action: str,
@@ -122,10 +123,11 @@ def next_event_fields(
     request_id: str | None,
     at: datetime | None,
 ) -> dict[str, Any]:
-    """The column values of the event that follows `tail` (seq, hash), its hash included."""
+    """The column values of the event that follows `tail` (seq, hash) on case `case_id` at
+    `case_version`, its hash included."""
     previous_seq, previous_hash = tail
     fields: dict[str, Any] = {
-        "case_id": case.id,
+        "case_id": case_id,
         "seq": previous_seq + 1,
         "action": action,
         "from_status": from_status,
@@ -133,7 +135,7 @@ def next_event_fields(
         "actor": actor,
         "role": role,
         "request_id": request_id,
-        "case_version": case.version,
+        "case_version": case_version,
         # A JSON round trip now, so the hash sees exactly what the database gives back.
         "payload": json.loads(canonical_json(payload or {})),
         # Microseconds are the finest time both backends keep.

@@ -14,6 +14,7 @@ from collections import Counter, defaultdict
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import Any
 
 import numpy as np
 from sqlalchemy import Boolean, ColumnElement, Select, String, and_, cast, false, func, or_, select
@@ -253,6 +254,25 @@ def _names(
 
 
 def _case_read(case: Case, codes: dict[int, str], names: dict[int, str], now: datetime) -> CaseRead:
+    return case_read(
+        case,
+        jurisdiction=codes.get(case.jurisdiction_id) if case.jurisdiction_id else None,
+        assignee=names.get(case.assignee_id) if case.assignee_id else None,
+        bounds=case.geom.bounds,
+        now=now,
+    )
+
+
+def case_read(
+    case: Any,
+    *,
+    jurisdiction: str | None,
+    assignee: str | None,
+    bounds: tuple[float, float, float, float],
+    now: datetime,
+) -> CaseRead:
+    """The read model of `case` (a `Case`, or any object with its columns as attributes),
+    its jurisdiction's code, assignee's name and outline's bounds given."""
     return CaseRead(
         id=case.id,
         code=case.code,
@@ -263,8 +283,8 @@ def _case_read(case: Case, codes: dict[int, str], names: dict[int, str], now: da
         confidence_level=case.confidence_level,
         change_types=list(case.change_types),
         sources=list(case.sources),
-        jurisdiction=codes.get(case.jurisdiction_id) if case.jurisdiction_id else None,
-        assignee=names.get(case.assignee_id) if case.assignee_id else None,
+        jurisdiction=jurisdiction,
+        assignee=assignee,
         area_m2=round(case.area_m2, 2),
         area_mu=round(m2_to_mu(case.area_m2), 4),
         first_seen_at=case.first_seen_at,
@@ -278,7 +298,7 @@ def _case_read(case: Case, codes: dict[int, str], names: dict[int, str], now: da
         reopen_count=case.reopen_count or 0,
         dismissal_reason=case.dismissal_reason,
         backfill=case.backfill,
-        bbox=list(case.geom.bounds),
+        bbox=list(bounds),
     )
 
 

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import functools
 import re
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -103,33 +104,76 @@ def apply_transition(
     The version is claimed first; a refusal after that (409, 422) raises, and the caller's
     rollback undoes everything. Four statements in all: the claim (which also reads the case,
     its chain head and its layers), one UPDATE of the case's new version, fields and chain
-    head, the event and the outbox row.
+    head, the event and the outbox row. PostgreSQL requests take the same steps through the
+    driver (`transitions_pg`).
     """
     now = now or utcnow()
-    target = change.to
+    check_role_target(principal, change.to)
+    case, layers = _claim_visible(case_id, version, principal, session=session)
+    planned = plan_transition(
+        case, change, version=version, principal=principal, settings=settings,
+        assignee=_assignee(change, case, session=session), request_id=request_id, now=now,
+    )  # fmt: skip
+    _store(case, planned.stored, session=session)
+    _show(case, planned.stored)
+    session.execute(_INSERT_EVENT, planned.event)
+    if planned.alert is not None:
+        insert_alert(
+            case, session=session, event_type=planned.alert, reason=str(change.to),
+            layers=layers,
+        )  # fmt: skip
+    return case
+
+
+def check_role_target(principal: Principal, target: CaseStatus | None) -> None:
+    """403 unless the caller's role may ask for `target` (the table decides from where)."""
     if target is not None and target not in ROLE_TARGETS.get(principal.role, frozenset()):
         raise PermissionDeniedError(
             f"role {principal.role} may not move a case to {target}; it may move cases to: "
             f"{', '.join(sorted(ROLE_TARGETS.get(principal.role, ()))) or 'none'}"
         )
-    case, layers = _claim_visible(case_id, version, principal, session=session)
+
+
+@dataclass(frozen=True)
+class PlannedTransition:
+    """What a transition writes: the case's new column values (version and chain head
+    included), the event's columns, and the kind of outbox row (None: assignment only)."""
+
+    stored: dict[str, Any]
+    event: dict[str, Any]
+    alert: AlertType | None
+
+
+def plan_transition(
+    case: Any,
+    change: InspectorTransitionCreate,
+    *,
+    version: int,
+    principal: Principal,
+    settings: Settings,
+    assignee: ApiClient | None,
+    request_id: str | None,
+    now: datetime,
+) -> PlannedTransition:
+    """The writes of a transition of the claimed `case` (a `Case`, or any object with its
+    columns as attributes); 409 when the table forbids the move. Touches no database."""
+    target = change.to
     if target is not None:
         check_transition(case.status, target)
-    assignee = _assignee(change, case, session=session)
     before = _snapshot(case) | {"version": version}
     changes: dict[str, Any] = {"version": version + 1}
     if target is not None:
         changes |= _moved(case, target, change, settings=settings, actor=principal.name, now=now)
     if assignee is not None:
         changes["assignee_id"] = assignee.id
-    _show(case, changes)
-    payload: dict[str, Any] = {"before": before, "after": _snapshot(case)}
+    payload: dict[str, Any] = {"before": before, "after": _snapshot(case, changes)}
     payload |= {k: v for k, v in (("reason_code", change.reason_code), ("note", change.note)) if v}
     if assignee is not None:
         payload["assignee"] = assignee.name
     # The claim locked the row, so its chain head is the last event: no query for it.
     event = next_event_fields(
-        case,
+        case.id,
+        version + 1,
         tail=(case.event_seq, case.event_hash),
         action=_action(before["status"], target),
         actor=principal.name,
@@ -140,16 +184,8 @@ def apply_transition(
         request_id=request_id,
         at=now,
     )
-    head = chain_head(event)
-    _store(case, changes | head, session=session)
-    _show(case, head)
-    session.execute(_INSERT_EVENT, event)
-    if target is not None:
-        insert_alert(
-            case, session=session, event_type=_alert_type(target), reason=str(target),
-            layers=layers,
-        )  # fmt: skip
-    return case
+    alert = _alert_type(target) if target is not None else None
+    return PlannedTransition(changes | chain_head(event), event, alert)
 
 
 def _alert_type(target: CaseStatus) -> AlertType:
@@ -251,7 +287,7 @@ def _claim(case: Case, version: int, *, session: Session) -> None:
 
 
 def _moved(
-    case: Case,
+    case: Any,
     target: CaseStatus,
     change: InspectorTransitionCreate,
     *,
@@ -310,15 +346,18 @@ def _assignee(
     return client
 
 
-def _snapshot(case: Case) -> dict[str, Any]:
-    return {
-        "status": str(case.status),
-        "assignee_id": case.assignee_id,
-        "dismissal_reason": case.dismissal_reason,
-        "due_at": case.due_at.isoformat() if case.due_at else None,
-        "escalated": case.escalated,
-        "version": case.version,
+def _snapshot(case: Any, changes: dict[str, Any] | None = None) -> dict[str, Any]:
+    """The fields an event records before and after, with `changes` applied over `case`."""
+    changes = changes or {}
+    value = {name: changes.get(name, getattr(case, name)) for name in SNAPSHOT_FIELDS}
+    due_at = value["due_at"]
+    return value | {
+        "status": str(value["status"]),
+        "due_at": due_at.isoformat() if due_at else None,
     }
+
+
+SNAPSHOT_FIELDS = ("status", "assignee_id", "dismissal_reason", "due_at", "escalated", "version")
 
 
 def _action(previous: str, target: CaseStatus | None) -> str:
