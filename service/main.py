@@ -13,6 +13,7 @@ from service.auth import PrincipalCache
 from service.cameras import router as cameras
 from service.cases import evidence_router as evidence
 from service.cases import router as cases
+from service.cases import transitions_pg
 from service.db import create_db_engine, create_session_factory
 from service.errors import register_error_handlers
 from service.ingest import router as ingest
@@ -20,6 +21,10 @@ from service.logging import RequestIdMiddleware, configure_logging
 from service.openapi import install_openapi
 from service.settings import Settings
 from service.web import router as web
+
+#: Driver connections each API process keeps for case transitions on PostgreSQL, beside the
+#: engine's pool: one per transition in flight (they wait on the database, not on a thread).
+TRANSITION_CONNECTIONS = 20
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:
@@ -35,9 +40,17 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         )
         app.state.engine = engine
         app.state.session_factory = create_session_factory(engine)
+        app.state.transition_pool = None
+        if engine.dialect.name == "postgresql":
+            app.state.transition_pool = transitions_pg.connection_pool(
+                settings.database_url, max_size=TRANSITION_CONNECTIONS
+            )
+            await app.state.transition_pool.open()
         try:
             yield
         finally:
+            if app.state.transition_pool is not None:
+                await app.state.transition_pool.close()
             engine.dispose()
 
     app = FastAPI(
