@@ -33,15 +33,17 @@ import aiohttp
 import httpx
 import numpy as np
 import typer
-from sqlalchemy import Engine, func, insert, inspect, select
+from shapely.geometry import MultiPolygon, box
+from sqlalchemy import Engine, func, insert, inspect, select, update
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import OperationalError
 
 from benchmarks import bench_db
 from benchmarks.bench_db import Backend
-from models import Case
+from models import Case, Jurisdiction
 from models.case import CaseStatus
 from models.client import Role
+from models.jurisdiction import JurisdictionLevel
 from service.clients import create_client
 from service.db import create_db_engine, create_session_factory, transaction
 from service.spatial import BBox
@@ -63,6 +65,14 @@ STATUS_CYCLE = (
 LISTED_STATUSES = ("new", "verifying")  # the filter of the listing: 60 % of the cases
 
 
+class Caller(enum.StrEnum):
+    """Who moves the cases: an administrator, or a monitoring centre scoped to one district
+    (the transitioned cases are put in it first), whose claims carry its jurisdictions."""
+
+    admin = "admin"
+    monitor = "monitor"
+
+
 class Generator(enum.StrEnum):
     """The HTTP client library that drives the transitions."""
 
@@ -82,6 +92,7 @@ class Options:
     batch: int
     seed: int
     generator: Generator
+    caller: Caller = Caller.admin
 
 
 @dataclass(frozen=True)
@@ -194,6 +205,32 @@ def admin_key(url: str) -> str:
         with transaction(create_session_factory(engine)) as session:
             name = f"bench-api-{datetime.now(UTC):%Y%m%d%H%M%S%f}"
             return create_client(name, session=session, role=Role.admin, jurisdiction_codes=[]).key
+    finally:
+        engine.dispose()
+
+
+def monitor_key(url: str, case_ids: list[int]) -> str:
+    """The key of a monitoring centre for a new district that `case_ids` are moved into."""
+    engine = create_db_engine(url)
+    stamp = f"{datetime.now(UTC):%Y%m%d%H%M%S%f}"
+    try:
+        with transaction(create_session_factory(engine)) as session:
+            district = Jurisdiction(
+                code=f"bench-district-{stamp}", name="bench district",
+                level=JurisdictionLevel.district, geom=MultiPolygon([box(-180, -90, 180, 90)]),
+                area_m2=1.0,
+            )  # fmt: skip
+            session.add(district)
+            session.flush()
+            cases = Case.__table__
+            session.execute(
+                update(cases).where(cases.c.id.in_(case_ids)).values(jurisdiction_id=district.id)
+            )
+            issued = create_client(
+                f"bench-api-monitor-{stamp}", session=session, role=Role.monitor,
+                jurisdiction_codes=[district.code],
+            )  # fmt: skip
+            return issued.key
     finally:
         engine.dispose()
 
@@ -413,11 +450,12 @@ def run_backend(which: Backend, url: str, sqlite_path: Path, options: Options, r
     rng = np.random.default_rng(options.seed + 1)
     boxes = bench_db.query_boxes(rng, options.warmup + options.queries, box_side_m(url, options))
     case_ids = new_case_ids(url, options.transitions)
+    mover = key if options.caller is Caller.admin else monitor_key(url, case_ids)
     with api_server(url, options.workers) as server:
         listing = time_listing(server, key, boxes, options.warmup)
         log.info("%s: listing p95 %.1f ms", which, float(np.percentile(listing.ms, 95)))
         moves = asyncio.run(
-            time_transitions(server, key, case_ids, options.clients, url, options.generator)
+            time_transitions(server, mover, case_ids, options.clients, url, options.generator)
         )
         log.info("%s: %.0f transitions/s", which, moves.per_second)
     return Run(str(which), load_s, listing, moves)
@@ -445,8 +483,14 @@ def report(started: datetime, environment: str, runs: list[Run], options: Option
         f"- Transitions: {options.clients} concurrent clients (one asyncio process, "
         f"{options.generator}, "
         'keep-alive), each `POST /v1/cases/{id}/transitions` `{"to": "dispatched"}` with '
-        '`If-Match: "1"` on its own distinct new case; rate = successful transitions ÷ wall '
-        "time of the whole batch.",
+        '`If-Match: "1"` on its own distinct new case, '
+        + (
+            "with an admin key (cases without a jurisdiction)"
+            if options.caller is Caller.admin
+            else "with the key of a monitoring centre scoped to the one district the cases "
+            "were moved into first"
+        )
+        + "; rate = successful transitions ÷ wall time of the whole batch.",
         "- API CPU ms: CPU time (user + system) of the uvicorn processes per request, from "
         "/proc, PostgreSQL's own processes not included; with the API alone on "
         f"{os.cpu_count()} cores, {os.cpu_count()} × 1000 ÷ that is the most it could answer "
@@ -522,6 +566,7 @@ def main(
     generator: Annotated[
         Generator, typer.Option(help="HTTP client that drives the transitions.")
     ] = Generator.aiohttp,
+    caller: Annotated[Caller, typer.Option(help="Who moves the cases.")] = Caller.admin,
     postgres_url: Annotated[
         str, typer.Option(help="Dropped and recreated (unless reused)!")
     ] = DEFAULT_POSTGRES_URL,
@@ -537,8 +582,9 @@ def main(
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
     logging.getLogger("httpx").setLevel(logging.WARNING)  # a line per request otherwise
     options = Options(
-        rows, queries, warmup, target_count, transitions, clients, workers, batch, seed, generator
-    )
+        rows, queries, warmup, target_count, transitions, clients, workers, batch, seed, generator,
+        caller,
+    )  # fmt: skip
     started = datetime.now(UTC)
     backends = [Backend.sqlite, Backend.postgresql] if backend is Backend.both else [backend]
     if Backend.postgresql in backends:
