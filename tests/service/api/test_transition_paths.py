@@ -195,3 +195,13 @@ def test_a_value_postgresql_refuses_is_422_and_changes_nothing(world: World) -> 
     assert response.status_code == 422, response.text
     shown = world.http.get(f"/v1/cases/{case_id}", headers=world.auth("admin")).json()
     assert shown["status"] == "verifying" and shown["version"] == 1
+
+
+def test_text_that_is_not_unicode_is_422_and_changes_nothing(world: World) -> None:
+    case_id = world.add_case(status=CaseStatus.verifying)
+    body = '{"to": "dismissed", "reason_code": "duplicate", "note": "half \\ud800 a pair"}'
+    headers = world.auth("inspector_a") | {"If-Match": '"1"', "Content-Type": "application/json"}
+    response = world.http.post(f"/v1/cases/{case_id}/transitions", content=body, headers=headers)
+    assert response.status_code == 422, response.text
+    shown = world.http.get(f"/v1/cases/{case_id}", headers=world.auth("admin")).json()
+    assert shown["status"] == "verifying" and shown["version"] == 1
