@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import tempfile
 import time
+from collections.abc import Callable
 from contextlib import ExitStack
 from datetime import UTC, date, datetime
 from datetime import time as day_time
@@ -25,7 +26,10 @@ from rich.console import Console
 from rich.table import Table
 from shapely.geometry import box
 
+from detection.objects import pixel_area_m2
 from detection.rs_params import RasterDetectorParams
+from detection.rs_reference import contribution_buffer_px
+from detection.rs_tiles import buffered
 from detection.world_score import TruthViolation
 from scripts.evaluate_world import clear_fractions, load_violations
 
@@ -190,33 +194,56 @@ def _score(world_dir: Path, world: dict[str, Any], products: Path, *, session: A
         violations,
         cases,
         detections,
-        clear_fraction=pair_clear_fractions(world, products, violations),
+        clear_fraction=detector_clear_fractions(world, products, violations),
         min_mapping_unit_m2=RasterDetectorParams().min_mapping_unit_m2,
     )
 
 
-def pair_clear_fractions(
+def detector_clear_fractions(
     world: dict[str, Any], products: Path, violations: list[TruthViolation]
 ) -> dict[int, dict[str, float]]:
-    """Per epoch e (the pair e-1 → e), the clear fraction of each violation standing on e,
-    from the alpha bands the backfill itself read."""
+    """Per epoch e ≥ 1, the share of each violation standing on e that the detector compared
+    on e against its last clear look, from the alpha bands the backfill itself read.
+
+    As the backfill's detector sees it: a pixel is compared where it is clear and beyond the
+    detector's margin of cloud and nodata (`invalid_buffer_m`) on e, and some earlier date
+    saw it so (the last clear look), itself beyond the margin of the look's holes.
+    """
     epochs = sorted(world["epochs"], key=lambda epoch: epoch["index"])
     fractions: dict[int, dict[str, float]] = {}
-    previous: np.ndarray | None = None
+    seen_before: np.ndarray | None = None  # some earlier date saw the pixel beyond the margin
     for epoch in epochs:
         with rasterio.open(products / Path(epoch["tile"]).name) as source:
             clear = source.read(ALPHA_BAND) != 0
-            transform = source.transform
+            transform, crs = source.transform, source.crs
+        grow = _margin_of_cloud(transform, str(crs), clear.shape)
+        look = grow(clear)
         index = int(epoch["index"])
-        if previous is not None:
+        if seen_before is not None:
             standing = {v.violation_id: v.extent_on(index) for v in violations}
             fractions[index] = clear_fractions(
-                previous & clear,
+                look & grow(seen_before),
                 transform,
                 {key: extent for key, extent in standing.items() if extent is not None},
             )
-        previous = clear
+        seen_before = look if seen_before is None else seen_before | look
     return fractions
+
+
+def _margin_of_cloud(
+    transform: Any, crs: str, shape: tuple[int, int]
+) -> Callable[[np.ndarray], np.ndarray]:
+    """A function from a clear mask to what of it lies beyond the detector's margin of cloud
+    and nodata, as the detector grows the invalid pixels it is given."""
+    params = RasterDetectorParams()
+    area = pixel_area_m2(transform, crs, shape, pixel_size_m=params.pixel_size_m)
+    radius = contribution_buffer_px(params, area)
+
+    def beyond_margin(clear: np.ndarray) -> np.ndarray:
+        grown = buffered(clear, radius)
+        return clear if grown is None else np.asarray(grown[:, :], dtype=bool)
+
+    return beyond_margin
 
 
 def _epoch_dates(world: dict[str, Any]) -> list[date]:

@@ -23,10 +23,12 @@ from shapely.geometry.base import BaseGeometry
 
 from detection.errors import DetectionError
 from detection.io.raster import Raster
+from detection.objects import pixel_area_m2
 from detection.radiometry import Normalisation, fit_normalisation_with
 from detection.raster_pair import detect_changes
 from detection.rs_params import RasterDetectorParams
-from detection.rs_tiles import lattice_step
+from detection.rs_reference import contribution_buffer_px
+from detection.rs_tiles import buffered, lattice_step
 from service.analysis.pair import (
     Chip,
     PairComparison,
@@ -40,7 +42,7 @@ from service.analysis.pair import (
 
 TRACE_MARGIN_PX = 32  # context around an outline: the detector's statistics need some
 TRACE_MIN_SIDE_PX = 96
-MIN_OBSERVED_FRACTION = 0.5  # of the outline's pixels clear, for a date to count as a look
+MIN_OBSERVED_FRACTION = 0.5  # of the outline's pixels the detector compares: a look
 DIFFERS_FRACTION = 0.5  # of the outline changed against the violation's look: not there yet
 SAME_FRACTION = 0.2  # at most this changed: the violation already stands
 AROUND_FRACTION = 0.3  # at most this changed around the outline: a local change
@@ -167,10 +169,22 @@ class _DateSample:
 
 @dataclass(frozen=True)
 class _Crop:
+    """The outline and its surroundings cut from one date.
+
+    `comparable` is where the detector would compare this date with another: clear, and
+    beyond its margin (`invalid_buffer_m`) of cloud and nodata. Pixels near a cloud are
+    neither changed nor unchanged to the detector, so they say nothing either way.
+    """
+
     raster: Raster
     inside: np.ndarray  # the outline's pixels in the crop
-    observed: bool
+    comparable: np.ndarray
     sample: _DateSample | None = None  # the whole date the crop was cut from
+
+    @property
+    def observed(self) -> bool:
+        """Does this date look at the outline at all (half of it comparable)?"""
+        return _covers_outline(self.inside, self.comparable)
 
 
 def trace_cases(dates: Sequence[DatedScene], tasks: Sequence[TraceTask]) -> list[TraceResult]:
@@ -326,13 +340,15 @@ def _step_state(crops: list[_Crop | None], earlier: int, later: int) -> str:
     earlier_crop, later_crop = crops[earlier], crops[later]
     if earlier_crop is None or later_crop is None or not earlier_crop.observed:
         return "unclear"
+    compared = _compared(earlier_crop, later_crop)
+    if not _covers_outline(earlier_crop.inside, compared):
+        return "unclear"
     changed = _changed_mask(earlier_crop, later_crop)  # one detector run for both questions
     if changed is None:
         return "unclear"
-    clear = earlier_crop.inside & ~earlier_crop.raster.nodata
-    if not clear.any() or float(changed[clear].mean()) <= SAME_FRACTION:
+    if float(changed[earlier_crop.inside & compared].mean()) <= SAME_FRACTION:
         return "same"
-    around = _around(earlier_crop.inside) & ~earlier_crop.raster.nodata & ~later_crop.raster.nodata
+    around = _around(earlier_crop.inside) & compared
     if not around.any():
         return "unclear"
     return "differs" if float(changed[around].mean()) <= AROUND_FRACTION else "unclear"
@@ -375,15 +391,32 @@ def _look(dated: DatedScene, state: str, fraction: float | None) -> DateLook:
 
 
 def _compare_look(dated: DatedScene, crop: _Crop | None, reference: _Crop) -> DateLook:
-    """Does the place on this date look like the violation (the reference) or not?"""
+    """Does the place on this date look like the violation (the reference) or not?
+
+    Only the pixels the detector compared count: one near a cloud on either date is never
+    called change, and counting it as unchanged would make a date that saw nothing of the
+    place look like the violation already standing.
+    """
     if crop is None or not crop.observed:
         return _look(dated, "unobserved", None)
+    compared = _compared(crop, reference)
+    if not _covers_outline(crop.inside, compared):
+        return _look(dated, "unclear", None)
     changed = _changed_mask(crop, reference)
     if changed is None:
         return _look(dated, "unclear", None)
-    clear = crop.inside & ~crop.raster.nodata
-    fraction = float(changed[clear].mean()) if clear.any() else 0.0
+    fraction = float(changed[crop.inside & compared].mean())
     return _look(dated, _state_of(fraction), fraction)
+
+
+def _compared(crop: _Crop, other: _Crop) -> np.ndarray:
+    """The pixels the detector compares between two dates: comparable on both."""
+    return crop.comparable & other.comparable
+
+
+def _covers_outline(inside: np.ndarray, pixels: np.ndarray) -> bool:
+    """Do `pixels` hold at least `MIN_OBSERVED_FRACTION` of the outline?"""
+    return bool(inside.any()) and float(pixels[inside].mean()) >= MIN_OBSERVED_FRACTION
 
 
 def _state_of(changed_fraction: float) -> str:
@@ -450,8 +483,19 @@ def _crop(raster: Raster, outline: BaseGeometry, sample: _DateSample | None = No
     )
     if not inside.any():
         return None
-    observed = float((~cut.nodata[inside]).mean()) >= MIN_OBSERVED_FRACTION
-    return _Crop(cut, inside, observed, sample)
+    return _Crop(cut, inside, _beyond_margin(cut), sample)
+
+
+def _beyond_margin(raster: Raster) -> np.ndarray:
+    """Pixels clear and beyond the detector's margin of cloud and nodata, as
+    `detect_changes` grows the invalid pixels it is given (beyond the edge counts as clear)."""
+    params = RasterDetectorParams()
+    area = pixel_area_m2(
+        raster.transform, raster.crs, raster.shape, pixel_size_m=params.pixel_size_m
+    )
+    clear = ~raster.nodata
+    grown = buffered(clear, contribution_buffer_px(params, area))
+    return np.asarray(grown[:, :], dtype=bool) if grown is not None else clear
 
 
 def _chips(

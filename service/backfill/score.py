@@ -1,10 +1,17 @@
 """A backfill's cases scored against a simulated world's truth: found, onset dated, why missed.
 
 A violation is found when a case outline touches it; its onset is dated within one epoch when
-the case's "first visible" date falls on the epoch that first shows it, the one before or the
+the case's "first visible" date falls on the violation's onset epoch, the one before or the
 one after. Every violation not found with its onset so dated gets one reason, the first of:
 never seen clear, smaller than the mapping unit, not detected, detected but judged farm work,
-detected but screened out, or found with its onset dated too early or late.
+detected but screened out, found with its onset hidden (cloud over the onset: dated late, but
+within one epoch of the first date the detector saw it), or found with its onset dated too
+early or late.
+
+"Seen clear" is the detector's own view: a pixel counts only where the detector compared it,
+clear and beyond its margin of cloud and nodata (`invalid_buffer_m`) on the date and on the
+last clear look before it. A date clear over the violation but all near a cloud shows the
+detector, and so the trace, nothing of it.
 """
 
 from __future__ import annotations
@@ -35,6 +42,7 @@ FARM_WORK = "detected but judged farm work"
 SCREENED_OUT = "detected but screened out"
 NO_CASE = "detected but its case lies elsewhere"
 ONSET_UNDATED = "found, onset not dated"
+ONSET_HIDDEN = "found, onset hidden: dated within one epoch of the first look"
 ONSET_EARLY = "found, onset dated too early"
 ONSET_LATE = "found, onset dated too late"
 
@@ -70,7 +78,7 @@ class ViolationResult:
     violation_type: str
     onset_epoch: int
     area_m2: float
-    first_clear_epoch: int | None  # first pair at or after onset that saw it clear
+    first_clear_epoch: int | None  # first epoch at or after onset the detector saw it clear
     case_code: str | None
     onset_after_epoch: int | None
     onset_before_epoch: int | None
@@ -105,6 +113,14 @@ class BackfillScore:
         return sum(v.missed_because is None for v in self.violations)
 
     @property
+    def found_with_first_look(self) -> int:
+        """Dated within one epoch of the onset or, when cloud hid the onset, of the first date
+        the detector saw the violation: no dating from this imagery can do better."""
+        return self.found_with_onset + sum(
+            v.missed_because == ONSET_HIDDEN for v in self.violations
+        )
+
+    @property
     def found_in_one_case(self) -> int:
         """Found violations touched by one case only (one case per place)."""
         return sum(v.found and v.cases_touching == 1 for v in self.violations)
@@ -127,6 +143,7 @@ class BackfillScore:
             "onset_within_one_epoch": self.found_with_onset,
             "onset_within_one_epoch_share_of_found": _share(self.found_with_onset, self.found),
             "found_with_onset_share": _share(self.found_with_onset, total),
+            "onset_within_one_epoch_of_first_look": self.found_with_first_look,
             "target_share": TARGET_SHARE,
             "target_met": self.target_met,
             "missed_by_reason": dict(
@@ -228,10 +245,10 @@ def score_backfill(
     cases, detections : sequences of CaseSeen and DetectionSeen
         World CRS, as `read_backfill_results` gives them.
     clear_fraction : mapping of int to mapping of str to float
-        Per epoch index e (the pair e-1 → e), per violation id standing on e, the fraction 0–1
-        of its extent clear on both dates.
+        Per epoch index e, per violation id standing on e, the fraction 0–1 of its extent the
+        detector compared on e (`detector_clear_fractions` of `scripts.evaluate_backfill`).
     min_clear_fraction : float
-        A violation is seen clear on a pair when at least this fraction of it is clear.
+        A violation is seen clear on an epoch when at least this fraction of it is compared.
     min_mapping_unit_m2 : float
         The detector's smallest object, square metres.
     """
@@ -277,7 +294,7 @@ def _score_violation(
             violation, detections, first_clear, min_mapping_unit_m2=min_mapping_unit_m2
         )
     else:
-        missed, detail = _onset_verdict(violation, case)
+        missed, detail = _onset_verdict(violation, case, first_clear)
     return ViolationResult(
         violation_id=violation.violation_id,
         violation_type=violation.violation_type,
@@ -344,7 +361,7 @@ def _why_not_found(
     ]
     if not hits:
         if first_clear is None:
-            return NEVER_SEEN_CLEAR, "cloud or nodata over half of it or more on every pair"
+            return NEVER_SEEN_CLEAR, "cloud, nodata or their margin over half of it on every date"
         if violation.area_m2 < min_mapping_unit_m2:
             return TOO_SMALL, f"{violation.area_m2:.0f} m² < {min_mapping_unit_m2:.0f} m²"
         return NOT_DETECTED, "no detection touched it on any pair from its onset on"
@@ -363,7 +380,14 @@ def _why_not_found(
     return SCREENED_OUT, f"its detections were screened as {said}"
 
 
-def _onset_verdict(violation: TruthViolation, case: CaseSeen) -> tuple[str | None, str]:
+def _onset_verdict(
+    violation: TruthViolation, case: CaseSeen, first_clear: int | None
+) -> tuple[str | None, str]:
+    """None when the case dates the onset within one epoch; otherwise why not, and how far.
+
+    A dating late by more than one epoch but within one epoch of the first date the detector
+    saw the violation (`first_clear`) is told apart: cloud hid the onset, not the trace.
+    """
     if case.onset_before_epoch is None:
         return ONSET_UNDATED, "the trace found no clear look at the violation"
     error = case.onset_before_epoch - violation.onset_epoch
@@ -375,5 +399,12 @@ def _onset_verdict(violation: TruthViolation, case: CaseSeen) -> tuple[str | Non
     )
     if abs(error) <= ONSET_TOLERANCE_EPOCHS:
         return None, bracket
+    if error > 0 and first_clear is not None:
+        after_look = case.onset_before_epoch - first_clear
+        if abs(after_look) <= ONSET_TOLERANCE_EPOCHS:
+            return (
+                ONSET_HIDDEN,
+                f"{error:+d} epochs, {after_look:+d} from the first look; {bracket}",
+            )
     reason = ONSET_EARLY if error < 0 else ONSET_LATE
     return reason, f"{error:+d} epochs; {bracket}"

@@ -5,14 +5,19 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import numpy as np
 import pytest
-from shapely.geometry import shape
+import rasterio
+from rasterio.transform import from_origin
+from shapely.geometry import box, shape
 from sqlalchemy import create_engine, select
 from sqlalchemy.orm import Session
 from typer.testing import CliRunner
 
+from detection.world_score import TruthViolation
 from models.case import Case
 from scripts.cli import app
+from scripts.evaluate_backfill import detector_clear_fractions
 from simulator import WorldParams, generate_world
 
 runner = CliRunner()
@@ -76,3 +81,38 @@ def test_a_folder_that_is_no_world_is_refused_with_what_to_give(tmp_path: Path) 
     result = runner.invoke(app, ["evaluate", "backfill", str(tmp_path)])
     assert result.exit_code == 2
     assert "tianxun simulate --out" in result.output
+
+
+def _product(path: Path, clear: np.ndarray) -> None:
+    """A delivered 1 m tile: four bands of flat ground and `clear` as the alpha band."""
+    rows, cols = clear.shape
+    profile = {"driver": "GTiff", "width": cols, "height": rows, "count": 5, "dtype": "uint16"}
+    transform = from_origin(500_000, 4_000_100, 1, 1)
+    with rasterio.open(path, "w", crs="EPSG:32650", transform=transform, **profile) as tile:
+        tile.write(np.full((4, rows, cols), 1000, dtype=np.uint16), [1, 2, 3, 4])
+        tile.write(np.where(clear, 255, 0).astype(np.uint16), 5)
+
+
+def _square(row: int, col: int, side: int = 10) -> box:
+    """`side` × `side` pixels from (row, col) of the tiles of `_product`, in their CRS."""
+    return box(500_000 + col, 4_000_100 - row - side, 500_000 + col + side, 4_000_100 - row)
+
+
+def test_a_violation_is_seen_only_where_the_detector_compares_it(tmp_path: Path) -> None:
+    # "near": clear on epoch 1, but a cloud 5 px beside it, well within the detector's 15 m.
+    # "unseen_before": clear on epoch 1, but under cloud on epoch 0, the only earlier date:
+    # the detector has no look to compare epoch 1 with there.
+    near = TruthViolation("near", "building", 1, 100.0, _square(60, 60))
+    unseen_before = TruthViolation("unseen_before", "building", 1, 100.0, _square(10, 10))
+    clear = [np.ones((100, 100), dtype=bool) for _ in range(3)]
+    clear[0][5:26, 5:26] = False
+    clear[1][50:80, 75:82] = False
+    epochs = []
+    for index, mask in enumerate(clear):
+        _product(tmp_path / f"e{index}.tif", mask)
+        epochs.append({"index": index, "tile": f"tiles/e{index}.tif"})
+
+    fractions = detector_clear_fractions({"epochs": epochs}, tmp_path, [near, unseen_before])
+
+    assert fractions[1] == {"near": 0.0, "unseen_before": 0.0}
+    assert fractions[2] == {"near": 1.0, "unseen_before": 1.0}

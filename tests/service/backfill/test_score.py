@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from datetime import date, timedelta
+
 from shapely.geometry import box
 
 from detection.world_score import TruthViolation
@@ -9,6 +11,8 @@ from service.backfill.score import (
     FARM_WORK,
     NEVER_SEEN_CLEAR,
     NOT_DETECTED,
+    ONSET_EARLY,
+    ONSET_HIDDEN,
     ONSET_LATE,
     CaseSeen,
     DetectionSeen,
@@ -112,3 +116,35 @@ def test_the_target_is_nine_in_ten_found_with_their_onset_dated() -> None:
 
     assert score_with(9) and score_with(10)
     assert not score_with(8)
+
+
+def test_a_dating_late_because_cloud_hid_the_onset_is_told_apart_from_a_late_one() -> None:
+    # Onset on epoch 2; the detector saw nothing of the place on epochs 2 and 3 (cloud or its
+    # margin), so no trace could date it before epoch 4.
+    hidden = violation("hidden", 0, onset=2)
+    late = violation("late", 100, onset=2)
+    early = violation("early", 200, onset=5)
+    dated = violation("dated", 300, onset=2)
+    clear = all_clear(hidden, late, early, dated)
+    for epoch in (2, 3):
+        clear[epoch]["hidden"] = clear[epoch]["late"] = 0.0
+    cases = [
+        case("C-hidden", 0, first_visible=5),  # +3 from the onset, +1 from the first look
+        case("C-late", 100, first_visible=6),  # +2 from the first look: the trace's fault
+        case("C-early", 200, first_visible=2),
+        case("C-dated", 300, first_visible=3),
+    ]
+
+    score = score_backfill([hidden, late, early, dated], cases, [], clear_fraction=clear)
+
+    by_id = {v.violation_id: v for v in score.violations}
+    assert by_id["hidden"].first_clear_epoch == 4
+    assert by_id["hidden"].missed_because == ONSET_HIDDEN
+    assert by_id["late"].missed_because == ONSET_LATE
+    assert by_id["early"].missed_because == ONSET_EARLY
+    assert by_id["dated"].missed_because is None
+    # The acceptance measure is unchanged: only "dated" is within one epoch of its onset.
+    assert (score.found_with_onset, score.found_with_first_look) == (1, 2)
+    report = score.as_json([date(2025, 1, 1) + timedelta(days=30 * e) for e in range(10)])
+    assert report["onset_within_one_epoch"] == 1
+    assert report["onset_within_one_epoch_of_first_look"] == 2
