@@ -110,6 +110,8 @@ def apply_transition(
     now = now or utcnow()
     check_role_target(principal, change.to)
     case, layers = _claim_visible(case_id, version, principal, session=session)
+    if change.to is not None:  # a forbidden move is 409 before the assignee is looked up
+        check_transition(case.status, change.to)
     planned = plan_transition(
         case, change, version=version, principal=principal, settings=settings,
         assignee=_assignee(change, case, session=session), request_id=request_id, now=now,

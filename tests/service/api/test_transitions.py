@@ -111,6 +111,9 @@ def test_a_move_the_table_forbids_is_409_and_one_the_role_may_not_make_403(world
     assert_problem(
         transition(world, "monitor", case_id, {"to": "closed"}), 409, "cannot go from new to closed"
     )
+    # The table is asked before the assignee is looked up.
+    body = {"to": "closed", "assignee": "nobody-by-that-name"}
+    assert_problem(transition(world, "monitor", case_id, body), 409, "cannot go from new to closed")
 
 
 def test_the_centre_dispatches_to_an_inspector_of_that_area_only(world: World) -> None:
