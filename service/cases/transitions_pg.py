@@ -57,6 +57,7 @@ from service.settings import Settings
 _DIALECT = postgresql.psycopg.dialect(dbapi=psycopg)  # type: ignore[attr-defined]
 #: How these connections show in pg_stat_activity, apart from the engine's.
 APPLICATION_NAME = "tianxun-api-transitions"
+POOL_TIMEOUT_S = 5.0  # psycopg_pool's default, 30 s, would hold a request that long
 _CASES = Case.__table__
 #: The case's columns a transition reads: all but the outline, whose bounds the bbox
 #: columns hold (kept with it on every write, as SQLite's R*Tree needs them).
@@ -99,14 +100,20 @@ async def transition(
         raise _as_sqlalchemy_error(error) from error
 
 
-def connection_pool(database_url: str, *, max_size: int) -> AsyncConnectionPool[Any]:
-    """The pool of driver connections `transition` takes (opened by the caller)."""
+def connection_pool(
+    database_url: str, *, max_size: int, timeout_s: float = POOL_TIMEOUT_S
+) -> AsyncConnectionPool[Any]:
+    """The pool of driver connections `transition` takes (opened by the caller).
+
+    A request waits at most `timeout_s` for a connection (the database down, or every
+    connection busy), then is answered 503 + Retry-After like the session path's requests."""
     conninfo = make_url(database_url).set(drivername="postgresql")
     return AsyncConnectionPool(
         conninfo.render_as_string(hide_password=False),
         kwargs={"application_name": APPLICATION_NAME},
         min_size=1,
         max_size=max_size,
+        timeout=timeout_s,
         open=False,
     )
 

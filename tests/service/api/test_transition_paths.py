@@ -31,7 +31,7 @@ from service.cases.events import verify_chain
 from service.cases.queries import case_reads
 from service.cases.schemas import InspectorTransitionCreate
 from service.cases.transitions import apply_transition
-from service.cases.transitions_pg import APPLICATION_NAME
+from service.cases.transitions_pg import APPLICATION_NAME, connection_pool
 from service.db import transaction
 from service.rls import apply_scope
 from tests.conftest import POSTGRES_URL
@@ -205,3 +205,24 @@ def test_text_that_is_not_unicode_is_422_and_changes_nothing(world: World) -> No
     assert response.status_code == 422, response.text
     shown = world.http.get(f"/v1/cases/{case_id}", headers=world.auth("admin")).json()
     assert shown["status"] == "verifying" and shown["version"] == 1
+
+
+def test_no_driver_connection_within_the_pool_timeout_is_503(world: World) -> None:
+    if not world.url.startswith("postgresql"):
+        pytest.skip("the driver path is PostgreSQL's")
+    case_id = world.add_case()
+    state = world.http.app.state  # type: ignore[attr-defined]
+    # A pool of connections to a port nothing listens on: no connection will come.
+    nowhere = make_url(world.url).set(port=1).render_as_string(hide_password=False)
+    unreachable = connection_pool(nowhere, max_size=1, timeout_s=0.5)
+    kept, state.transition_pool = state.transition_pool, unreachable
+    try:
+        world.http.portal.call(unreachable.open)  # type: ignore[union-attr]
+        refused = transition(world, "admin", case_id, {"to": "dispatched"})
+    finally:
+        state.transition_pool = kept
+        world.http.portal.call(unreachable.close)  # type: ignore[union-attr]
+    assert refused.status_code == 503, refused.text
+    assert refused.headers["retry-after"] == "1"
+    shown = world.http.get(f"/v1/cases/{case_id}", headers=world.auth("admin")).json()
+    assert shown["status"] == "new" and shown["version"] == 1
