@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import cv2
 import numpy as np
 from scipy import ndimage
 
+#: A Gaussian smoothing of a 2-D image: (image, sigma, output=None) -> smoothed image.
+Smoother = Callable[..., np.ndarray]
 #: Gaussian kernels reach this many sigmas (scipy's default truncate).
 TRUNCATE = 4.0
 # The detector runs its tiles on threads of its own (`rs_tiles.each_window`); OpenCV's own
@@ -73,20 +75,23 @@ def spectral_indices(image: np.ndarray, roles: Sequence[str | None]) -> dict[str
     return out
 
 
-def gaussian(image: np.ndarray, sigma: float, out: np.ndarray | None = None) -> np.ndarray:
+def gaussian(image: np.ndarray, sigma: float, output: np.ndarray | None = None) -> np.ndarray:
     """`scipy.ndimage.gaussian_filter(image, sigma)` (mode "reflect", `TRUNCATE` sigmas).
 
     A 2-D float32 image goes through OpenCV's separable filter with the same kernel and
     border: several times faster, equal up to float32 rounding (a few 1e-7; the detector's
     masks and objects came out identical on the shared pairs and the benchmark pair). Other
     images, and one no wider than the kernel's radius, go through SciPy.
+
+    For the unsupervised score only: a trained model's features stay on SciPy's filter, as
+    the model was trained on them (rounding this small still moved its cross-validated F1).
     """
     radius = int(TRUNCATE * sigma + 0.5)
     if image.dtype != np.float32 or image.ndim != 2 or min(image.shape) <= radius:
-        return ndimage.gaussian_filter(image, sigma, output=out, truncate=TRUNCATE)
+        return ndimage.gaussian_filter(image, sigma, output=output, truncate=TRUNCATE)
     size = 2 * radius + 1
     return cv2.GaussianBlur(
-        image, (size, size), sigma, dst=out, sigmaY=sigma, borderType=cv2.BORDER_REFLECT
+        image, (size, size), sigma, dst=output, sigmaY=sigma, borderType=cv2.BORDER_REFLECT
     )
 
 
@@ -110,26 +115,30 @@ def standardised_difference(
     return difference.astype(np.float32, copy=False)
 
 
-def edge_strength(gray: np.ndarray) -> np.ndarray:
+def edge_strength(gray: np.ndarray, smooth_with: Smoother = ndimage.gaussian_filter) -> np.ndarray:
     """Gradient magnitude of a lightly smoothed grey image (same units per pixel)."""
-    smooth = gaussian(gray, 1.0)
+    smooth = smooth_with(gray, 1.0)
     return np.hypot(ndimage.sobel(smooth, axis=0), ndimage.sobel(smooth, axis=1)) / 8.0
 
 
 def change_magnitudes(difference: np.ndarray, scales_px: Sequence[float]) -> list[np.ndarray]:
-    """Change-vector magnitude of the smoothed difference at each scale (noise units)."""
+    """Change-vector magnitude of the smoothed difference at each scale (noise units), with
+    SciPy's filter: these are trained model features (`detection.train`), which a saved model
+    expects exactly as they were computed when it was trained."""
     # Contiguous band planes filter faster than strided views of the interleaved image.
-    return _plane_magnitudes(as_planes(difference), scales_px)
+    return _plane_magnitudes(as_planes(difference), scales_px, ndimage.gaussian_filter)
 
 
-def _plane_magnitudes(planes: np.ndarray, scales_px: Sequence[float]) -> list[np.ndarray]:
+def _plane_magnitudes(
+    planes: np.ndarray, scales_px: Sequence[float], smooth_with: Smoother
+) -> list[np.ndarray]:
     bands = len(planes)
     smoothed = np.empty(planes.shape[1:], dtype=np.float32)
     magnitudes = []
     for sigma in scales_px:
         total = np.zeros(planes.shape[1:], dtype=np.float32)
         for plane in planes:
-            gaussian(plane, sigma, out=smoothed)
+            smooth_with(plane, sigma, output=smoothed)
             np.square(smoothed, out=smoothed)
             total += smoothed
         total /= bands
@@ -171,8 +180,8 @@ def _plane_texture(
     scale = float(np.mean(noise))
     gray_before = band_mean(before)
     gray_after = np.where(valid, band_mean(after), gray_before)
-    change = np.abs(edge_strength(gray_after) - edge_strength(gray_before)) / scale
-    return gaussian(change.astype(np.float32), TEXTURE_SIGMA_PX)
+    change = np.abs(edge_strength(gray_after, gaussian) - edge_strength(gray_before, gaussian))
+    return gaussian((change / scale).astype(np.float32), TEXTURE_SIGMA_PX)
 
 
 def change_score(
@@ -230,7 +239,7 @@ def plane_change_score(
     invalid = None if valid.all() else ~valid
     if invalid is not None:
         difference[:, invalid] = 0.0
-    magnitudes = _plane_magnitudes(difference, scales_px)
+    magnitudes = _plane_magnitudes(difference, scales_px, gaussian)
     score = magnitudes[0].copy()
     for magnitude in magnitudes[1:]:
         score += magnitude
@@ -272,11 +281,11 @@ def local_structure(
     correlation : ndarray of shape (rows, cols), float32
         In [-1, 1]; 1 where the pattern is the same on both dates.
     """
-    mean_b = gaussian(gray_before, sigma)
-    mean_a = gaussian(gray_after, sigma)
-    var_b = np.maximum(gaussian(gray_before * gray_before, sigma) - mean_b**2, 0)
-    var_a = np.maximum(gaussian(gray_after * gray_after, sigma) - mean_a**2, 0)
-    covariance = gaussian(gray_before * gray_after, sigma) - mean_b * mean_a
+    mean_b = ndimage.gaussian_filter(gray_before, sigma)
+    mean_a = ndimage.gaussian_filter(gray_after, sigma)
+    var_b = np.maximum(ndimage.gaussian_filter(gray_before * gray_before, sigma) - mean_b**2, 0)
+    var_a = np.maximum(ndimage.gaussian_filter(gray_after * gray_after, sigma) - mean_a**2, 0)
+    covariance = ndimage.gaussian_filter(gray_before * gray_after, sigma) - mean_b * mean_a
     flat = floor * floor
     correlation = (covariance + flat) / np.sqrt((var_b + flat) * (var_a + flat))
     return (
@@ -307,11 +316,11 @@ def gradient_agreement(
     -------
     ndarray of shape (rows, cols), float32
     """
-    grad_b = [ndimage.sobel(gaussian(gray_before, 1.0), axis=i) for i in (0, 1)]
-    grad_a = [ndimage.sobel(gaussian(gray_after, 1.0), axis=i) for i in (0, 1)]
-    dot = gaussian(grad_b[0] * grad_a[0] + grad_b[1] * grad_a[1], sigma)
-    norm_b = gaussian(grad_b[0] ** 2 + grad_b[1] ** 2, sigma)
-    norm_a = gaussian(grad_a[0] ** 2 + grad_a[1] ** 2, sigma)
+    grad_b = [ndimage.sobel(ndimage.gaussian_filter(gray_before, 1.0), axis=i) for i in (0, 1)]
+    grad_a = [ndimage.sobel(ndimage.gaussian_filter(gray_after, 1.0), axis=i) for i in (0, 1)]
+    dot = ndimage.gaussian_filter(grad_b[0] * grad_a[0] + grad_b[1] * grad_a[1], sigma)
+    norm_b = ndimage.gaussian_filter(grad_b[0] ** 2 + grad_b[1] ** 2, sigma)
+    norm_a = ndimage.gaussian_filter(grad_a[0] ** 2 + grad_a[1] ** 2, sigma)
     # Sobel weights sum to 8 per axis: a floor in units per pixel is 8× that in Sobel units.
     flat = (8.0 * floor) ** 2
     return ((dot + flat) / np.sqrt((norm_b + flat) * (norm_a + flat))).astype(np.float32)

@@ -27,7 +27,7 @@ def test_float32_planes_match_scipy_to_float32_rounding(
 def test_the_output_array_is_filled_when_given() -> None:
     image = RNG.random((32, 32), dtype=np.float32)
     out = np.empty_like(image)
-    result = gaussian(image, 2.0, out=out)
+    result = gaussian(image, 2.0, output=out)
     np.testing.assert_allclose(out, ndimage.gaussian_filter(image, 2.0), rtol=2e-6, atol=1e-6)
     assert result is out or np.array_equal(result, out)
 
