@@ -17,6 +17,7 @@ from detection.objects import ChangeObject
 from detection.radiometry import Normalisation, fit_normalisation_with
 from detection.rs_params import RasterDetectorParams
 from detection.rs_parcels import parcel_contexts
+from detection.rs_reference import contribution_buffer_px
 from detection.rs_standout import LOG_OFFSET_FRACTION, STANDS_OUT, judge_parcels, parcel_windows
 from detection.rs_tiles import (
     Grid,
@@ -140,7 +141,7 @@ def detect_changes(
     pixel_area = objects.pixel_area_m2(
         grid.transform, grid.crs, (grid.rows, grid.cols), pixel_size_m=params.pixel_size_m
     )
-    buffer_px = math.ceil(params.invalid_buffer_m / math.sqrt(pixel_area) - 1e-9)
+    buffer_px = contribution_buffer_px(params, pixel_area)
     before_valid, after_valid = buffered(before_valid, buffer_px), buffered(after_valid, buffer_px)
     if normalisation is None:
         normalisation = _fit_radiometry(before, after, before_valid, after_valid, params)

@@ -22,6 +22,7 @@ import math
 from collections import defaultdict
 from collections.abc import Iterator
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 from affine import Affine
@@ -30,6 +31,7 @@ from shapely import STRtree, get_parts, union_all
 from shapely.geometry import MultiPolygon, Polygon, shape
 from shapely.geometry.base import BaseGeometry
 
+from detection.objects import pixel_area_m2
 from detection.radiometry import Normalisation, fit_normalisation_with
 from detection.rs_params import RasterDetectorParams
 from detection.rs_tiles import RasterLike, buffered, lattice_step, valid_window
@@ -82,6 +84,23 @@ def contribution_buffer_px(params: RasterDetectorParams, pixel_area_m2: float) -
     """Pixels within `params.invalid_buffer_m` of cloud or nodata are not a clear look either:
     the detector would not compare them, and the composite should not keep them."""
     return math.ceil(params.invalid_buffer_m / math.sqrt(pixel_area_m2) - 1e-9)
+
+
+def margin_px(
+    params: RasterDetectorParams, transform: Affine | None, crs: Any, shape: tuple[int, ...]
+) -> int:
+    """`contribution_buffer_px` on a grid: how far, in pixels, the detector keeps from cloud
+    and nodata."""
+    rows, cols = shape[:2]
+    area = pixel_area_m2(transform, crs, (rows, cols), pixel_size_m=params.pixel_size_m)
+    return contribution_buffer_px(params, area)
+
+
+def clear_beyond(clear: np.ndarray, radius_px: int) -> np.ndarray:
+    """The pixels of `clear` at least `radius_px` from any unclear one, as the detector grows
+    the invalid pixels it is given (beyond the image edge counts as clear)."""
+    grown = buffered(clear, radius_px)
+    return clear if grown is None else np.asarray(grown[:, :], dtype=bool)
 
 
 def add_observation(

@@ -11,7 +11,6 @@ from __future__ import annotations
 import json
 import tempfile
 import time
-from collections.abc import Callable
 from contextlib import ExitStack
 from datetime import UTC, date, datetime
 from datetime import time as day_time
@@ -26,10 +25,8 @@ from rich.console import Console
 from rich.table import Table
 from shapely.geometry import box
 
-from detection.objects import pixel_area_m2
 from detection.rs_params import RasterDetectorParams
-from detection.rs_reference import contribution_buffer_px
-from detection.rs_tiles import buffered
+from detection.rs_reference import clear_beyond, margin_px
 from detection.world_score import TruthViolation
 from scripts.evaluate_world import clear_fractions, load_violations
 
@@ -216,34 +213,18 @@ def detector_clear_fractions(
         with rasterio.open(products / Path(epoch["tile"]).name) as source:
             clear = source.read(ALPHA_BAND) != 0
             transform, crs = source.transform, source.crs
-        grow = _margin_of_cloud(transform, str(crs), clear.shape)
-        look = grow(clear)
+        radius = margin_px(RasterDetectorParams(), transform, str(crs), clear.shape)
+        look = clear_beyond(clear, radius)
         index = int(epoch["index"])
         if seen_before is not None:
             standing = {v.violation_id: v.extent_on(index) for v in violations}
             fractions[index] = clear_fractions(
-                look & grow(seen_before),
+                look & clear_beyond(seen_before, radius),
                 transform,
                 {key: extent for key, extent in standing.items() if extent is not None},
             )
         seen_before = look if seen_before is None else seen_before | look
     return fractions
-
-
-def _margin_of_cloud(
-    transform: Any, crs: str, shape: tuple[int, int]
-) -> Callable[[np.ndarray], np.ndarray]:
-    """A function from a clear mask to what of it lies beyond the detector's margin of cloud
-    and nodata, as the detector grows the invalid pixels it is given."""
-    params = RasterDetectorParams()
-    area = pixel_area_m2(transform, crs, shape, pixel_size_m=params.pixel_size_m)
-    radius = contribution_buffer_px(params, area)
-
-    def beyond_margin(clear: np.ndarray) -> np.ndarray:
-        grown = buffered(clear, radius)
-        return clear if grown is None else np.asarray(grown[:, :], dtype=bool)
-
-    return beyond_margin
 
 
 def _epoch_dates(world: dict[str, Any]) -> list[date]:

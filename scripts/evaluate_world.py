@@ -34,13 +34,13 @@ from shapely.geometry.base import BaseGeometry
 
 from detection.errors import DetectionError
 from detection.io import Raster, read_raster
-from detection.objects import ChangeObject, pixel_area_m2
+from detection.objects import ChangeObject
 from detection.raster_pair import detect_changes
 from detection.rs_params import RasterDetectorParams
 from detection.rs_reference import (
     ClearReference,
     add_observation,
-    contribution_buffer_px,
+    margin_px,
     split_by_source,
 )
 from detection.world_score import (
@@ -331,11 +331,7 @@ def _read_epoch(
 
 
 def _buffer_px(raster: Raster) -> int:
-    params = RasterDetectorParams()
-    area = pixel_area_m2(
-        raster.transform, raster.crs, raster.array.shape[:2], pixel_size_m=params.pixel_size_m
-    )
-    return contribution_buffer_px(params, area)
+    return margin_px(RasterDetectorParams(), raster.transform, raster.crs, raster.array.shape)
 
 
 def _failure(before: dict, after: dict, error: DetectionError) -> dict[str, Any]:

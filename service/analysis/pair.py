@@ -25,13 +25,13 @@ from shapely.geometry.base import BaseGeometry
 
 from detection.align import reproject_onto_grid
 from detection.io.raster import Raster, ReadLimits, read_raster
-from detection.objects import ChangeObject, pixel_area_m2
+from detection.objects import ChangeObject
 from detection.raster_pair import detect_changes
 from detection.rs_params import RasterDetectorParams
 from detection.rs_reference import (
     ClearReference,
-    contribution_buffer_px,
     fill_from_older,
+    margin_px,
     split_by_source,
 )
 
@@ -145,10 +145,7 @@ def last_clear_look(
     if not reference.nodata.any() or reference.transform is None:
         return reference, None
     params = params or RasterDetectorParams()
-    area = pixel_area_m2(
-        reference.transform, reference.crs, reference.shape, pixel_size_m=params.pixel_size_m
-    )
-    buffer_px = contribution_buffer_px(params, area)
+    buffer_px = margin_px(params, reference.transform, reference.crs, reference.shape)
     composite = ClearReference.empty(*reference.array.shape)
     fill_from_older(composite, reference.array, ~reference.nodata, 0, buffer_px=buffer_px)
     for age, raster in enumerate(older, start=1):

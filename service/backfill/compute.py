@@ -23,12 +23,11 @@ from shapely.geometry.base import BaseGeometry
 
 from detection.errors import DetectionError
 from detection.io.raster import Raster
-from detection.objects import pixel_area_m2
 from detection.radiometry import Normalisation, fit_normalisation_with
 from detection.raster_pair import detect_changes
 from detection.rs_params import RasterDetectorParams
-from detection.rs_reference import contribution_buffer_px
-from detection.rs_tiles import buffered, lattice_step
+from detection.rs_reference import clear_beyond, margin_px
+from detection.rs_tiles import lattice_step
 from service.analysis.pair import (
     Chip,
     PairComparison,
@@ -487,15 +486,9 @@ def _crop(raster: Raster, outline: BaseGeometry, sample: _DateSample | None = No
 
 
 def _beyond_margin(raster: Raster) -> np.ndarray:
-    """Pixels clear and beyond the detector's margin of cloud and nodata, as
-    `detect_changes` grows the invalid pixels it is given (beyond the edge counts as clear)."""
-    params = RasterDetectorParams()
-    area = pixel_area_m2(
-        raster.transform, raster.crs, raster.shape, pixel_size_m=params.pixel_size_m
-    )
-    clear = ~raster.nodata
-    grown = buffered(clear, contribution_buffer_px(params, area))
-    return np.asarray(grown[:, :], dtype=bool) if grown is not None else clear
+    """Pixels clear and beyond the detector's margin of cloud and nodata."""
+    radius = margin_px(RasterDetectorParams(), raster.transform, raster.crs, raster.shape)
+    return clear_beyond(~raster.nodata, radius)
 
 
 def _chips(
