@@ -18,6 +18,8 @@ from __future__ import annotations
 
 import functools
 from collections import namedtuple
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from datetime import UTC, datetime
 from typing import Any, NamedTuple
 
@@ -90,45 +92,8 @@ async def transition(
     if getattr(change, "assignee", None) is not None:
         return None
     check_role_target(principal, change.to)
-    try:
-        # The pool rolls back whatever a failed block left open, and drops a broken connection.
-        async with pool.connection() as driver:
-            return await _transition(
-                driver, case_id, change, principal, version, settings, request_id
-            )
-    except psycopg.Error as error:
-        raise _as_sqlalchemy_error(error) from error
-
-
-def connection_pool(
-    database_url: str, *, max_size: int, timeout_s: float = POOL_TIMEOUT_S
-) -> AsyncConnectionPool[Any]:
-    """The pool of driver connections `transition` takes (opened by the caller).
-
-    A request waits at most `timeout_s` for a connection (the database down, or every
-    connection busy), then is answered 503 + Retry-After like the session path's requests."""
-    conninfo = make_url(database_url).set(drivername="postgresql")
-    return AsyncConnectionPool(
-        conninfo.render_as_string(hide_password=False),
-        kwargs={"application_name": APPLICATION_NAME},
-        min_size=1,
-        max_size=max_size,
-        timeout=timeout_s,
-        open=False,
-    )
-
-
-async def _transition(
-    driver: psycopg.AsyncConnection[Any],
-    case_id: int,
-    change: InspectorTransitionCreate,
-    principal: Principal,
-    version: int,
-    settings: Settings,
-    request_id: str | None,
-) -> Answer | None:
     now = utcnow()
-    async with driver.cursor(row_factory=namedtuple_row) as cursor:
+    async with _driver(pool) as driver, driver.cursor(row_factory=namedtuple_row) as cursor:
         async with driver.pipeline():  # one round trip
             await cursor.execute(_SET_SCOPE, {"name": SETTING, "value": scope_value(principal)})
             claim = _claim_sql(principal.sees_everything)
@@ -161,6 +126,35 @@ async def _transition(
         after, jurisdiction=row.jurisdiction, assignee=row.assignee, bounds=_bounds(after), now=now
     )
     return Answer(read.model_dump_json().encode(), read.version)
+
+
+@asynccontextmanager
+async def _driver(pool: AsyncConnectionPool[Any]) -> AsyncIterator[psycopg.AsyncConnection[Any]]:
+    """A pooled connection; a database error in the block comes out as SQLAlchemy's."""
+    try:
+        # The pool rolls back whatever a failed block left open, and drops a broken connection.
+        async with pool.connection() as driver:
+            yield driver
+    except psycopg.Error as error:
+        raise _as_sqlalchemy_error(error) from error
+
+
+def connection_pool(
+    database_url: str, *, max_size: int, timeout_s: float = POOL_TIMEOUT_S
+) -> AsyncConnectionPool[Any]:
+    """The pool of driver connections `transition` takes (opened by the caller).
+
+    A request waits at most `timeout_s` for a connection (the database down, or every
+    connection busy), then is answered 503 + Retry-After like the session path's requests."""
+    conninfo = make_url(database_url).set(drivername="postgresql")
+    return AsyncConnectionPool(
+        conninfo.render_as_string(hide_password=False),
+        kwargs={"application_name": APPLICATION_NAME},
+        min_size=1,
+        max_size=max_size,
+        timeout=timeout_s,
+        open=False,
+    )
 
 
 def _claim_parameters(case_id: int, version: int, principal: Principal) -> dict[str, Any]:
