@@ -167,9 +167,16 @@ def tile_pieces(
     before = {k: ndimage.sum_labels(v, part, index) for k, v in before_indices.items()}
     after = {k: ndimage.sum_labels(v, part, index) for k, v in after_indices.items()}
     edge = _labels_on_edges(labels, touches_edge)
+    # Traced from the core's corner to the far side of the change only: the same pixel
+    # coordinates under the same transform give the same vertices, and what lies beyond
+    # holds no change (tracing the whole core cost more than everything else here).
+    traced = (slice(0, region[0].stop), slice(0, region[1].stop))
     pieces = []
     for geometry, value in shapes(
-        labels.astype(np.int32), mask=mask, connectivity=4, transform=transform
+        np.ascontiguousarray(labels[traced]),
+        mask=np.ascontiguousarray(mask[traced]),
+        connectivity=4,
+        transform=transform,
     ):
         i = int(value) - 1
         pieces.append(

@@ -8,6 +8,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any, Protocol, TypeVar
 
+import cv2
 import numpy as np
 from affine import Affine
 from rasterio.features import rasterize
@@ -244,6 +245,96 @@ class Source:
             )
         return before, after, valid
 
+    def read_score_inputs(
+        self, key: tuple[slice, slice], *, grays: bool
+    ) -> tuple[np.ndarray, tuple[np.ndarray, np.ndarray] | None, np.ndarray] | None:
+        """What `features.difference_change_score` needs of a window, from the stored
+        samples in one pass: the noise-scaled difference planes, the grey images of both
+        dates (with `grays`) and the validity; the same values as `read_planes` followed by
+        `plane_change_score`'s own steps. None where this does not apply (samples that are
+        not integer band planes, many bands, a sub-pixel shift): then read the planes.
+
+        Row strip by row strip, each sample is converted, normalised, differenced and added
+        to its grey image while in the CPU's cache, instead of going through memory once per
+        step as whole band planes.
+        """
+        first, second = self.before, self.after
+        if not (
+            isinstance(first, PlanarArray)
+            and first.integer
+            and isinstance(second, PlanarArray)
+            and second.integer
+        ):
+            return None
+        stored_before, stored_after = first.stored, second.stored
+        bands, image_rows, image_cols = stored_before.shape
+        (r0, r1, row_step), (c0, c1, col_step) = (
+            key[0].indices(image_rows),
+            key[1].indices(image_cols),
+        )
+        if (
+            self.shift != (0.0, 0.0)
+            or bands >= features.PAIRWISE_BANDS
+            or row_step != 1
+            or col_step != 1
+        ):
+            return None
+        height, width = max(r1 - r0, 0), max(c1 - c0, 0)
+        cols = slice(c0, c0 + width)
+        valid = valid_window(self.before_valid, key, (height, width)) & valid_window(
+            self.after_valid, key, (height, width)
+        )
+        masked = not valid.all()
+        gain = self.normalisation.gain.astype(np.float32)
+        offset = self.normalisation.offset.astype(np.float32)
+        scale = self.normalisation.noise.astype(np.float32)
+        difference = np.empty((bands, height, width), dtype=np.float32)
+        gray_before = np.empty((height, width), dtype=np.float32) if grays else None
+        gray_after = np.empty((height, width), dtype=np.float32) if grays else None
+        strip = max(min(SCORE_STRIP_ROWS, height), 1)
+        before = np.empty((strip, width), dtype=np.float32)
+        after = np.empty((strip, width), dtype=np.float32)
+        for top in range(0, height, strip):
+            bottom = min(top + strip, height)
+            part = slice(top, bottom)
+            source_rows = slice(r0 + top, r0 + bottom)
+            b, a = before[: bottom - top], after[: bottom - top]
+            outside = ~valid[part] if masked else None
+            for band in range(bands):
+                # `read_planes`: float32 samples, the after date normalised in place, and
+                # where a date has no data, before 0 and after equal to before.
+                np.copyto(b, stored_before[band, source_rows, cols])
+                np.copyto(a, stored_after[band, source_rows, cols])
+                a *= gain[band]
+                a += offset[band]
+                if outside is not None:
+                    np.copyto(b, np.float32(0.0), where=outside)
+                    np.copyto(a, b, where=outside)
+                # `plane_change_score`: the scaled difference, and `features.band_mean`
+                # (the first band, then the others added in order, then the division).
+                np.subtract(a, b, out=difference[band, part])
+                difference[band, part] /= scale[band]
+                if gray_before is not None and gray_after is not None:
+                    if band == 0:
+                        gray_before[part] = b
+                        gray_after[part] = a
+                    else:
+                        gray_before[part] += b
+                        gray_after[part] += a
+            if gray_before is not None and gray_after is not None:
+                gray_before[part] /= bands
+                gray_after[part] /= bands
+        pair = (
+            (gray_before, gray_after)
+            if gray_before is not None and gray_after is not None
+            else None
+        )
+        return difference, pair, valid
+
+
+#: Rows of a window converted and differenced at a time by `Source.read_score_inputs`.
+SCORE_STRIP_ROWS = 64
+
 
 def _planes(image: RasterLike, key: tuple[slice, slice]) -> np.ndarray:
     """A new array always: the planes are normalised in place, the caller's image never is."""
@@ -259,6 +350,28 @@ def _always_finite(image: RasterLike) -> bool:
 
 
 _FLOAT16_MAX = float(np.finfo(np.float16).max)
+
+
+# The whole-grid score is float16. NumPy converts to and from it one value at a time, which
+# cost about 5 ms a tile; OpenCV's conversion is vectorised and gives the same values: a
+# product by 1 is exact, and both round to the nearest float16, ties to even, overflowing
+# to infinity (NaN stays NaN, its payload aside).
+
+
+def as_float16(values: np.ndarray) -> np.ndarray:
+    """`values.astype(np.float16)` for a float32 plane, through OpenCV; as NumPy otherwise."""
+    if values.dtype == np.float32 and values.ndim == 2 and values.size:
+        # A scalar second operand, which OpenCV takes but its type stubs do not list.
+        return cv2.multiply(values, 1.0, dtype=cv2.CV_16F)  # type: ignore[call-overload]
+    return values.astype(np.float16)
+
+
+def as_float32(values: np.ndarray) -> np.ndarray:
+    """`values.astype(np.float32)` for a float16 plane, through OpenCV; as NumPy otherwise."""
+    if values.dtype == np.float16 and values.ndim == 2 and values.size:
+        # A scalar second operand, which OpenCV takes but its type stubs do not list.
+        return cv2.multiply(values, 1.0, dtype=cv2.CV_32F)  # type: ignore[call-overload]
+    return values.astype(np.float32)
 
 
 def score_image(
@@ -280,19 +393,30 @@ def score_image(
             before, after, valid = source.read(window.outer)
             values = model.score(before, after, valid, roles, noise)
         else:
-            before, after, valid = source.read_planes(window.outer)
-            values = features.plane_change_score(
-                before,
-                after,
-                valid,
-                noise=noise,
-                scales_px=params.scales_px,
-                texture_weight=params.texture_weight,
-            )
+            inputs = source.read_score_inputs(window.outer, grays=bool(params.texture_weight))
+            if inputs is not None:
+                values = features.difference_change_score(
+                    *inputs,
+                    noise=noise,
+                    scales_px=params.scales_px,
+                    texture_weight=params.texture_weight,
+                )
+            else:
+                before, after, valid = source.read_planes(window.outer)
+                values = features.plane_change_score(
+                    before,
+                    after,
+                    valid,
+                    noise=noise,
+                    scales_px=params.scales_px,
+                    texture_weight=params.texture_weight,
+                )
         # Kept as float16 to halve the whole-grid score's memory; on a scene with almost no
         # noise a score can exceed float16's range, so it saturates there instead of
         # becoming inf, which the threshold's statistics could not use.
-        score[window.core] = np.minimum(values[window.inner], _FLOAT16_MAX)
+        core = values[window.inner]
+        np.minimum(core, _FLOAT16_MAX, out=core)
+        score[window.core] = as_float16(core)
 
     each_window(score_window, windows(grid.rows, grid.cols, params.tile_px, halo), threads=threads)
     return score
@@ -356,7 +480,7 @@ def decide_image(
     mask = np.zeros((grid.rows, grid.cols), dtype=bool)
 
     def decide_window(window: Window) -> None:
-        values = score[window.outer].astype(np.float32)
+        values = as_float32(score[window.outer])
         if values.max(initial=0.0) < strong:
             return
         shape = values.shape
@@ -402,12 +526,23 @@ def collect_objects(
         core = mask[window.core]
         if not core.any():
             return []
-        before, after, _ = source.read(window.outer)
         # Indices only over the bounding box of the change in this core.
         region = _bounding_box(core)
-        indices_before = features.spectral_indices(before[window.inner][region], roles)
-        indices_after = features.spectral_indices(after[window.inner][region], roles)
         rows, cols = window.core
+        if source.shift == (0.0, 0.0):
+            # Every step of `Source.read` is then pixel by pixel: reading just the box gives
+            # its values exactly, without converting and normalising the rest of the window.
+            box = (
+                slice(rows.start + region[0].start, rows.start + region[0].stop),
+                slice(cols.start + region[1].start, cols.start + region[1].stop),
+            )
+            before, after, _ = source.read(box)
+        else:
+            # A sub-pixel shift interpolates from neighbours, in the window's coordinates.
+            before, after, _ = source.read(window.outer)
+            before, after = before[window.inner][region], after[window.inner][region]
+        indices_before = features.spectral_indices(before, roles)
+        indices_after = features.spectral_indices(after, roles)
         classes = objects.surface_class(indices_before, indices_after, water_ndwi=params.water_ndwi)
         if judged is not None:
             judgement = judged[window.core][region].astype(np.int8)
@@ -417,7 +552,7 @@ def collect_objects(
             classes = material + objects.JUDGEMENT_STRIDE * judgement
         return objects.tile_pieces(
             core,
-            score[window.core].astype(np.float32),
+            as_float32(score[window.core]),
             indices_before,
             indices_after,
             classes=classes,
