@@ -5,7 +5,8 @@
 Writes a synthetic 4-band uint16 DEFLATE GeoTIFF pair (tiled 512², predictor 2) under
 --workdir, then in one run measures (1) decoding both files whole and (2) the detector
 end to end (`tianxun detect`'s code path: read, detect, write mask and objects), and
-reports seconds, Mpx/s, the ratio and the peak resident memory of each step.
+reports seconds, Mpx/s, the ratio (detector against decoding on the same number of
+threads) and the peak resident memory of each step.
 """
 
 from __future__ import annotations
@@ -87,8 +88,8 @@ COLUMNS = {
     "decode_both_s": "decode both s (1 thread)",
     "decode_threaded_s": "decode both s (threads)",
     "detector_s": "detector s",
-    "ratio": "ratio",
-    "ratio_threaded": "ratio to threaded decode",
+    "ratio": "ratio (same threads)",
+    "ratio_one_thread_decode": "ratio to 1-thread decode",
     "detector_mpx_per_s": "detector Mpx/s",
     "peak_rss_after_decode_mb": "peak RSS after decode MB",
     "peak_rss_mb": "peak RSS MB",
@@ -109,7 +110,9 @@ def append_results(outcome: dict[str, object], command: str) -> None:
 - Date: {when}; {os.cpu_count()} CPUs shared, load average {load:.2f} at the end
 - One run: decode both GeoTIFFs whole on one thread, then on `threads` threads, then
   `tianxun detect`'s code path (read, detect, write mask and objects) on the same files with
-  `--threads`. Targets: ratio ≤ 2; peak memory ≤ 2 GB at 20000².
+  `--threads`. Targets: ratio ≤ 2, the detector against decoding on as many threads as it
+  has (against a one-thread decode, the second ratio, it would be credited with its own
+  extra threads); peak memory ≤ 2 GB at 20000².
 
 | {header} |
 |{"---|" * len(COLUMNS)}
@@ -156,8 +159,9 @@ def main() -> None:
         "decode_both_s": round(decode_s, 2),
         "decode_threaded_s": round(decode_threaded_s, 2),
         "detector_s": round(detect_s, 2),
-        "ratio": round(detect_s / decode_s, 2),
-        "ratio_threaded": round(detect_s / decode_threaded_s, 2),
+        # The target compares like with like: the detector and the decode on the same threads.
+        "ratio": round(detect_s / decode_threaded_s, 2),
+        "ratio_one_thread_decode": round(detect_s / decode_s, 2),
         "detector_mpx_per_s": round(megapixels / detect_s, 2),
         "peak_rss_after_decode_mb": round(decode_rss),
         "peak_rss_mb": round(peak_rss_mb()),
