@@ -99,7 +99,7 @@ def gaussian(image: np.ndarray, sigma: float, output: np.ndarray | None = None) 
 _SOBEL_DIFFERENCE = np.array([-1.0, 0.0, 1.0], dtype=np.float32)
 _SOBEL_SMOOTHING = np.array([1.0, 2.0, 1.0], dtype=np.float32)
 _SOBEL_NONE = np.array([1.0], dtype=np.float32)
-#: Rows filtered at a time by `sobel`: its double-precision strips stay in the CPU's cache.
+#: Rows filtered at a time by `_sobel_strips`: its double-precision strips stay in cache.
 SOBEL_STRIP_ROWS = 128
 
 
@@ -143,20 +143,6 @@ def _sobel_strips(image: np.ndarray, axes: Sequence[int]) -> Iterator[tuple[slic
             cv2.sepFilter2D(part, cv2.CV_64F, *second, dst=result, borderType=cv2.BORDER_REFLECT)
             derivatives.append(result[top - low : bottom - low])
         yield slice(top, bottom), derivatives
-
-
-def sobel(image: np.ndarray, axis: int) -> np.ndarray:
-    """`scipy.ndimage.sobel(image, axis)` (mode "reflect"), equal bit for bit.
-
-    A 2-D float32 image goes through OpenCV (see `_sobel_strips`), about three times
-    faster; other images go through SciPy.
-    """
-    if not _opencv_sobel_takes(image):
-        return ndimage.sobel(image, axis=axis)
-    out = np.empty(image.shape, dtype=np.float32)
-    for rows, (derivative,) in _sobel_strips(image, (axis,)):
-        out[rows] = derivative
-    return out
 
 
 def scipy_sobel_magnitude(image: np.ndarray) -> np.ndarray:
