@@ -91,8 +91,9 @@ class DetectedObject:
 class PairDetections:
     """The objects found from `before_epoch` to `after_epoch` (consecutive indices).
 
-    `clear_fraction` maps a violation id to the fraction (0–1) of its extent that is free of
-    cloud and nodata on both dates; a violation missing from it counts as fully clear.
+    `clear_fraction` maps a violation id to the fraction (0–1) of its extent the detector
+    compared: free of cloud and nodata on both dates and beyond its margin of them; a
+    violation missing from it counts as fully clear.
     """
 
     before_epoch: int

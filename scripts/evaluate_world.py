@@ -40,6 +40,7 @@ from detection.rs_params import RasterDetectorParams
 from detection.rs_reference import (
     ClearReference,
     add_observation,
+    clear_beyond,
     margin_px,
     split_by_source,
 )
@@ -173,7 +174,7 @@ def detect_pair(
         result.objects,
         (int(before["index"]), int(after["index"])),
         before_valid & after_valid,
-        before_raster.transform,
+        (before_raster.transform, before_raster.crs),
         violations,
     )
 
@@ -182,11 +183,18 @@ def _pair_detections(
     objects: Sequence[ChangeObject],
     epochs: tuple[int, int],
     clear: np.ndarray,
-    transform: Affine | None,
+    grid: tuple[Affine | None, str | None],
     violations: list[TruthViolation],
 ) -> PairDetections:
-    """What the scorer keeps of one comparison: its objects, and how clear each violation
-    standing on the later epoch was on both looks."""
+    """What the scorer keeps of one comparison: its objects, and how much of each violation
+    standing on the later epoch the detector compared.
+
+    `clear` holds the pixels clear on both looks; the detector also keeps its margin
+    (`invalid_buffer_m`) from every other pixel, so a violation clear but all near a cloud
+    was not seen, as the backfill's scorer counts it.
+    """
+    transform, crs = grid
+    compared = clear_beyond(clear, margin_px(RasterDetectorParams(), transform, crs, clear.shape))
     before_epoch, after_epoch = epochs
     return PairDetections(
         before_epoch=before_epoch,
@@ -200,7 +208,7 @@ def _pair_detections(
             )
             for found in objects
         ),
-        clear_fraction=_standing_clear_fractions(clear, transform, violations, after_epoch),
+        clear_fraction=_standing_clear_fractions(compared, transform, violations, after_epoch),
     )
 
 
@@ -240,7 +248,11 @@ def detect_against_reference(
         band_roles=after.band_roles,
     )
     return _pair_detections(
-        result.objects, epochs, reference.valid & after_valid, after.transform, violations
+        result.objects,
+        epochs,
+        reference.valid & after_valid,
+        (after.transform, after.crs),
+        violations,
     )
 
 

@@ -11,6 +11,7 @@ from affine import Affine
 from shapely.geometry import box
 from typer.testing import CliRunner
 
+from detection.world_score import TruthViolation
 from scripts import evaluate_world
 from scripts.cli import app
 from simulator import WorldParams, generate_world
@@ -75,6 +76,24 @@ def test_clear_fraction_counts_the_cloud_free_pixels_inside_the_extent():
     extents = {"half": box(1002, 1992, 1008, 1996), "clear": box(1000, 1990, 1004, 2000)}
     fractions = evaluate_world.clear_fractions(clear, transform, extents)
     assert fractions == {"half": pytest.approx(0.5), "clear": pytest.approx(1.0)}
+
+
+def test_a_violation_counts_as_seen_only_where_the_detector_compares_it():
+    clear = np.ones((100, 100), dtype=bool)
+    clear[:, 60:] = False  # cloud over the right part of the tile
+    transform = Affine(1.0, 0.0, 1000.0, 0.0, -1.0, 2000.0)  # 1 m pixels, north up
+    near = box(1050, 1940, 1058, 1950)  # clear, but within 15 m of the cloud
+    far = box(1010, 1940, 1020, 1950)  # clear and 40 m from it
+    violations = [
+        TruthViolation(name, "building", onset_epoch=1, area_m2=80.0, geometry=geometry)
+        for name, geometry in (("near", near), ("far", far))
+    ]
+    pair = evaluate_world._pair_detections((), (0, 1), clear, (transform, "EPSG:32651"), violations)
+    # By the cloud mask alone both are wholly clear; the detector keeps 15 m from cloud.
+    assert evaluate_world.clear_fractions(clear, transform, {"near": near}) == {
+        "near": pytest.approx(1.0)
+    }
+    assert pair.clear_fraction == {"near": pytest.approx(0.0), "far": pytest.approx(1.0)}
 
 
 def test_a_folder_that_is_not_a_world_is_refused_with_what_to_give(tmp_path: Path):
