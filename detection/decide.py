@@ -87,7 +87,7 @@ def decide(
     # that much (a window usually holds a few small changes); beyond it the mask is empty.
     box = (slice(None), slice(None))
     if reach_px >= 1:
-        box = _grown_box(seeds, reach_px + 2 * (opening_radius_px + closing_radius_px) + 1)
+        box = bounding_box(seeds, reach_px + 2 * (opening_radius_px + closing_radius_px) + 1)
     mask = grow_within(seeds[box], candidates[box], reach_px)
     if opening_radius_px:
         mask = binary_opening(mask, opening_radius_px)
@@ -98,7 +98,9 @@ def decide(
     return decided
 
 
-def _grown_box(mask: np.ndarray, margin: int) -> tuple[slice, slice]:
+def bounding_box(mask: np.ndarray, margin: int = 0) -> tuple[slice, slice]:
+    """Rows and columns of a non-empty `mask`'s true pixels, grown by `margin` (clipped at
+    the start; slicing clips the end)."""
     rows = np.flatnonzero(mask.any(axis=1))
     cols = np.flatnonzero(mask.any(axis=0))
     return (

@@ -286,19 +286,13 @@ def texture_change(
     before: np.ndarray, after: np.ndarray, valid: np.ndarray, noise: np.ndarray
 ) -> np.ndarray:
     """Smoothed absolute change of edge strength of the grey image, in noise units."""
-    return _plane_texture(as_planes(before), as_planes(after), valid, noise)
-
-
-def _plane_texture(
-    before: np.ndarray, after: np.ndarray, valid: np.ndarray, noise: np.ndarray
-) -> np.ndarray:
-    return _grey_texture(band_mean(before), band_mean(after), valid, noise)
+    return _grey_texture(band_mean(as_planes(before)), band_mean(as_planes(after)), valid, noise)
 
 
 def _grey_texture(
     gray_before: np.ndarray, gray_after: np.ndarray, valid: np.ndarray, noise: np.ndarray
 ) -> np.ndarray:
-    """`_plane_texture` from the grey images (band means) of the two dates."""
+    """`texture_change` from the grey images (band means) of the two dates."""
     scale = float(np.mean(noise))
     if not valid.all():
         gray_after = np.where(valid, gray_after, gray_before)

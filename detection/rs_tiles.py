@@ -527,7 +527,7 @@ def collect_objects(
         if not core.any():
             return []
         # Indices only over the bounding box of the change in this core.
-        region = _bounding_box(core)
+        region = decide.bounding_box(core)
         rows, cols = window.core
         if source.shift == (0.0, 0.0):
             # Every step of `Source.read` is then pixel by pixel: reading just the box gives
@@ -569,9 +569,3 @@ def collect_objects(
     tiles = windows(grid.rows, grid.cols, params.tile_px, shift_halo)
     found = each_window(window_pieces, tiles, threads=threads)
     return objects.merge_pieces([piece for pieces in found for piece in pieces])
-
-
-def _bounding_box(mask: np.ndarray) -> tuple[slice, slice]:
-    rows = np.flatnonzero(mask.any(axis=1))
-    cols = np.flatnonzero(mask.any(axis=0))
-    return slice(int(rows[0]), int(rows[-1]) + 1), slice(int(cols[0]), int(cols[-1]) + 1)
