@@ -2,20 +2,21 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator, Sequence
+import math
+from collections.abc import Sequence
 
 import cv2
 import numpy as np
 from scipy import ndimage
 
-#: A Gaussian smoothing of a 2-D image: (image, sigma, output=None) -> smoothed image.
-Smoother = Callable[..., np.ndarray]
 #: Gaussian kernels reach this many sigmas (scipy's default truncate).
 TRUNCATE = 4.0
 # The detector runs its tiles on threads of its own (`rs_tiles.each_window`); OpenCV's own
 # threads inside each filter would only contend with them for the same cores.
 cv2.setNumThreads(1)
-#: Smoothing of the edge-strength change, in pixels.
+#: Smoothing of the grey image before its edges are taken, and of the edge-strength change,
+#: in pixels.
+EDGE_SIGMA_PX = 1.0
 TEXTURE_SIGMA_PX = 2.0
 EPS = 1e-6
 
@@ -95,91 +96,58 @@ def gaussian(image: np.ndarray, sigma: float, output: np.ndarray | None = None) 
     )
 
 
-#: Sobel's difference along an axis and its 1-2-1 smoothing across it (scipy's weights).
-_SOBEL_DIFFERENCE = np.array([-1.0, 0.0, 1.0], dtype=np.float32)
-_SOBEL_SMOOTHING = np.array([1.0, 2.0, 1.0], dtype=np.float32)
-_SOBEL_NONE = np.array([1.0], dtype=np.float32)
-#: Rows filtered at a time by `_sobel_strips`: its double-precision strips stay in cache.
-SOBEL_STRIP_ROWS = 128
+#: The unsupervised score is filtered on a grid of every second pixel: its Gaussian scales
+#: (1, 2 and 4 pixels) carry little detail finer than that, a quarter of the pixels costs a
+#: quarter of the filtering, and the unsmoothed magnitude still cuts outlines at full
+#: resolution.
+COARSE_FACTOR = 2
+#: Smoothing (sigma, full-resolution pixels) that halving already applies: the mean of two
+#: pixels along each axis has a variance of a quarter pixel².
+HALVING_SIGMA_PX = 0.5
 
 
-def _opencv_sobel_takes(image: np.ndarray) -> bool:
-    return image.dtype == np.float32 and image.ndim == 2 and min(image.shape) >= 2
+def _radius(sigma: float) -> int:
+    return int(TRUNCATE * sigma + 0.5)
 
 
-def _sobel_strips(image: np.ndarray, axes: Sequence[int]) -> Iterator[tuple[slice, list]]:
-    """Row strips of `scipy.ndimage.sobel(image, axis)` for each of `axes`, in double
-    precision: rounded to float32, they are SciPy's values bit for bit.
+def coarse_sigma(sigma_px: float) -> float:
+    """The coarse-grid sigma that, after the halving's own smoothing, makes `sigma_px` at
+    full resolution (0 when the halving alone smooths that much)."""
+    return math.sqrt(max(sigma_px**2 - HALVING_SIGMA_PX**2, 0.0)) / COARSE_FACTOR
 
-    OpenCV's separable filter in SciPy's order: the difference along the axis in float32
-    (one rounding, as SciPy's), then the 1-2-1 smoothing across it in double precision,
-    to be rounded once to float32 (SciPy sums its lines in double; a float32 sum would round
-    twice and differ in the last bit on about 0.1 % of pixels, and `cv2.Sobel`, which also
-    smooths first for the derivative along rows, differs on most of them).
-    The strips yielded are views of buffers reused for the next strip.
+
+def coarse_halo_px(scales_px: Sequence[float]) -> int:
+    """Context (full-resolution pixels, even) a tile needs for the coarse score at its core
+    to equal the whole image's: the widest coarse filter's reach (the edge change smooths,
+    takes Sobel's step and smooths again), one coarse pixel for bilinear doubling and one to
+    spare, in full-resolution pixels."""
+    reach = max(
+        max(_radius(coarse_sigma(s)) for s in scales_px),
+        _radius(coarse_sigma(EDGE_SIGMA_PX)) + 1 + _radius(coarse_sigma(TEXTURE_SIGMA_PX)),
+    )
+    return COARSE_FACTOR * (reach + 2)
+
+
+def halve(plane: np.ndarray) -> np.ndarray:
+    """The mean of each 2 × 2 block of a float32 plane; an odd edge is first padded by
+    repeating its last row or column.
+
+    A window that starts on an even pixel halves to exactly the whole image's coarse pixels
+    there (OpenCV's bilinear halving computes every pixel alike, unlike `cv2.pyrDown`,
+    whose last columns can differ in the last bit from the same pixels further left).
     """
-    image = np.ascontiguousarray(image)
-    rows, cols = image.shape
-    kernels = []
-    for axis in axes:
-        if axis % 2 == 0:
-            kernels.append(((_SOBEL_NONE, _SOBEL_DIFFERENCE), (_SOBEL_SMOOTHING, _SOBEL_NONE)))
-        else:
-            kernels.append(((_SOBEL_DIFFERENCE, _SOBEL_NONE), (_SOBEL_NONE, _SOBEL_SMOOTHING)))
-    # The same few buffers for every strip: new ones would be fresh memory each time.
-    height = min(SOBEL_STRIP_ROWS, rows) + 2
-    difference = np.empty((height, cols), dtype=np.float32)
-    smoothed = [np.empty((height, cols), dtype=np.float64) for _ in axes]
-    for top in range(0, rows, SOBEL_STRIP_ROWS):
-        bottom = min(top + SOBEL_STRIP_ROWS, rows)
-        # One row of context each side: the 3×3 result of a row needs its neighbours, and at
-        # the image's own edges the strip's reflected border is the image's.
-        low, high = max(top - 1, 0), min(bottom + 1, rows)
-        strip = image[low:high]
-        derivatives = []
-        for (first, second), out in zip(kernels, smoothed, strict=True):
-            part, result = difference[: high - low], out[: high - low]
-            cv2.sepFilter2D(strip, cv2.CV_32F, *first, dst=part, borderType=cv2.BORDER_REFLECT)
-            cv2.sepFilter2D(part, cv2.CV_64F, *second, dst=result, borderType=cv2.BORDER_REFLECT)
-            derivatives.append(result[top - low : bottom - low])
-        yield slice(top, bottom), derivatives
+    rows, cols = plane.shape
+    if rows % 2 or cols % 2:
+        plane = cv2.copyMakeBorder(plane, 0, rows % 2, 0, cols % 2, cv2.BORDER_REPLICATE)
+    size = (plane.shape[1] // COARSE_FACTOR, plane.shape[0] // COARSE_FACTOR)
+    return cv2.resize(plane, size, interpolation=cv2.INTER_LINEAR)
 
 
-def scipy_sobel_magnitude(image: np.ndarray) -> np.ndarray:
-    """Gradient magnitude of `image`'s Sobel derivatives, SciPy's filters."""
-    return np.hypot(ndimage.sobel(image, axis=0), ndimage.sobel(image, axis=1))
-
-
-def sobel_magnitude(image: np.ndarray) -> np.ndarray:
-    """`scipy_sobel_magnitude(image)`, equal bit for bit, about three times faster.
-
-    A 2-D float32 image goes through OpenCV (see `_sobel_strips`) and the magnitude of each
-    strip is taken in double precision and rounded once to float32, which is how glibc's
-    `hypotf` (NumPy's `hypot` of float32 on Linux) computes it (the unit tests hold the two
-    equal). Other images, and any result that is not finite (`hypotf` treats infinities
-    apart), go through SciPy.
-    """
-    if not _opencv_sobel_takes(image):
-        return scipy_sobel_magnitude(image)
-    out = np.empty(image.shape, dtype=np.float32)
-    rounded = np.empty((min(SOBEL_STRIP_ROWS, image.shape[0]), image.shape[1]), np.float32)
-    for rows, derivatives in _sobel_strips(image, (0, 1)):
-        # SciPy's derivatives are float32: round them first (in place, through a float32
-        # buffer), then take the magnitude of the rounded values in double precision.
-        for derivative in derivatives:
-            part = rounded[: len(derivative)]
-            np.copyto(part, derivative, casting="same_kind")
-            np.copyto(derivative, part)
-        out[rows] = cv2.magnitude(*derivatives)
-    if not np.isfinite(out).all():
-        return scipy_sobel_magnitude(image)
-    return out
-
-
-def feature_halo_px(scales_px: Sequence[float]) -> int:
-    """Pixels of context a tile needs on each side for exact features at its core."""
-    widest = max(max(scales_px), TEXTURE_SIGMA_PX + 1.0)
-    return int(TRUNCATE * widest + 0.5) + 2
+def double(coarse: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
+    """`halve` undone by bilinear interpolation, cropped to `shape` (rows, cols)."""
+    rows, cols = shape
+    size = (coarse.shape[1] * COARSE_FACTOR, coarse.shape[0] * COARSE_FACTOR)
+    return cv2.resize(coarse, size, interpolation=cv2.INTER_LINEAR)[:rows, :cols]
 
 
 def standardised_difference(
@@ -196,13 +164,11 @@ def standardised_difference(
     return difference.astype(np.float32, copy=False)
 
 
-def edge_strength(
-    gray: np.ndarray,
-    smooth_with: Smoother = ndimage.gaussian_filter,
-    magnitude_with: Callable[[np.ndarray], np.ndarray] = scipy_sobel_magnitude,
-) -> np.ndarray:
-    """Gradient magnitude of a lightly smoothed grey image (same units per pixel)."""
-    magnitude = magnitude_with(smooth_with(gray, 1.0))
+def edge_strength(gray: np.ndarray) -> np.ndarray:
+    """Gradient magnitude of a lightly smoothed grey image (same units per pixel), with
+    SciPy's filters: a trained model feature (see `change_magnitudes`)."""
+    smooth = ndimage.gaussian_filter(gray, EDGE_SIGMA_PX)
+    magnitude = np.hypot(ndimage.sobel(smooth, axis=0), ndimage.sobel(smooth, axis=1))
     magnitude /= 8.0
     return magnitude
 
@@ -212,53 +178,18 @@ def change_magnitudes(difference: np.ndarray, scales_px: Sequence[float]) -> lis
     SciPy's filter: these are trained model features (`detection.train`), which a saved model
     expects exactly as they were computed when it was trained."""
     # Contiguous band planes filter faster than strided views of the interleaved image.
-    return _plane_magnitudes(as_planes(difference), scales_px, ndimage.gaussian_filter)
-
-
-def _plane_magnitudes(
-    planes: np.ndarray, scales_px: Sequence[float], smooth_with: Smoother
-) -> list[np.ndarray]:
-    bands = len(planes)
+    planes = as_planes(difference)
     smoothed = np.empty(planes.shape[1:], dtype=np.float32)
     magnitudes = []
     for sigma in scales_px:
         total = np.zeros(planes.shape[1:], dtype=np.float32)
         for plane in planes:
-            smooth_with(plane, sigma, output=smoothed)
+            ndimage.gaussian_filter(plane, sigma, output=smoothed)
             np.square(smoothed, out=smoothed)
             total += smoothed
-        total /= bands
+        total /= len(planes)
         magnitudes.append(np.sqrt(total, out=total))
     return magnitudes
-
-
-def _mean_magnitude(
-    planes: np.ndarray, scales_px: Sequence[float], smooth_with: Smoother
-) -> np.ndarray:
-    """The mean of `_plane_magnitudes` over the scales, the same values bit for bit, in
-    three window-sized arrays instead of five: every tile makes new ones, and new memory
-    may have to be mapped and cleared by the system first."""
-    bands = len(planes)
-    smoothed = np.empty(planes.shape[1:], dtype=np.float32)
-    score = np.empty(planes.shape[1:], dtype=np.float32)
-    total = score  # the first scale's magnitude is the start of the sum
-    for scale, sigma in enumerate(scales_px):
-        if scale == 1:
-            total = np.empty(planes.shape[1:], dtype=np.float32)
-        # 0 + x is x: the first band's square starts the total (`_plane_magnitudes` adds it
-        # to zeros).
-        smooth_with(planes[0], sigma, output=total)
-        np.square(total, out=total)
-        for plane in planes[1:]:
-            smooth_with(plane, sigma, output=smoothed)
-            np.square(smoothed, out=smoothed)
-            total += smoothed
-        total /= bands
-        np.sqrt(total, out=total)
-        if scale:
-            score += total
-    score /= len(scales_px)
-    return score
 
 
 def as_planes(image: np.ndarray) -> np.ndarray:
@@ -266,15 +197,101 @@ def as_planes(image: np.ndarray) -> np.ndarray:
     return np.ascontiguousarray(np.moveaxis(image, 2, 0), dtype=np.float32)
 
 
-#: From this many bands on, numpy sums a pixel's bands pairwise rather than in order.
-PAIRWISE_BANDS = 8
+def coarse_change_score(
+    before: Sequence[np.ndarray],
+    after: Sequence[np.ndarray],
+    unsmoothed: np.ndarray,
+    valid: np.ndarray,
+    *,
+    noise: np.ndarray,
+    scales_px: Sequence[float],
+    texture_weight: float,
+) -> np.ndarray:
+    """Unsupervised change score: multi-scale change-vector magnitude plus edge change,
+    filtered on the coarse grid, brought back to full resolution and capped there by the
+    unsmoothed magnitude.
+
+    Parameters
+    ----------
+    before, after : sequences of ndarray of shape (coarse rows, coarse cols), float32
+        The band planes of both dates halved (`halve`), after already normalised into
+        before units, both 0 where a date has no data.
+    unsmoothed : ndarray of shape (rows, cols), float32
+        `unsmoothed_magnitude` of the full-resolution planes.
+    valid : ndarray of shape (rows, cols), bool
+        Full-resolution pixels with data on both dates.
+    noise : ndarray of shape (bands,)
+        Unchanged-difference scale per band (before units).
+    scales_px : sequence of float
+        Gaussian sigmas in full-resolution pixels.
+    texture_weight : float
+
+    Returns
+    -------
+    ndarray of shape (rows, cols), float32
+        Score in noise units, zero where a date has no data.
+    """
+    scale = noise.astype(np.float32)
+    difference = [
+        (coarse_after - coarse_before) / scale[band]
+        for band, (coarse_before, coarse_after) in enumerate(zip(before, after, strict=True))
+    ]
+    score = _coarse_mean_magnitude(difference, scales_px)
+    if texture_weight:
+        texture = _coarse_texture(_mean(before), _mean(after), noise)
+        texture *= float(texture_weight)
+        score += texture
+    full = double(score, valid.shape)
+    # Coarse scales find weak but extended change; the unsmoothed magnitude keeps the outline
+    # from spreading past the real edge of a strong change.
+    np.minimum(full, unsmoothed, out=full)
+    if not valid.all():
+        full[~valid] = 0.0
+    return full
 
 
-def band_mean(planes: np.ndarray) -> np.ndarray:
-    """Mean over the bands of (bands, rows, cols) planes, float32, equal bit for bit to
-    ``image.mean(axis=2)`` of the pixel-interleaved image (numpy's summation order)."""
-    if len(planes) >= PAIRWISE_BANDS:
-        return np.ascontiguousarray(np.moveaxis(planes, 0, -1)).mean(axis=2)
+class SquaredChange:
+    """The mean over the bands of the squared noise-scaled difference, added band by band."""
+
+    def __init__(self, valid: np.ndarray, noise: np.ndarray) -> None:
+        self.valid = valid
+        self.scale = noise.astype(np.float32)
+        self.total = np.zeros(valid.shape, dtype=np.float32)
+        self.bands = 0
+
+    def add(self, band: int, before: np.ndarray, after: np.ndarray) -> None:
+        difference = after - before
+        difference /= self.scale[band]
+        self.total += np.square(difference, out=difference)
+        self.bands += 1
+
+    def magnitude(self) -> np.ndarray:
+        """The square root of the mean, 0 where a date has no data (the total is reused)."""
+        self.total /= self.bands
+        magnitude = np.sqrt(self.total, out=self.total)
+        magnitude[~self.valid] = 0.0
+        return magnitude
+
+
+def unsmoothed_magnitude(
+    before: np.ndarray, after: np.ndarray, valid: np.ndarray, *, noise: np.ndarray
+) -> np.ndarray:
+    """Change-vector magnitude of single pixels (noise units), 0 where a date has no data.
+
+    Parameters
+    ----------
+    before, after : ndarray of shape (bands, rows, cols), float32
+        Band planes, after normalised into before units.
+    valid : ndarray of shape (rows, cols), bool
+    noise : ndarray of shape (bands,)
+    """
+    squares = SquaredChange(valid, noise)
+    for band, (plane_before, plane_after) in enumerate(zip(before, after, strict=True)):
+        squares.add(band, plane_before, plane_after)
+    return squares.magnitude()
+
+
+def _mean(planes: Sequence[np.ndarray]) -> np.ndarray:
     total = planes[0].copy()
     for plane in planes[1:]:
         total += plane
@@ -282,134 +299,49 @@ def band_mean(planes: np.ndarray) -> np.ndarray:
     return total
 
 
-def texture_change(
-    before: np.ndarray, after: np.ndarray, valid: np.ndarray, noise: np.ndarray
-) -> np.ndarray:
-    """Smoothed absolute change of edge strength of the grey image, in noise units."""
-    return _grey_texture(band_mean(as_planes(before)), band_mean(as_planes(after)), valid, noise)
-
-
-def _grey_texture(
-    gray_before: np.ndarray, gray_after: np.ndarray, valid: np.ndarray, noise: np.ndarray
-) -> np.ndarray:
-    """`texture_change` from the grey images (band means) of the two dates."""
-    scale = float(np.mean(noise))
-    if not valid.all():
-        gray_after = np.where(valid, gray_after, gray_before)
-    # In place where the values allow it: fewer new window-sized arrays (see _mean_magnitude).
-    change = edge_strength(gray_after, gaussian, sobel_magnitude)
-    edges_before = edge_strength(gray_before, gaussian, sobel_magnitude)
-    np.subtract(change, edges_before, out=change)
-    np.abs(change, out=change)
-    change /= scale
-    change = change.astype(np.float32, copy=False)
-    # The before edges are not needed any more: their array takes the result (float32 planes,
-    # as the detector reads them).
-    spare = edges_before if edges_before.dtype == np.float32 else None
-    return gaussian(change, TEXTURE_SIGMA_PX, output=spare)
-
-
-def change_score(
-    before: np.ndarray,
-    after: np.ndarray,
-    valid: np.ndarray,
-    *,
-    noise: np.ndarray,
-    scales_px: Sequence[float],
-    texture_weight: float,
-) -> np.ndarray:
-    """Unsupervised change score: multi-scale change-vector magnitude plus edge change.
-
-    Parameters
-    ----------
-    before, after : ndarray of shape (rows, cols, bands), float32
-        Same grid, after already normalised into before units.
-    valid : ndarray of shape (rows, cols), bool
-    noise : ndarray of shape (bands,)
-        Unchanged-difference scale per band (before units).
-
-    Returns
-    -------
-    ndarray of shape (rows, cols), float32
-        Score in noise units, zero where a date has no data: the mean magnitude over the
-        scales plus the weighted edge change, capped by the unsmoothed magnitude.
-    """
-    return plane_change_score(
-        as_planes(before),
-        as_planes(after),
-        valid,
-        noise=noise,
-        scales_px=scales_px,
-        texture_weight=texture_weight,
-    )
-
-
-def plane_change_score(
-    before: np.ndarray,
-    after: np.ndarray,
-    valid: np.ndarray,
-    *,
-    noise: np.ndarray,
-    scales_px: Sequence[float],
-    texture_weight: float,
-) -> np.ndarray:
-    """`change_score` of band planes: before, after of shape (bands, rows, cols), float32.
-
-    The filters work on band planes, so an image read plane by plane is never interleaved.
-    """
-    difference = np.empty_like(before, dtype=np.float32)
-    for band, scale in enumerate(noise.astype(np.float32)):
-        np.subtract(after[band], before[band], out=difference[band])
-        difference[band] /= scale
-    grays = (band_mean(before), band_mean(after)) if texture_weight else None
-    return difference_change_score(
-        difference,
-        grays,
-        valid,
-        noise=noise,
-        scales_px=scales_px,
-        texture_weight=texture_weight,
-    )
-
-
-def difference_change_score(
-    difference: np.ndarray,
-    grays: tuple[np.ndarray, np.ndarray] | None,
-    valid: np.ndarray,
-    *,
-    noise: np.ndarray,
-    scales_px: Sequence[float],
-    texture_weight: float,
-) -> np.ndarray:
-    """`plane_change_score` from all it needs of the two dates, so that a reader can make it
-    in one pass over their samples (`rs_tiles.Source.read_score_inputs`).
-
-    Parameters
-    ----------
-    difference : ndarray of shape (bands, rows, cols), float32
-        (after − before) / noise per band, float32 arithmetic; overwritten here.
-    grays : (ndarray, ndarray) of shape (rows, cols), or None
-        `band_mean` of before and of after (None without texture weight).
-    valid, noise, scales_px, texture_weight
-        As for `change_score`.
-    """
-    invalid = None if valid.all() else ~valid
-    if invalid is not None:
-        difference[:, invalid] = 0.0
-    score = _mean_magnitude(difference, scales_px, gaussian)
-    if texture_weight:
-        assert grays is not None
-        texture = _grey_texture(*grays, valid, noise)
-        texture *= float(texture_weight)
-        score += texture
-    # Coarse scales find weak but extended change; the unsmoothed magnitude keeps the outline from
-    # spreading past the real edge of a strong change.
-    np.square(difference, out=difference)
-    unsmoothed = band_mean(difference)
-    np.minimum(score, np.sqrt(unsmoothed, out=unsmoothed), out=score)
-    if invalid is not None:
-        score[invalid] = 0.0
+def _coarse_mean_magnitude(planes: Sequence[np.ndarray], scales_px: Sequence[float]) -> np.ndarray:
+    """Change-vector magnitude of halved difference planes at each scale (sigmas in
+    full-resolution pixels), averaged over the scales: noise units on the coarse grid."""
+    shape = planes[0].shape
+    smoothed = np.empty(shape, dtype=np.float32)
+    total = np.empty(shape, dtype=np.float32)
+    score = np.zeros(shape, dtype=np.float32)
+    for sigma_px in scales_px:
+        sigma = coarse_sigma(sigma_px)
+        total.fill(0.0)
+        for plane in planes:
+            cv2.accumulateSquare(gaussian(plane, sigma, output=smoothed) if sigma else plane, total)
+        total /= len(planes)
+        score += np.sqrt(total, out=total)
+    score /= len(scales_px)
     return score
+
+
+def _edge_magnitude(gray: np.ndarray) -> np.ndarray:
+    """Sobel gradient magnitude of a lightly smoothed float32 image (SciPy's weights and
+    reflected border), per coarse pixel."""
+    sigma = coarse_sigma(EDGE_SIGMA_PX)
+    smoothed = gaussian(gray, sigma) if sigma else gray
+    along_rows = cv2.Sobel(smoothed, cv2.CV_32F, 0, 1, ksize=3, borderType=cv2.BORDER_REFLECT)
+    along_cols = cv2.Sobel(smoothed, cv2.CV_32F, 1, 0, ksize=3, borderType=cv2.BORDER_REFLECT)
+    # NumPy rather than `cv2.magnitude`, whose result can differ in the last bit with the
+    # arrays' alignment in memory, which would make tiles differ from the whole image.
+    np.square(along_rows, out=along_rows)
+    along_rows += np.square(along_cols, out=along_cols)
+    return np.sqrt(along_rows, out=along_rows)
+
+
+def _coarse_texture(
+    gray_before: np.ndarray, gray_after: np.ndarray, noise: np.ndarray
+) -> np.ndarray:
+    """Smoothed absolute change of edge strength between halved grey images (as
+    `edge_strength` measures it at full resolution), in noise units per full-resolution
+    pixel."""
+    change = cv2.absdiff(_edge_magnitude(gray_after), _edge_magnitude(gray_before))
+    # Sobel's weights sum to 8, and a coarse step spans two pixels.
+    change /= 8.0 * COARSE_FACTOR * float(np.mean(noise))
+    sigma = coarse_sigma(TEXTURE_SIGMA_PX)
+    return gaussian(change, sigma) if sigma else change
 
 
 def local_structure(

@@ -246,94 +246,57 @@ class Source:
         return before, after, valid
 
     def read_score_inputs(
-        self, key: tuple[slice, slice], *, grays: bool
-    ) -> tuple[np.ndarray, tuple[np.ndarray, np.ndarray] | None, np.ndarray] | None:
-        """What `features.difference_change_score` needs of a window, from the stored
-        samples in one pass: the noise-scaled difference planes, the grey images of both
-        dates (with `grays`) and the validity; the same values as `read_planes` followed by
-        `plane_change_score`'s own steps. None where this does not apply (samples that are
-        not integer band planes, many bands, a sub-pixel shift): then read the planes.
+        self, key: tuple[slice, slice]
+    ) -> tuple[list[np.ndarray], list[np.ndarray], np.ndarray, np.ndarray]:
+        """What `features.coarse_change_score` needs of a window: the before and normalised
+        after band planes of `read_planes` halved (`features.halve`), the full-resolution
+        `features.unsmoothed_magnitude` of the two dates, and the validity.
 
-        Row strip by row strip, each sample is converted, normalised, differenced and added
-        to its grey image while in the CPU's cache, instead of going through memory once per
-        step as whole band planes.
+        Integer band planes held whole are converted one plane at a time into two buffers
+        rather than all at once into new memory; any other image, and a sub-pixel shift, go
+        through `read_planes` itself.
         """
         first, second = self.before, self.after
+        rows, cols = key
         if not (
             isinstance(first, PlanarArray)
             and first.integer
             and isinstance(second, PlanarArray)
             and second.integer
+            and self.shift == (0.0, 0.0)
         ):
-            return None
-        stored_before, stored_after = first.stored, second.stored
-        bands, image_rows, image_cols = stored_before.shape
-        (r0, r1, row_step), (c0, c1, col_step) = (
-            key[0].indices(image_rows),
-            key[1].indices(image_cols),
-        )
-        if (
-            self.shift != (0.0, 0.0)
-            or bands >= features.PAIRWISE_BANDS
-            or row_step != 1
-            or col_step != 1
-        ):
-            return None
-        height, width = max(r1 - r0, 0), max(c1 - c0, 0)
-        cols = slice(c0, c0 + width)
+            before, after, valid = self.read_planes(key)
+            magnitude = features.unsmoothed_magnitude(
+                before, after, valid, noise=self.normalisation.noise
+            )
+            halved = [features.halve(p) for p in before], [features.halve(p) for p in after]
+            return *halved, magnitude, valid
+        height = len(range(*rows.indices(first.stored.shape[1])))
+        width = len(range(*cols.indices(first.stored.shape[2])))
         valid = valid_window(self.before_valid, key, (height, width)) & valid_window(
             self.after_valid, key, (height, width)
         )
-        masked = not valid.all()
+        invalid = None if valid.all() else ~valid
         gain = self.normalisation.gain.astype(np.float32)
         offset = self.normalisation.offset.astype(np.float32)
-        scale = self.normalisation.noise.astype(np.float32)
-        difference = np.empty((bands, height, width), dtype=np.float32)
-        gray_before = np.empty((height, width), dtype=np.float32) if grays else None
-        gray_after = np.empty((height, width), dtype=np.float32) if grays else None
-        strip = max(min(SCORE_STRIP_ROWS, height), 1)
-        before = np.empty((strip, width), dtype=np.float32)
-        after = np.empty((strip, width), dtype=np.float32)
-        for top in range(0, height, strip):
-            bottom = min(top + strip, height)
-            part = slice(top, bottom)
-            source_rows = slice(r0 + top, r0 + bottom)
-            b, a = before[: bottom - top], after[: bottom - top]
-            outside = ~valid[part] if masked else None
-            for band in range(bands):
-                # `read_planes`: float32 samples, the after date normalised in place, and
-                # where a date has no data, before 0 and after equal to before.
-                np.copyto(b, stored_before[band, source_rows, cols])
-                np.copyto(a, stored_after[band, source_rows, cols])
-                a *= gain[band]
-                a += offset[band]
-                if outside is not None:
-                    np.copyto(b, np.float32(0.0), where=outside)
-                    np.copyto(a, b, where=outside)
-                # `plane_change_score`: the scaled difference, and `features.band_mean`
-                # (the first band, then the others added in order, then the division).
-                np.subtract(a, b, out=difference[band, part])
-                difference[band, part] /= scale[band]
-                if gray_before is not None and gray_after is not None:
-                    if band == 0:
-                        gray_before[part] = b
-                        gray_after[part] = a
-                    else:
-                        gray_before[part] += b
-                        gray_after[part] += a
-            if gray_before is not None and gray_after is not None:
-                gray_before[part] /= bands
-                gray_after[part] /= bands
-        pair = (
-            (gray_before, gray_after)
-            if gray_before is not None and gray_after is not None
-            else None
-        )
-        return difference, pair, valid
-
-
-#: Rows of a window converted and differenced at a time by `Source.read_score_inputs`.
-SCORE_STRIP_ROWS = 64
+        # One full-resolution band at a time, in `read_planes`' and `unsmoothed_magnitude`'s
+        # steps and order, so that the values are theirs bit for bit.
+        before = np.empty((height, width), dtype=np.float32)
+        after = np.empty((height, width), dtype=np.float32)
+        squares = features.SquaredChange(valid, self.normalisation.noise)
+        halved_before, halved_after = [], []
+        for band in range(first.stored.shape[0]):
+            np.copyto(before, first.stored[band, rows, cols])
+            np.copyto(after, second.stored[band, rows, cols])
+            after *= gain[band]
+            after += offset[band]
+            if invalid is not None:
+                before[invalid] = 0.0
+                after[invalid] = 0.0
+            halved_before.append(features.halve(before))
+            halved_after.append(features.halve(after))
+            squares.add(band, before, after)
+        return halved_before, halved_after, squares.magnitude(), valid
 
 
 def _planes(image: RasterLike, key: tuple[slice, slice]) -> np.ndarray:
@@ -384,7 +347,11 @@ def score_image(
     threads: int = 1,
 ) -> np.ndarray:
     shift_halo = math.ceil(max(abs(s) for s in source.shift)) + 1
-    halo = (model.halo_px if model else features.feature_halo_px(params.scales_px)) + shift_halo
+    halo = (model.halo_px if model else features.coarse_halo_px(params.scales_px)) + shift_halo
+    # The unsupervised score halves each window: windows that start on even pixels halve onto
+    # one coarse grid, so tiles add up to the whole image's score.
+    halo += halo % 2
+    tile = params.tile_px - params.tile_px % 2
     score = np.zeros((grid.rows, grid.cols), dtype=np.float16)
     noise = source.normalisation.noise
 
@@ -393,24 +360,12 @@ def score_image(
             before, after, valid = source.read(window.outer)
             values = model.score(before, after, valid, roles, noise)
         else:
-            inputs = source.read_score_inputs(window.outer, grays=bool(params.texture_weight))
-            if inputs is not None:
-                values = features.difference_change_score(
-                    *inputs,
-                    noise=noise,
-                    scales_px=params.scales_px,
-                    texture_weight=params.texture_weight,
-                )
-            else:
-                before, after, valid = source.read_planes(window.outer)
-                values = features.plane_change_score(
-                    before,
-                    after,
-                    valid,
-                    noise=noise,
-                    scales_px=params.scales_px,
-                    texture_weight=params.texture_weight,
-                )
+            values = features.coarse_change_score(
+                *source.read_score_inputs(window.outer),
+                noise=noise,
+                scales_px=params.scales_px,
+                texture_weight=params.texture_weight,
+            )
         # Kept as float16 to halve the whole-grid score's memory; on a scene with almost no
         # noise a score can exceed float16's range, so it saturates there instead of
         # becoming inf, which the threshold's statistics could not use.
@@ -418,7 +373,7 @@ def score_image(
         np.minimum(core, _FLOAT16_MAX, out=core)
         score[window.core] = as_float16(core)
 
-    each_window(score_window, windows(grid.rows, grid.cols, params.tile_px, halo), threads=threads)
+    each_window(score_window, windows(grid.rows, grid.cols, tile, halo), threads=threads)
     return score
 
 

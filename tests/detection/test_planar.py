@@ -8,7 +8,6 @@ import numpy as np
 import pytest
 from scipy import ndimage
 
-from detection import features
 from detection.io import read_raster
 from detection.io.planar import PlanarArray, StoredRaster
 from detection.io.windowed import open_raster
@@ -90,11 +89,3 @@ def test_planar_input_gives_the_same_result_as_float32_arrays(
     assert [(o.area_m2, o.change_type, o.confidence) for o in planar.objects] == [
         (o.area_m2, o.change_type, o.confidence) for o in arrays.objects
     ]
-
-
-@pytest.mark.parametrize("bands", [1, 3, 4, 7, 8, 13])
-def test_band_mean_of_planes_is_numpys_mean_of_the_interleaved_image(bands: int) -> None:
-    image = np.random.default_rng(bands).normal(0, 1000, (40, 50, bands)).astype(np.float32)
-    planes = features.as_planes(image)
-    np.testing.assert_array_equal(features.band_mean(planes), image.mean(axis=2))
-    np.testing.assert_array_equal(features.band_mean(np.square(planes)), np.mean(image**2, axis=2))

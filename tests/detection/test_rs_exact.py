@@ -1,5 +1,6 @@
-"""Shortcuts of the tiled detector that must leave every value as it was: the score computed
-in place, windows read only where the change is, polygons traced over part of a tile."""
+"""Shortcuts of the tiled detector that must leave every value as it was (score inputs read
+plane by plane, windows read only where the change is, polygons traced over part of a tile),
+and the coarse grid the score is filtered on."""
 
 from __future__ import annotations
 
@@ -32,83 +33,6 @@ def dates(rows: int = 150, cols: int = 170) -> tuple[np.ndarray, np.ndarray]:
     after = paint(before, slice(30, 70), slice(40, 95), ROOF)
     after[100:120, 10:50] = 80.0
     return before, after
-
-
-def old_plane_change_score(
-    before: np.ndarray,
-    after: np.ndarray,
-    valid: np.ndarray,
-    *,
-    noise: np.ndarray,
-    scales_px: tuple[float, ...],
-    texture_weight: float,
-) -> np.ndarray:
-    """The score as the detector computed it before working in place, with SciPy's Sobel."""
-    difference = np.empty_like(before, dtype=np.float32)
-    for band, scale in enumerate(noise.astype(np.float32)):
-        np.subtract(after[band], before[band], out=difference[band])
-        difference[band] /= scale
-    invalid = None if valid.all() else ~valid
-    if invalid is not None:
-        difference[:, invalid] = 0.0
-    magnitudes = features._plane_magnitudes(difference, scales_px, features.gaussian)
-    score = magnitudes[0].copy()
-    for magnitude in magnitudes[1:]:
-        score += magnitude
-    score /= len(magnitudes)
-    if texture_weight:
-        scale = float(np.mean(noise))
-        gray_before = features.band_mean(before)
-        gray_after = np.where(valid, features.band_mean(after), gray_before)
-
-        def edges(gray: np.ndarray) -> np.ndarray:
-            smooth = features.gaussian(gray, 1.0)
-            return np.hypot(ndimage.sobel(smooth, axis=0), ndimage.sobel(smooth, axis=1)) / 8.0
-
-        change = np.abs(edges(gray_after) - edges(gray_before))
-        texture = features.gaussian((change / scale).astype(np.float32), 2.0)
-        score += texture_weight * texture
-    np.square(difference, out=difference)
-    np.minimum(score, np.sqrt(features.band_mean(difference)), out=score)
-    if invalid is not None:
-        score[invalid] = 0.0
-    return score
-
-
-@pytest.mark.parametrize("holes", [False, True])
-@pytest.mark.parametrize("texture_weight", [0.5, 0.0, 1.3])
-@pytest.mark.parametrize("scales_px", [(1.0, 2.0, 4.0), (1.5,), (2.0, 3.0)])
-def test_score_in_place_equals_the_score_before_bit_for_bit(
-    holes: bool, texture_weight: float, scales_px: tuple[float, ...]
-) -> None:
-    before, after = (features.as_planes(image) for image in dates())
-    valid = np.ones(before.shape[1:], dtype=bool)
-    if holes:
-        valid[:25, -30:] = False
-        valid[90:95, :] = False
-    noise = NORMALISATION.noise
-    expected = old_plane_change_score(
-        before, after, valid, noise=noise, scales_px=scales_px, texture_weight=texture_weight
-    )
-    copies = before.copy(), after.copy()
-    got = features.plane_change_score(
-        before, after, valid, noise=noise, scales_px=scales_px, texture_weight=texture_weight
-    )
-    np.testing.assert_array_equal(got, expected)
-    # Its inputs are left as they were.
-    np.testing.assert_array_equal(before, copies[0])
-    np.testing.assert_array_equal(after, copies[1])
-
-
-def test_mean_magnitude_is_the_mean_of_the_magnitudes() -> None:
-    planes = features.as_planes(dates()[1]) / np.float32(20.0)
-    magnitudes = features._plane_magnitudes(planes, (1.0, 2.0, 4.0), features.gaussian)
-    expected = magnitudes[0].copy()
-    expected += magnitudes[1]
-    expected += magnitudes[2]
-    expected /= 3
-    got = features._mean_magnitude(planes, (1.0, 2.0, 4.0), features.gaussian)
-    np.testing.assert_array_equal(got, expected)
 
 
 @pytest.mark.parametrize("planar", [False, True])
@@ -144,9 +68,8 @@ def stored_planes(image: np.ndarray, dtype: type = np.uint16) -> PlanarArray:
 
 @pytest.mark.parametrize("dtype", [np.uint16, np.int16, np.uint8])
 @pytest.mark.parametrize("masks", ["none", "holes", "buffered"])
-@pytest.mark.parametrize("texture_weight", [0.5, 0.0])
-def test_score_inputs_read_in_strips_give_the_score_of_the_planes(
-    dtype: type, masks: str, texture_weight: float
+def test_score_inputs_of_stored_planes_are_those_of_the_planes_bit_for_bit(
+    dtype: type, masks: str
 ) -> None:
     first, second = dates(150, 170)
     if dtype == np.uint8:
@@ -162,30 +85,65 @@ def test_score_inputs_read_in_strips_give_the_score_of_the_planes(
     elif masks == "buffered":
         before_valid, after_valid = BufferedValid(valid, 4), valid
     source = Source(before, after, before_valid, after_valid, NORMALISATION, (0.0, 0.0))
-    noise, scales = NORMALISATION.noise, (1.0, 2.0, 4.0)
-    for key in [(slice(0, 150), slice(0, 170)), (slice(7, 149), slice(33, 101))]:
-        planes = source.read_planes(key)
-        expected = features.plane_change_score(
-            *planes, noise=noise, scales_px=scales, texture_weight=texture_weight
+    for key in [(slice(0, 150), slice(0, 170)), (slice(8, 149), slice(34, 101))]:
+        planes_before, planes_after, planes_valid = source.read_planes(key)
+        halved_before, halved_after, magnitude, valid_read = source.read_score_inputs(key)
+        np.testing.assert_array_equal(valid_read, planes_valid)
+        for got, plane in zip(
+            halved_before + halved_after, [*planes_before, *planes_after], strict=True
+        ):
+            expected = features.halve(plane)
+            np.testing.assert_array_equal(got.view(np.uint32), expected.view(np.uint32))
+        expected = features.unsmoothed_magnitude(
+            planes_before, planes_after, planes_valid, noise=NORMALISATION.noise
         )
-        inputs = source.read_score_inputs(key, grays=bool(texture_weight))
-        assert inputs is not None
-        np.testing.assert_array_equal(inputs[2], planes[2])
-        got = features.difference_change_score(
-            *inputs, noise=noise, scales_px=scales, texture_weight=texture_weight
-        )
-        np.testing.assert_array_equal(got.view(np.uint32), expected.view(np.uint32))
+        np.testing.assert_array_equal(magnitude.view(np.uint32), expected.view(np.uint32))
 
 
-def test_score_inputs_leave_what_they_cannot_read_exactly_to_the_planes() -> None:
-    first, second = dates(60, 70)
-    planar = stored_planes(first), stored_planes(second)
-    key = (slice(0, 60), slice(0, 70))
-    shifted = Source(*planar, None, None, NORMALISATION, (0.4, 0.0))
-    assert shifted.read_score_inputs(key, grays=True) is None
-    floats = Source(first, second, None, None, NORMALISATION, (0.0, 0.0))
-    assert floats.read_score_inputs(key, grays=True) is None
-    assert Source(*planar, None, None, NORMALISATION, (0.0, 0.0)).read_score_inputs(key, grays=True)
+@pytest.mark.parametrize("shape", [(64, 80), (63, 81), (1, 7)])
+@pytest.mark.parametrize("corner", [(0, 0), (40, 58), (76, 96)])
+def test_a_window_from_an_even_pixel_halves_onto_the_whole_images_coarse_grid(
+    shape: tuple[int, int], corner: tuple[int, int]
+) -> None:
+    plane = RNG.normal(0, 50, (141, 177)).astype(np.float32)
+    whole = features.halve(plane)
+    (rows, cols), (top, left) = shape, corner
+    window = features.halve(plane[top : top + rows, left : left + cols])
+    assert window.shape == ((rows + 1) // 2, (cols + 1) // 2)
+    # Every coarse pixel made of whole 2 × 2 blocks is the whole image's, bit for bit (an odd
+    # edge's last one is padded in the window only), and is the mean of its block.
+    full_rows, full_cols = rows // 2, cols // 2
+    expected = whole[top // 2 : top // 2 + full_rows, left // 2 : left // 2 + full_cols]
+    np.testing.assert_array_equal(window[:full_rows, :full_cols], expected)
+    block = plane[top : top + 2 * full_rows, left : left + 2 * full_cols]
+    means = block.reshape(full_rows, 2, full_cols, 2).mean(axis=(1, 3))
+    np.testing.assert_allclose(expected, means, rtol=1e-5, atol=1e-4)
+    assert features.double(window, (rows, cols)).shape == (rows, cols)
+
+
+def test_the_coarse_score_of_a_uniform_change_is_its_magnitude_cut_at_its_edge() -> None:
+    rows, cols, bands = 120, 130, 4
+    rng = np.random.default_rng(7)
+    before = rng.normal(1000, 1, (rows, cols, bands)).astype(np.float32)
+    after = before.copy()
+    # Three noise units in every band over a 40 × 50 block.
+    after[40:80, 40:90] += 3 * NORMALISATION.noise.astype(np.float32)
+    same_light = Normalisation(
+        gain=np.ones(bands), offset=np.zeros(bands), noise=NORMALISATION.noise, invariant_fraction=1
+    )
+    source = Source(before, after, None, None, same_light, (0.0, 0.0))
+    halved_before, halved_after, unsmoothed, valid = source.read_score_inputs(
+        (slice(0, rows), slice(0, cols))
+    )
+    common = {"noise": NORMALISATION.noise, "scales_px": (1.0, 2.0, 4.0), "texture_weight": 0.5}
+    score = features.coarse_change_score(halved_before, halved_after, unsmoothed, valid, **common)
+    assert score[60, 65] == pytest.approx(3.0, rel=0.03)
+    assert score[5, 5] < 0.1
+    # Smoothing spreads the score past the block; the unsmoothed magnitude cuts it back.
+    uncut = np.full(valid.shape, np.inf, dtype=np.float32)
+    spread = features.coarse_change_score(halved_before, halved_after, uncut, valid, **common)
+    assert spread[60, 38] > 0.5
+    assert score[60, 38] < 0.1
 
 
 GEOGRAPHIC = Affine(8.983152841195214e-05, 0.0, 120.1234567891, 0.0, -8.983152841195214e-05, 30.98)

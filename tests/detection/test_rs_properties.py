@@ -50,7 +50,7 @@ def test_a_global_gain_and_offset_of_the_after_image_is_not_change(
 @settings(max_examples=6, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(
     seed=st.integers(0, 10_000),
-    tile=st.sampled_from([64, 96, 128]),
+    tile=st.sampled_from([64, 96, 97, 128]),
     top=st.integers(0, 180),
     left=st.integers(0, 180),
 )
