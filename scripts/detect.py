@@ -159,9 +159,14 @@ def _write_atomically(path: Path, write: Any) -> None:
 
 
 def write_mask_geotiff(
-    path: Path, mask: np.ndarray, like: Raster | StoredRaster | WindowedRaster
+    path: Path,
+    mask: np.ndarray,
+    like: Raster | StoredRaster | WindowedRaster,
+    *,
+    threads: int = 1,
 ) -> None:
-    """The change mask as a DEFLATE GeoTIFF on the before grid (255 = change)."""
+    """The change mask as a DEFLATE GeoTIFF on the before grid (255 = change), its blocks
+    compressed on `threads` threads."""
     profile = {
         "driver": "GTiff",
         "width": mask.shape[1],
@@ -173,6 +178,7 @@ def write_mask_geotiff(
         "compress": "deflate",
         "tiled": True,
         "nodata": None,
+        "num_threads": threads,
     }
 
     def write(target: str) -> None:
@@ -312,7 +318,7 @@ def run_detect(
     if mask_path.suffix.lower() == ".png":
         write_mask_png(mask_path, result.mask)
     else:
-        write_mask_geotiff(mask_path, result.mask, before)
+        write_mask_geotiff(mask_path, result.mask, before, threads=threads)
     collection = objects_geojson(result, before.crs)
     _write_atomically(objects_path, lambda target: Path(target).write_text(json.dumps(collection)))
     return {

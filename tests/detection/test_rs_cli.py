@@ -65,6 +65,19 @@ def test_detect_writes_a_georeferenced_mask_and_objects(
     assert 116.9 < lon < 117.1 and 30.1 < lat < 30.3  # RFC 7946 lon/lat, UTM 50N
 
 
+def test_the_mask_written_on_two_threads_is_the_one_thread_file(
+    pair: tuple[Path, Path], tmp_path: Path
+) -> None:
+    written = []
+    for threads in ("1", "2"):
+        out = tmp_path / f"threads{threads}"
+        args = ["detect", str(pair[0]), str(pair[1]), "-o", str(out), "--threads", threads]
+        outcome = runner.invoke(app, args)
+        assert outcome.exit_code == 0, outcome.output
+        written.append(out.with_suffix(".tif").read_bytes())
+    assert written[0] == written[1]
+
+
 def test_an_all_clear_cloud_mask_gives_the_same_result_as_none(
     pair: tuple[Path, Path], tmp_path: Path
 ) -> None:
