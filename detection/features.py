@@ -257,10 +257,13 @@ class SquaredChange:
         self.valid = valid
         self.scale = noise.astype(np.float32)
         self.total = np.zeros(valid.shape, dtype=np.float32)
+        # One buffer for every band's difference: new memory would have to be mapped and
+        # cleared by the system each time.
+        self.difference = np.empty(valid.shape, dtype=np.float32)
         self.bands = 0
 
     def add(self, band: int, before: np.ndarray, after: np.ndarray) -> None:
-        difference = after - before
+        difference = np.subtract(after, before, out=self.difference)
         difference /= self.scale[band]
         self.total += np.square(difference, out=difference)
         self.bands += 1

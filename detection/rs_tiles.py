@@ -287,8 +287,9 @@ class Source:
         halved_before, halved_after = [], []
         for band in range(first.stored.shape[0]):
             np.copyto(before, first.stored[band, rows, cols])
-            np.copyto(after, second.stored[band, rows, cols])
-            after *= gain[band]
+            # The samples converted to float32 and multiplied in one pass: the same values as
+            # converting first, since every integer sample is exact in float32.
+            np.multiply(second.stored[band, rows, cols], gain[band], out=after)
             after += offset[band]
             if invalid is not None:
                 before[invalid] = 0.0
