@@ -80,9 +80,8 @@ def gaussian(image: np.ndarray, sigma: float, output: np.ndarray | None = None) 
     """`scipy.ndimage.gaussian_filter(image, sigma)` (mode "reflect", `TRUNCATE` sigmas).
 
     A 2-D float32 image goes through OpenCV's separable filter with the same kernel and
-    border: several times faster, equal up to float32 rounding (a few 1e-7; the detector's
-    masks and objects came out identical on the shared pairs and the benchmark pair). Other
-    images, and one no wider than the kernel's radius, go through SciPy.
+    border: several times faster, equal up to float32 rounding (a few 1e-7). Other images,
+    and one no wider than the kernel's radius, go through SciPy.
 
     For the unsupervised score only: a trained model's features stay on SciPy's filter, as
     the model was trained on them (rounding this small still moved its cross-validated F1).
