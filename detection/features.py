@@ -339,7 +339,8 @@ def _coarse_texture(
     """Smoothed absolute change of edge strength between halved grey images (as
     `edge_strength` measures it at full resolution), in noise units per full-resolution
     pixel."""
-    change = cv2.absdiff(_edge_magnitude(gray_after), _edge_magnitude(gray_before))
+    change = _edge_magnitude(gray_after)
+    np.abs(np.subtract(change, _edge_magnitude(gray_before), out=change), out=change)
     # Sobel's weights sum to 8, and a coarse step spans two pixels.
     change /= 8.0 * COARSE_FACTOR * float(np.mean(noise))
     sigma = coarse_sigma(TEXTURE_SIGMA_PX)
