@@ -131,22 +131,43 @@ def halve(plane: np.ndarray) -> np.ndarray:
     """The mean of each 2 × 2 block of a float32 plane; an odd edge is first padded by
     repeating its last row or column.
 
-    A window that starts on an even pixel halves to exactly the whole image's coarse pixels
-    there (OpenCV's bilinear halving computes every pixel alike, unlike `cv2.pyrDown`,
-    whose last columns can differ in the last bit from the same pixels further left).
+    In NumPy, which rounds every pixel alike: a window that starts on an even pixel halves
+    to exactly the whole image's coarse pixels there. OpenCV's resizing gives the same only
+    through Intel's IPP, which not every build has (its own code differs in the last bit
+    with the width), and `cv2.pyrDown` differs in its last columns.
     """
     rows, cols = plane.shape
     if rows % 2 or cols % 2:
-        plane = cv2.copyMakeBorder(plane, 0, rows % 2, 0, cols % 2, cv2.BORDER_REPLICATE)
-    size = (plane.shape[1] // COARSE_FACTOR, plane.shape[0] // COARSE_FACTOR)
-    return cv2.resize(plane, size, interpolation=cv2.INTER_LINEAR)
+        plane = np.pad(plane, ((0, rows % 2), (0, cols % 2)), mode="edge")
+    coarse = plane[0::2, 0::2] + plane[1::2, 0::2]
+    coarse += plane[0::2, 1::2]
+    coarse += plane[1::2, 1::2]
+    coarse *= np.float32(0.25)
+    return coarse
 
 
 def double(coarse: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
-    """`halve` undone by bilinear interpolation, cropped to `shape` (rows, cols)."""
+    """`halve` undone by bilinear interpolation (pixel centres aligned, edges repeated),
+    cropped to `shape` (rows, cols); in NumPy, for the reason `halve` gives."""
     rows, cols = shape
-    size = (coarse.shape[1] * COARSE_FACTOR, coarse.shape[0] * COARSE_FACTOR)
-    return cv2.resize(coarse, size, interpolation=cv2.INTER_LINEAR)[:rows, :cols]
+    return _double_along(_double_along(coarse, 1), 0)[:rows, :cols]
+
+
+def _double_along(coarse: np.ndarray, axis: int) -> np.ndarray:
+    """Each line of `coarse` along `axis` becomes two: a quarter of the way to the line
+    before, and to the line after (the first and last stand in for missing neighbours)."""
+    lines = np.moveaxis(coarse, axis, 0)
+    shape = list(coarse.shape)
+    shape[axis] *= 2
+    doubled = np.empty(shape, dtype=np.float32)
+    out = np.moveaxis(doubled, axis, 0)
+    near, quarter = lines * np.float32(0.75), lines * np.float32(0.25)
+    towards_before, towards_after = out[0::2], out[1::2]
+    np.add(near[1:], quarter[:-1], out=towards_before[1:])
+    np.add(near[:1], quarter[:1], out=towards_before[:1])
+    np.add(near[:-1], quarter[1:], out=towards_after[:-1])
+    np.add(near[-1:], quarter[-1:], out=towards_after[-1:])
+    return doubled
 
 
 def standardised_difference(

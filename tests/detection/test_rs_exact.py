@@ -4,6 +4,7 @@ and the coarse grid the score is filtered on."""
 
 from __future__ import annotations
 
+import cv2
 import numpy as np
 import pytest
 from affine import Affine
@@ -235,3 +236,21 @@ def test_stored_planes_read_in_strips_detect_what_float32_arrays_do(tile: int) -
     np.testing.assert_array_equal(planar.score.view(np.uint16), arrays.score.view(np.uint16))
     np.testing.assert_array_equal(planar.mask, arrays.mask)
     assert planar.objects == arrays.objects
+
+
+def test_the_score_does_not_depend_on_opencvs_ipp_acceleration() -> None:
+    # Builds without Intel's IPP (other CPUs) must tile exactly as this one does: the score
+    # must not go through an OpenCV function whose result changes with IPP.
+    first, second = dates(230, 210)
+    source = Source(stored_planes(first), stored_planes(second), None, None, NORMALISATION, (0, 0))
+    common = {"noise": NORMALISATION.noise, "scales_px": (1.0, 2.0, 4.0), "texture_weight": 0.5}
+    key = (slice(0, 230), slice(0, 210))
+    used = cv2.ipp.useIPP()
+    try:
+        scores = []
+        for ipp in (True, False):
+            cv2.ipp.setUseIPP(ipp)
+            scores.append(features.coarse_change_score(*source.read_score_inputs(key), **common))
+    finally:
+        cv2.ipp.setUseIPP(used)
+    np.testing.assert_array_equal(scores[0].view(np.uint32), scores[1].view(np.uint32))
