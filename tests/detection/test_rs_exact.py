@@ -223,11 +223,12 @@ def test_float16_conversions_are_numpys_bit_for_bit() -> None:
 
 
 @pytest.mark.parametrize("tile", [64, 4096])
-def test_stored_planes_read_in_strips_detect_what_float32_arrays_do(tile: int) -> None:
+def test_stored_planes_detect_what_float32_arrays_do(tile: int) -> None:
     first, second = dates(230, 210)
     valid = np.ones(first.shape[:2], dtype=bool)
     valid[:30, -40:] = False
-    # No sub-pixel shift is applied below a shift of 10 pixels: the strip reader's case.
+    # No sub-pixel shift is applied below a shift of 10 pixels: the case in which
+    # `Source.read_score_inputs` converts the stored planes itself.
     params = RasterDetectorParams(tile_px=tile, min_shift_px=10.0)
     common = {"params": params, "transform": TRANSFORM, "crs": CRS, "after_valid": valid}
     arrays = detect_changes(stored_planes(first)[:, :], stored_planes(second)[:, :], **common)
