@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
 
 import cv2
 import numpy as np
@@ -139,35 +140,45 @@ def halve(plane: np.ndarray) -> np.ndarray:
     rows, cols = plane.shape
     if rows % 2 or cols % 2:
         plane = np.pad(plane, ((0, rows % 2), (0, cols % 2)), mode="edge")
-    coarse = plane[0::2, 0::2] + plane[1::2, 0::2]
-    coarse += plane[0::2, 1::2]
-    coarse += plane[1::2, 1::2]
+    # Pairs of rows first: both operands are whole rows, which reads memory in order.
+    pairs = plane[0::2] + plane[1::2]
+    coarse = np.add(pairs[:, 0::2], pairs[:, 1::2])
     coarse *= np.float32(0.25)
     return coarse
 
 
-def double(coarse: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
-    """`halve` undone by bilinear interpolation (pixel centres aligned, edges repeated),
-    cropped to `shape` (rows, cols); in NumPy, for the reason `halve` gives."""
-    rows, cols = shape
-    return _double_along(_double_along(coarse, 1), 0)[:rows, :cols]
+def double(
+    coarse: np.ndarray, shape: tuple[int, int], workspace: Workspace | None = None
+) -> np.ndarray:
+    """`halve` undone by bilinear interpolation (pixel centres aligned, edges repeated) to
+    `shape` (rows, cols): twice the coarse size, or one less where the fine size was odd.
+    In NumPy, for the reason `halve` gives; the result is `workspace`'s "doubled" array."""
+    workspace = workspace or Workspace()
+    wide = _double_along(coarse, 1, workspace.empty("doubled_wide", (coarse.shape[0], shape[1])))
+    return _double_along(wide, 0, workspace.empty("doubled", shape), workspace)
 
 
-def _double_along(coarse: np.ndarray, axis: int) -> np.ndarray:
-    """Each line of `coarse` along `axis` becomes two: a quarter of the way to the line
-    before, and to the line after (the first and last stand in for missing neighbours)."""
-    lines = np.moveaxis(coarse, axis, 0)
-    shape = list(coarse.shape)
-    shape[axis] *= 2
-    doubled = np.empty(shape, dtype=np.float32)
-    out = np.moveaxis(doubled, axis, 0)
-    near, quarter = lines * np.float32(0.75), lines * np.float32(0.25)
-    towards_before, towards_after = out[0::2], out[1::2]
+def _double_along(
+    coarse: np.ndarray, axis: int, out: np.ndarray, workspace: Workspace | None = None
+) -> np.ndarray:
+    """Each line of `coarse` along `axis` becomes two in `out`: a quarter of the way to the
+    line before, and to the line after (the first and last stand in for missing
+    neighbours); `out` may stop one line short of twice as many."""
+    workspace = workspace or Workspace()
+    near = workspace.empty(f"near_{axis}", coarse.shape)
+    quarter = workspace.empty(f"quarter_{axis}", coarse.shape)
+    np.multiply(coarse, np.float32(0.75), out=near)
+    np.multiply(coarse, np.float32(0.25), out=quarter)
+    near, quarter = np.moveaxis(near, axis, 0), np.moveaxis(quarter, axis, 0)
+    doubled = np.moveaxis(out, axis, 0)
+    towards_before, towards_after = doubled[0::2], doubled[1::2]
     np.add(near[1:], quarter[:-1], out=towards_before[1:])
     np.add(near[:1], quarter[:1], out=towards_before[:1])
-    np.add(near[:-1], quarter[1:], out=towards_after[:-1])
-    np.add(near[-1:], quarter[-1:], out=towards_after[-1:])
-    return doubled
+    inner = min(towards_after.shape[0], near.shape[0] - 1)
+    np.add(near[:inner], quarter[1 : inner + 1], out=towards_after[:inner])
+    if towards_after.shape[0] == near.shape[0]:
+        np.add(near[-1:], quarter[-1:], out=towards_after[-1:])
+    return out
 
 
 def standardised_difference(
@@ -217,15 +228,134 @@ def as_planes(image: np.ndarray) -> np.ndarray:
     return np.ascontiguousarray(np.moveaxis(image, 2, 0), dtype=np.float32)
 
 
-def coarse_change_score(
-    before: Sequence[np.ndarray],
-    after: Sequence[np.ndarray],
-    unsmoothed: np.ndarray,
+class Workspace:
+    """Full-resolution scratch arrays kept from one window to the next of the same thread.
+
+    A window's temporaries are several megabytes each; allocating them anew for every window
+    has the system map and clear fresh memory each time, which cost about a fifth of the score.
+    Arrays are handed out by name: one name is one array until asked for with another shape.
+    """
+
+    def __init__(self) -> None:
+        self._arrays: dict[str, np.ndarray] = {}
+
+    def empty(self, name: str, shape: tuple[int, ...]) -> np.ndarray:
+        """A float32 array of `shape` with undefined contents."""
+        array = self._arrays.get(name)
+        if array is None or array.shape != shape:
+            array = self._arrays[name] = np.empty(shape, dtype=np.float32)
+        return array
+
+    def zeros(self, name: str, shape: tuple[int, ...]) -> np.ndarray:
+        array = self.empty(name, shape)
+        array.fill(0.0)
+        return array
+
+
+@dataclass(frozen=True)
+class ScoreInputs:
+    """What `coarse_change_score` needs of a window.
+
+    Attributes
+    ----------
+    differences : list of ndarray of shape (coarse rows, coarse cols), float32
+        Per band, the normalised after date minus the before date in noise units, halved
+        (`halve`); 0 where a date has no data.
+    grey_before, grey_after : ndarray of shape (coarse rows, coarse cols), float32
+        The mean over the bands of each date (after normalised), halved; 0 without data.
+    unsmoothed : ndarray of shape (rows, cols), float32
+        Change-vector magnitude of single full-resolution pixels (noise units), 0 without data.
+    valid : ndarray of shape (rows, cols), bool
+        Full-resolution pixels with data on both dates.
+    """
+
+    differences: list[np.ndarray]
+    grey_before: np.ndarray
+    grey_after: np.ndarray
+    unsmoothed: np.ndarray
+    valid: np.ndarray
+
+
+def score_inputs(
+    before: Iterable[np.ndarray],
+    after: Iterable[np.ndarray],
     valid: np.ndarray,
+    *,
+    gain: np.ndarray,
+    offset: np.ndarray,
+    noise: np.ndarray,
+    workspace: Workspace | None = None,
+) -> ScoreInputs:
+    """The score's evidence from a window's band planes, one band at a time.
+
+    Parameters
+    ----------
+    before, after : iterables of ndarray of shape (rows, cols)
+        Band planes as read (uint8, uint16, int16 or float32; views are fine), the after date
+        not yet normalised: ``gain * after + offset`` maps it into before units.
+    valid : ndarray of shape (rows, cols), bool
+        Pixels with data on both dates; what the planes hold elsewhere is never used.
+    gain, offset, noise : ndarray of shape (bands,)
+    workspace : Workspace, optional
+        Scratch arrays to reuse; the returned `unsmoothed` is one of them.
+
+    Each step is an element-wise NumPy operation or an exact sum, so a pixel gets the same
+    value in any window that holds it (OpenCV's `addWeighted`, which would fuse the first
+    four steps, rounds a pixel differently with its position in the row).
+    """
+    workspace = workspace or Workspace()
+    shape = valid.shape
+    invalid = None if valid.all() else ~valid
+    # cv2.accumulate's mask; None adds everywhere.
+    mask = None if invalid is None else np.ascontiguousarray(valid).view(np.uint8)
+    difference = workspace.empty("difference", shape)
+    scaled = workspace.empty("scaled", shape)
+    squares = workspace.zeros("squares", shape)
+    before_sum = workspace.zeros("before_sum", shape)
+    differences = []
+    for band, (plane_before, plane_after) in enumerate(zip(before, after, strict=True)):
+        scale = float(noise[band])
+        # (gain · after + offset − before) / noise, the samples converted as they are read.
+        np.multiply(plane_after, np.float32(gain[band] / scale), out=difference)
+        np.multiply(plane_before, np.float32(1.0 / scale), out=scaled)
+        np.subtract(difference, scaled, out=difference)
+        np.add(difference, np.float32(offset[band] / scale), out=difference)
+        if invalid is not None:
+            difference[invalid] = 0.0
+        differences.append(halve(difference))
+        cv2.accumulateSquare(difference, squares)
+        _add_valid(before_sum, plane_before, valid, mask)
+    bands = len(differences)
+    squares /= bands
+    unsmoothed = np.sqrt(squares, out=squares)
+    grey_before = halve(before_sum)
+    grey_before /= bands
+    # The after date's grey follows from the before date's and the differences.
+    grey_after = grey_before.copy()
+    for band, coarse in enumerate(differences):
+        grey_after += coarse * np.float32(float(noise[band]) / bands)
+    return ScoreInputs(differences, grey_before, grey_after, unsmoothed, valid)
+
+
+def _add_valid(
+    total: np.ndarray, plane: np.ndarray, valid: np.ndarray, mask: np.ndarray | None
+) -> None:
+    """`total += plane` where valid: exact integer sums, or one float32 addition a pixel."""
+    if plane.dtype in (np.uint8, np.uint16):
+        cv2.accumulate(plane, total, mask=mask)
+    elif mask is None:
+        np.add(total, plane, out=total, casting="unsafe")
+    else:
+        np.add(total, plane, out=total, where=valid, casting="unsafe")
+
+
+def coarse_change_score(
+    inputs: ScoreInputs,
     *,
     noise: np.ndarray,
     scales_px: Sequence[float],
     texture_weight: float,
+    workspace: Workspace | None = None,
 ) -> np.ndarray:
     """Unsupervised change score: multi-scale change-vector magnitude plus edge change,
     filtered on the coarse grid, brought back to full resolution and capped there by the
@@ -233,93 +363,34 @@ def coarse_change_score(
 
     Parameters
     ----------
-    before, after : sequences of ndarray of shape (coarse rows, coarse cols), float32
-        The band planes of both dates halved (`halve`), after already normalised into
-        before units, both 0 where a date has no data.
-    unsmoothed : ndarray of shape (rows, cols), float32
-        `unsmoothed_magnitude` of the full-resolution planes.
-    valid : ndarray of shape (rows, cols), bool
-        Full-resolution pixels with data on both dates.
+    inputs : ScoreInputs
+        A window's evidence (`score_inputs`).
     noise : ndarray of shape (bands,)
         Unchanged-difference scale per band (before units).
     scales_px : sequence of float
         Gaussian sigmas in full-resolution pixels.
     texture_weight : float
+    workspace : Workspace, optional
+        Scratch arrays to reuse; the result is one of them.
 
     Returns
     -------
     ndarray of shape (rows, cols), float32
         Score in noise units, zero where a date has no data.
     """
-    scale = noise.astype(np.float32)
-    difference = [
-        (coarse_after - coarse_before) / scale[band]
-        for band, (coarse_before, coarse_after) in enumerate(zip(before, after, strict=True))
-    ]
-    score = _coarse_mean_magnitude(difference, scales_px)
+    score = _coarse_mean_magnitude(inputs.differences, scales_px)
     if texture_weight:
-        texture = _coarse_texture(_mean(before), _mean(after), noise)
+        texture = _coarse_texture(inputs.grey_before, inputs.grey_after, noise)
         texture *= float(texture_weight)
         score += texture
-    full = double(score, valid.shape)
+    valid = inputs.valid
+    full = double(score, valid.shape, workspace)
     # Coarse scales find weak but extended change; the unsmoothed magnitude keeps the outline
     # from spreading past the real edge of a strong change.
-    np.minimum(full, unsmoothed, out=full)
+    np.minimum(full, inputs.unsmoothed, out=full)
     if not valid.all():
         full[~valid] = 0.0
     return full
-
-
-class SquaredChange:
-    """The mean over the bands of the squared noise-scaled difference, added band by band."""
-
-    def __init__(self, valid: np.ndarray, noise: np.ndarray) -> None:
-        self.valid = valid
-        self.scale = noise.astype(np.float32)
-        self.total = np.zeros(valid.shape, dtype=np.float32)
-        # One buffer for every band's difference: new memory would have to be mapped and
-        # cleared by the system each time.
-        self.difference = np.empty(valid.shape, dtype=np.float32)
-        self.bands = 0
-
-    def add(self, band: int, before: np.ndarray, after: np.ndarray) -> None:
-        difference = np.subtract(after, before, out=self.difference)
-        difference /= self.scale[band]
-        self.total += np.square(difference, out=difference)
-        self.bands += 1
-
-    def magnitude(self) -> np.ndarray:
-        """The square root of the mean, 0 where a date has no data (the total is reused)."""
-        self.total /= self.bands
-        magnitude = np.sqrt(self.total, out=self.total)
-        magnitude[~self.valid] = 0.0
-        return magnitude
-
-
-def unsmoothed_magnitude(
-    before: np.ndarray, after: np.ndarray, valid: np.ndarray, *, noise: np.ndarray
-) -> np.ndarray:
-    """Change-vector magnitude of single pixels (noise units), 0 where a date has no data.
-
-    Parameters
-    ----------
-    before, after : ndarray of shape (bands, rows, cols), float32
-        Band planes, after normalised into before units.
-    valid : ndarray of shape (rows, cols), bool
-    noise : ndarray of shape (bands,)
-    """
-    squares = SquaredChange(valid, noise)
-    for band, (plane_before, plane_after) in enumerate(zip(before, after, strict=True)):
-        squares.add(band, plane_before, plane_after)
-    return squares.magnitude()
-
-
-def _mean(planes: Sequence[np.ndarray]) -> np.ndarray:
-    total = planes[0].copy()
-    for plane in planes[1:]:
-        total += plane
-    total /= len(planes)
-    return total
 
 
 def _coarse_mean_magnitude(planes: Sequence[np.ndarray], scales_px: Sequence[float]) -> np.ndarray:

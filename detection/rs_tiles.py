@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import threading
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -246,58 +247,50 @@ class Source:
         return before, after, valid
 
     def read_score_inputs(
-        self, key: tuple[slice, slice]
-    ) -> tuple[list[np.ndarray], list[np.ndarray], np.ndarray, np.ndarray]:
-        """What `features.coarse_change_score` needs of a window: the before and normalised
-        after band planes of `read_planes` halved (`features.halve`), the full-resolution
-        `features.unsmoothed_magnitude` of the two dates, and the validity.
+        self, key: tuple[slice, slice], workspace: features.Workspace | None = None
+    ) -> features.ScoreInputs:
+        """What `features.coarse_change_score` needs of a window (`features.score_inputs`).
 
-        Integer band planes held whole are converted one plane at a time into two buffers
-        rather than all at once into new memory; any other image, and a sub-pixel shift, go
-        through `read_planes` itself.
+        The band planes go in as read: stored integer planes as views, without a float32
+        copy, and the after date is normalised in the same pass that differences it. A
+        sub-pixel shift interpolates the normalised after date first (`read_planes`).
         """
-        first, second = self.before, self.after
-        rows, cols = key
-        if not (
-            isinstance(first, PlanarArray)
-            and first.integer
-            and isinstance(second, PlanarArray)
-            and second.integer
-            and self.shift == (0.0, 0.0)
-        ):
+        if self.shift != (0.0, 0.0):
             before, after, valid = self.read_planes(key)
-            magnitude = features.unsmoothed_magnitude(
-                before, after, valid, noise=self.normalisation.noise
+            bands = before.shape[0]
+            return features.score_inputs(
+                before,
+                after,
+                valid,
+                gain=np.ones(bands),
+                offset=np.zeros(bands),
+                noise=self.normalisation.noise,
+                workspace=workspace,
             )
-            halved = [features.halve(p) for p in before], [features.halve(p) for p in after]
-            return *halved, magnitude, valid
-        height = len(range(*rows.indices(first.stored.shape[1])))
-        width = len(range(*cols.indices(first.stored.shape[2])))
-        valid = valid_window(self.before_valid, key, (height, width)) & valid_window(
-            self.after_valid, key, (height, width)
+        before, after = _stored_planes(self.before, key), _stored_planes(self.after, key)
+        valid = valid_window(self.before_valid, key, before.shape[1:]) & valid_window(
+            self.after_valid, key, before.shape[1:]
         )
-        invalid = None if valid.all() else ~valid
-        gain = self.normalisation.gain.astype(np.float32)
-        offset = self.normalisation.offset.astype(np.float32)
-        # One full-resolution band at a time, in `read_planes`' and `unsmoothed_magnitude`'s
-        # steps and order, so that the values are theirs bit for bit.
-        before = np.empty((height, width), dtype=np.float32)
-        after = np.empty((height, width), dtype=np.float32)
-        squares = features.SquaredChange(valid, self.normalisation.noise)
-        halved_before, halved_after = [], []
-        for band in range(first.stored.shape[0]):
-            np.copyto(before, first.stored[band, rows, cols])
-            # The samples converted to float32 and multiplied in one pass: the same values as
-            # converting first, since every integer sample is exact in float32.
-            np.multiply(second.stored[band, rows, cols], gain[band], out=after)
-            after += offset[band]
-            if invalid is not None:
-                before[invalid] = 0.0
-                after[invalid] = 0.0
-            halved_before.append(features.halve(before))
-            halved_after.append(features.halve(after))
-            squares.add(band, before, after)
-        return halved_before, halved_after, squares.magnitude(), valid
+        if not _always_finite(self.before) or not _always_finite(self.after):
+            check_finite(np.moveaxis(before, 0, -1), np.moveaxis(after, 0, -1), valid)
+        return features.score_inputs(
+            before,
+            after,
+            valid,
+            gain=self.normalisation.gain,
+            offset=self.normalisation.offset,
+            noise=self.normalisation.noise,
+            workspace=workspace,
+        )
+
+
+def _stored_planes(image: RasterLike, key: tuple[slice, slice]) -> np.ndarray:
+    """The window's band planes (bands, rows, cols) as stored: a view of planes held whole,
+    float32 planes of anything else."""
+    if isinstance(image, PlanarArray):
+        rows, cols = key
+        return image.stored[:, rows, cols]
+    return _planes(image, key)
 
 
 def _planes(image: RasterLike, key: tuple[slice, slice]) -> np.ndarray:
@@ -355,17 +348,22 @@ def score_image(
     tile = params.tile_px - params.tile_px % 2
     score = np.zeros((grid.rows, grid.cols), dtype=np.float16)
     noise = source.normalisation.noise
+    # Each thread reuses its scratch arrays from one window to the next.
+    scratch = threading.local()
 
     def score_window(window: Window) -> None:
         if model is not None:
             before, after, valid = source.read(window.outer)
             values = model.score(before, after, valid, roles, noise)
         else:
+            if not hasattr(scratch, "workspace"):
+                scratch.workspace = features.Workspace()
             values = features.coarse_change_score(
-                *source.read_score_inputs(window.outer),
+                source.read_score_inputs(window.outer, scratch.workspace),
                 noise=noise,
                 scales_px=params.scales_px,
                 texture_weight=params.texture_weight,
+                workspace=scratch.workspace,
             )
         # Kept as float16 to halve the whole-grid score's memory; on a scene with almost no
         # noise a score can exceed float16's range, so it saturates there instead of

@@ -4,6 +4,8 @@ and the coarse grid the score is filtered on."""
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import cv2
 import numpy as np
 import pytest
@@ -69,7 +71,7 @@ def stored_planes(image: np.ndarray, dtype: type = np.uint16) -> PlanarArray:
 
 @pytest.mark.parametrize("dtype", [np.uint16, np.int16, np.uint8])
 @pytest.mark.parametrize("masks", ["none", "holes", "buffered"])
-def test_score_inputs_of_stored_planes_are_those_of_the_planes_bit_for_bit(
+def test_score_inputs_of_stored_planes_are_those_of_float32_arrays_bit_for_bit(
     dtype: type, masks: str
 ) -> None:
     first, second = dates(150, 170)
@@ -85,20 +87,53 @@ def test_score_inputs_of_stored_planes_are_those_of_the_planes_bit_for_bit(
         before_valid = valid
     elif masks == "buffered":
         before_valid, after_valid = BufferedValid(valid, 4), valid
-    source = Source(before, after, before_valid, after_valid, NORMALISATION, (0.0, 0.0))
+    stored = Source(before, after, before_valid, after_valid, NORMALISATION, (0.0, 0.0))
+    # The same samples as a float32 (rows, cols, bands) array, with NaN where there is no
+    # data: the stored planes go in as views, the array as float32 copies.
+    arrays = [np.moveaxis(image.stored, 0, -1).astype(np.float32) for image in (before, after)]
+    if masks != "none":
+        for image in arrays:
+            image[~valid] = np.nan
+    floats = Source(*arrays, before_valid, after_valid, NORMALISATION, (0.0, 0.0))
     for key in [(slice(0, 150), slice(0, 170)), (slice(8, 149), slice(34, 101))]:
-        planes_before, planes_after, planes_valid = source.read_planes(key)
-        halved_before, halved_after, magnitude, valid_read = source.read_score_inputs(key)
-        np.testing.assert_array_equal(valid_read, planes_valid)
-        for got, plane in zip(
-            halved_before + halved_after, [*planes_before, *planes_after], strict=True
-        ):
-            expected = features.halve(plane)
-            np.testing.assert_array_equal(got.view(np.uint32), expected.view(np.uint32))
-        expected = features.unsmoothed_magnitude(
-            planes_before, planes_after, planes_valid, noise=NORMALISATION.noise
-        )
-        np.testing.assert_array_equal(magnitude.view(np.uint32), expected.view(np.uint32))
+        got, expected = stored.read_score_inputs(key), floats.read_score_inputs(key)
+        np.testing.assert_array_equal(got.valid, expected.valid)
+        for name in ("unsmoothed", "grey_before", "grey_after"):
+            np.testing.assert_array_equal(
+                getattr(got, name).view(np.uint32), getattr(expected, name).view(np.uint32)
+            )
+        for plane, other in zip(got.differences, expected.differences, strict=True):
+            np.testing.assert_array_equal(plane.view(np.uint32), other.view(np.uint32))
+
+
+def test_score_inputs_are_the_normalised_differences_halved() -> None:
+    first, second = dates(150, 170)
+    before, after = stored_planes(first), stored_planes(second)
+    valid = np.ones(first.shape[:2], dtype=bool)
+    valid[60:64, 50:90] = False
+    source = Source(before, after, valid, None, NORMALISATION, (0.0, 0.0))
+    key = (slice(8, 148), slice(34, 102))
+    inputs = source.read_score_inputs(key)
+    samples_before = before.stored[:, key[0], key[1]].astype(np.float64)
+    samples_after = after.stored[:, key[0], key[1]].astype(np.float64)
+    inside = valid[key]
+    normalised = NORMALISATION.gain[:, None, None] * samples_after
+    normalised += NORMALISATION.offset[:, None, None]
+    scaled = (normalised - samples_before) / NORMALISATION.noise[:, None, None] * inside
+
+    def halved(plane: np.ndarray) -> np.ndarray:
+        rows, cols = plane.shape
+        return plane.reshape(rows // 2, 2, cols // 2, 2).mean(axis=(1, 3))
+
+    magnitude = np.sqrt((scaled**2).mean(axis=0))
+    np.testing.assert_allclose(inputs.unsmoothed, magnitude, rtol=1e-5, atol=1e-5)
+    for plane, expected in zip(inputs.differences, scaled, strict=True):
+        np.testing.assert_allclose(plane, halved(expected), rtol=1e-5, atol=1e-5)
+    grey_before = halved((samples_before * inside).mean(axis=0))
+    grey_after = halved((normalised * inside).mean(axis=0))
+    np.testing.assert_allclose(inputs.grey_before, grey_before, rtol=1e-5, atol=1e-3)
+    np.testing.assert_allclose(inputs.grey_after, grey_after, rtol=1e-5, atol=1e-3)
+    assert (inputs.unsmoothed[~inside] == 0).all()
 
 
 @pytest.mark.parametrize("shape", [(64, 80), (63, 81), (1, 7)])
@@ -133,16 +168,14 @@ def test_the_coarse_score_of_a_uniform_change_is_its_magnitude_cut_at_its_edge()
         gain=np.ones(bands), offset=np.zeros(bands), noise=NORMALISATION.noise, invariant_fraction=1
     )
     source = Source(before, after, None, None, same_light, (0.0, 0.0))
-    halved_before, halved_after, unsmoothed, valid = source.read_score_inputs(
-        (slice(0, rows), slice(0, cols))
-    )
+    inputs = source.read_score_inputs((slice(0, rows), slice(0, cols)))
     common = {"noise": NORMALISATION.noise, "scales_px": (1.0, 2.0, 4.0), "texture_weight": 0.5}
-    score = features.coarse_change_score(halved_before, halved_after, unsmoothed, valid, **common)
+    score = features.coarse_change_score(inputs, **common).copy()
     assert score[60, 65] == pytest.approx(3.0, rel=0.03)
     assert score[5, 5] < 0.1
     # Smoothing spreads the score past the block; the unsmoothed magnitude cuts it back.
-    uncut = np.full(valid.shape, np.inf, dtype=np.float32)
-    spread = features.coarse_change_score(halved_before, halved_after, uncut, valid, **common)
+    uncut = np.full(inputs.valid.shape, np.inf, dtype=np.float32)
+    spread = features.coarse_change_score(replace(inputs, unsmoothed=uncut), **common)
     assert spread[60, 38] > 0.5
     assert score[60, 38] < 0.1
 
@@ -251,7 +284,7 @@ def test_the_score_does_not_depend_on_opencvs_ipp_acceleration() -> None:
         scores = []
         for ipp in (True, False):
             cv2.ipp.setUseIPP(ipp)
-            scores.append(features.coarse_change_score(*source.read_score_inputs(key), **common))
+            scores.append(features.coarse_change_score(source.read_score_inputs(key), **common))
     finally:
         cv2.ipp.setUseIPP(used)
     np.testing.assert_array_equal(scores[0].view(np.uint32), scores[1].view(np.uint32))
