@@ -246,11 +246,6 @@ class Workspace:
             array = self._arrays[name] = np.empty(shape, dtype=np.float32)
         return array
 
-    def zeros(self, name: str, shape: tuple[int, ...]) -> np.ndarray:
-        array = self.empty(name, shape)
-        array.fill(0.0)
-        return array
-
 
 @dataclass(frozen=True)
 class ScoreInputs:
@@ -310,8 +305,8 @@ def score_inputs(
     mask = None if invalid is None else np.ascontiguousarray(valid).view(np.uint8)
     difference = workspace.empty("difference", shape)
     scaled = workspace.empty("scaled", shape)
-    squares = workspace.zeros("squares", shape)
-    before_sum = workspace.zeros("before_sum", shape)
+    squares = workspace.empty("squares", shape)
+    before_sum = workspace.empty("before_sum", shape)
     differences = []
     for band, (plane_before, plane_after) in enumerate(zip(before, after, strict=True)):
         scale = float(noise[band])
@@ -323,8 +318,14 @@ def score_inputs(
         if invalid is not None:
             difference[invalid] = 0.0
         differences.append(halve(difference))
-        cv2.accumulateSquare(difference, squares)
-        _add_valid(before_sum, plane_before, valid, mask)
+        if band == 0:  # the sums start from the first band rather than from zeros
+            np.square(difference, out=squares)
+            np.copyto(before_sum, plane_before, casting="unsafe")
+            if invalid is not None:
+                before_sum[invalid] = 0.0
+        else:
+            cv2.accumulateSquare(difference, squares)
+            _add_valid(before_sum, plane_before, valid, mask)
     bands = len(differences)
     squares /= bands
     unsmoothed = np.sqrt(squares, out=squares)
@@ -355,6 +356,7 @@ def coarse_change_score(
     noise: np.ndarray,
     scales_px: Sequence[float],
     texture_weight: float,
+    ceiling: float = math.inf,
     workspace: Workspace | None = None,
 ) -> np.ndarray:
     """Unsupervised change score: multi-scale change-vector magnitude plus edge change,
@@ -370,6 +372,9 @@ def coarse_change_score(
     scales_px : sequence of float
         Gaussian sigmas in full-resolution pixels.
     texture_weight : float
+    ceiling : float
+        Scores above it are cut to it (on the coarse grid: doubling averages and the cap only
+        lowers, so no full-resolution score exceeds it).
     workspace : Workspace, optional
         Scratch arrays to reuse; the result is one of them.
 
@@ -383,6 +388,7 @@ def coarse_change_score(
         texture = _coarse_texture(inputs.grey_before, inputs.grey_after, noise)
         texture *= float(texture_weight)
         score += texture
+    np.minimum(score, np.float32(ceiling), out=score)
     valid = inputs.valid
     full = double(score, valid.shape, workspace)
     # Coarse scales find weak but extended change; the unsmoothed magnitude keeps the outline

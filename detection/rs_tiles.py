@@ -355,6 +355,7 @@ def score_image(
         if model is not None:
             before, after, valid = source.read(window.outer)
             values = model.score(before, after, valid, roles, noise)
+            np.minimum(values, _FLOAT16_MAX, out=values)
         else:
             if not hasattr(scratch, "workspace"):
                 scratch.workspace = features.Workspace()
@@ -363,14 +364,13 @@ def score_image(
                 noise=noise,
                 scales_px=params.scales_px,
                 texture_weight=params.texture_weight,
+                ceiling=_FLOAT16_MAX,
                 workspace=scratch.workspace,
             )
         # Kept as float16 to halve the whole-grid score's memory; on a scene with almost no
-        # noise a score can exceed float16's range, so it saturates there instead of
-        # becoming inf, which the threshold's statistics could not use.
-        core = values[window.inner]
-        np.minimum(core, _FLOAT16_MAX, out=core)
-        score[window.core] = as_float16(core)
+        # noise a score can exceed float16's range, so it saturates there (`_FLOAT16_MAX`
+        # above) instead of becoming inf, which the threshold's statistics could not use.
+        score[window.core] = as_float16(values[window.inner])
 
     each_window(score_window, windows(grid.rows, grid.cols, tile, halo), threads=threads)
     return score

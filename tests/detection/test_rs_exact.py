@@ -288,3 +288,15 @@ def test_the_score_does_not_depend_on_opencvs_ipp_acceleration() -> None:
     finally:
         cv2.ipp.setUseIPP(used)
     np.testing.assert_array_equal(scores[0].view(np.uint32), scores[1].view(np.uint32))
+
+
+def test_a_score_beyond_float16s_range_saturates_instead_of_becoming_infinite() -> None:
+    # Flat dates have almost no noise: a step of a few hundred levels is millions of noise
+    # units, past float16's largest value.
+    before = np.full((96, 96, 4), 300.0, dtype=np.float32)
+    after = before.copy()
+    after[30:60, 30:60] = 900.0
+    result = detect_changes(before, after, transform=TRANSFORM, crs=CRS)
+    assert np.isfinite(result.score).all()
+    assert result.score.max() == np.finfo(np.float16).max
+    assert result.mask[45, 45] and not result.mask[5, 5]
