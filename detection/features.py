@@ -152,33 +152,16 @@ def double(
 ) -> np.ndarray:
     """`halve` undone by bilinear interpolation (pixel centres aligned, edges repeated) to
     `shape` (rows, cols): twice the coarse size, or one less where the fine size was odd.
-    In NumPy, for the reason `halve` gives; the result is `workspace`'s "doubled" array."""
-    workspace = workspace or Workspace()
-    wide = _double_along(coarse, 1, workspace.empty("doubled_wide", (coarse.shape[0], shape[1])))
-    return _double_along(wide, 0, workspace.empty("doubled", shape), workspace)
 
-
-def _double_along(
-    coarse: np.ndarray, axis: int, out: np.ndarray, workspace: Workspace | None = None
-) -> np.ndarray:
-    """Each line of `coarse` along `axis` becomes two in `out`: a quarter of the way to the
-    line before, and to the line after (the first and last stand in for missing
-    neighbours); `out` may stop one line short of twice as many."""
-    workspace = workspace or Workspace()
-    near = workspace.empty(f"near_{axis}", coarse.shape)
-    quarter = workspace.empty(f"quarter_{axis}", coarse.shape)
-    np.multiply(coarse, np.float32(0.75), out=near)
-    np.multiply(coarse, np.float32(0.25), out=quarter)
-    near, quarter = np.moveaxis(near, axis, 0), np.moveaxis(quarter, axis, 0)
-    doubled = np.moveaxis(out, axis, 0)
-    towards_before, towards_after = doubled[0::2], doubled[1::2]
-    np.add(near[1:], quarter[:-1], out=towards_before[1:])
-    np.add(near[:1], quarter[:1], out=towards_before[:1])
-    inner = min(towards_after.shape[0], near.shape[0] - 1)
-    np.add(near[:inner], quarter[1 : inner + 1], out=towards_after[:inner])
-    if towards_after.shape[0] == near.shape[0]:
-        np.add(near[-1:], quarter[-1:], out=towards_after[-1:])
-    return out
+    Through OpenCV's resizing, five times faster than NumPy here. Unlike its area averaging
+    (see `halve`), its bilinear doubling gives a pixel the same value in every window that
+    holds it, with Intel's IPP and without (tests), though the two differ in the last bit.
+    """
+    rows, cols = shape
+    size = (2 * coarse.shape[0], 2 * coarse.shape[1])
+    doubled = (workspace or Workspace()).empty("doubled", size)
+    cv2.resize(coarse, (size[1], size[0]), dst=doubled, interpolation=cv2.INTER_LINEAR)
+    return doubled[:rows, :cols]
 
 
 def standardised_difference(

@@ -272,22 +272,68 @@ def test_stored_planes_detect_what_float32_arrays_do(tile: int) -> None:
     assert planar.objects == arrays.objects
 
 
-def test_the_score_does_not_depend_on_opencvs_ipp_acceleration() -> None:
-    # Builds without Intel's IPP (other CPUs) must tile exactly as this one does: the score
-    # must not go through an OpenCV function whose result changes with IPP.
+@pytest.mark.parametrize("ipp", [True, False])
+def test_tiles_score_as_the_whole_image_with_and_without_opencvs_ipp(ipp: bool) -> None:
+    # Builds without Intel's IPP (other CPUs) must tile as exactly as this one does: the score
+    # must not go through an OpenCV function whose result changes with a window's width.
     first, second = dates(230, 210)
-    source = Source(stored_planes(first), stored_planes(second), None, None, NORMALISATION, (0, 0))
-    common = {"noise": NORMALISATION.noise, "scales_px": (1.0, 2.0, 4.0), "texture_weight": 0.5}
-    key = (slice(0, 230), slice(0, 210))
     used = cv2.ipp.useIPP()
     try:
-        scores = []
-        for ipp in (True, False):
-            cv2.ipp.setUseIPP(ipp)
-            scores.append(features.coarse_change_score(source.read_score_inputs(key), **common))
+        cv2.ipp.setUseIPP(ipp)
+        scores = [
+            detect_changes(
+                stored_planes(first),
+                stored_planes(second),
+                params=RasterDetectorParams(tile_px=tile, min_shift_px=10.0),
+                transform=TRANSFORM,
+                crs=CRS,
+            ).score
+            for tile in (66, 4096)
+        ]
     finally:
         cv2.ipp.setUseIPP(used)
-    np.testing.assert_array_equal(scores[0].view(np.uint32), scores[1].view(np.uint32))
+    np.testing.assert_array_equal(scores[0].view(np.uint16), scores[1].view(np.uint16))
+
+
+@pytest.mark.parametrize("ipp", [True, False])
+def test_doubling_gives_a_pixel_the_same_value_in_every_window_that_holds_it(ipp: bool) -> None:
+    rng = np.random.default_rng(11)
+    used = cv2.ipp.useIPP()
+    try:
+        cv2.ipp.setUseIPP(ipp)
+        for _ in range(20):
+            rows, cols = rng.integers(1, 60), rng.integers(1, 400)
+            coarse = rng.normal(0, 5, (rows, cols)).astype(np.float32)
+            whole = features.double(coarse, (2 * rows, 2 * cols)).copy()
+            for _ in range(20):
+                top, left = rng.integers(0, rows), rng.integers(0, cols)
+                height, width = rng.integers(1, rows - top + 1), rng.integers(1, cols - left + 1)
+                window = np.ascontiguousarray(coarse[top : top + height, left : left + width])
+                part = features.double(window, (2 * height, 2 * width))
+                # A window's own edges repeat its last pixels; the image's edges are its too.
+                inner_top = 0 if top == 0 else 2
+                inner_left = 0 if left == 0 else 2
+                inner_bottom = 2 * height - (0 if top + height == rows else 2)
+                inner_right = 2 * width - (0 if left + width == cols else 2)
+                np.testing.assert_array_equal(
+                    part[inner_top:inner_bottom, inner_left:inner_right],
+                    whole[2 * top :][inner_top:inner_bottom, 2 * left :][:, inner_left:inner_right],
+                )
+    finally:
+        cv2.ipp.setUseIPP(used)
+
+
+def test_doubling_is_bilinear_with_pixel_centres_aligned() -> None:
+    coarse = RNG.normal(0, 50, (31, 40)).astype(np.float32)
+    doubled = features.double(coarse, (61, 80))
+    assert doubled.shape == (61, 80)
+    padded = np.pad(coarse.astype(np.float64), 1, mode="edge")
+    # Fine pixel i lies at coarse coordinate (i + 0.5) / 2 - 0.5: a quarter of the way from
+    # its own coarse pixel towards a neighbour.
+    rows = (np.arange(61) + 0.5) / 2 - 0.5 + 1
+    cols = (np.arange(80) + 0.5) / 2 - 0.5 + 1
+    expected = ndimage.map_coordinates(padded, np.meshgrid(rows, cols, indexing="ij"), order=1)
+    np.testing.assert_allclose(doubled, expected, rtol=1e-5, atol=1e-4)
 
 
 def test_a_score_beyond_float16s_range_saturates_instead_of_becoming_infinite() -> None:
