@@ -133,9 +133,9 @@ def halve(plane: np.ndarray) -> np.ndarray:
     repeating its last row or column.
 
     In NumPy, which rounds every pixel alike: a window that starts on an even pixel halves
-    to exactly the whole image's coarse pixels there. OpenCV's resizing gives the same only
-    through Intel's IPP, which not every build has (its own code differs in the last bit
-    with the width), and `cv2.pyrDown` differs in its last columns.
+    to exactly the whole image's coarse pixels there. OpenCV's area resizing rounds a pixel
+    differently in windows of different widths (narrow ones most, with Intel's IPP and
+    without), and `cv2.pyrDown` differs in its last columns.
     """
     rows, cols = plane.shape
     if rows % 2 or cols % 2:
