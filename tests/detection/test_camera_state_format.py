@@ -1,14 +1,16 @@
-"""The stored camera state: format 3 round trips, reuses unchanged chunks, reads formats 1–2."""
+"""The stored camera state: format 4 round trips, reuses unchanged chunks, reads formats 1–3."""
 
 from __future__ import annotations
 
 import json
 import struct
+import zlib
 from dataclasses import replace
 from datetime import UTC, datetime
 
 import numpy as np
 import pytest
+import zstandard
 
 from detection.camera_reference import ReferenceModel
 from detection.camera_state import (
@@ -142,7 +144,7 @@ def test_a_format_2_state_still_loads() -> None:
     assert decoded.chunks == {}
 
 
-def test_an_unknown_format_3_header_is_refused() -> None:
+def test_an_unknown_format_header_is_refused() -> None:
     data = a_state().to_bytes()
     start = 8 + 4
     (length,) = struct.unpack_from("<I", data, 8)
@@ -156,3 +158,33 @@ def test_an_unknown_format_3_header_is_refused() -> None:
 def test_bytes_that_are_no_state_are_refused() -> None:
     with pytest.raises(ValueError, match="not a camera state"):
         CameraState.from_bytes(b"\x00" * 64)
+
+
+def as_format_3(data: bytes) -> bytes:
+    """A format 4 state rewritten as format 3 stored it: the same container, deflated chunks
+    under keys without the codec."""
+    start = 8 + 4
+    (length,) = struct.unpack_from("<I", data, 8)
+    header = json.loads(data[start : start + length])
+    offset, payload = start + length, []
+    for entry in header["arrays"].values():
+        sizes = []
+        for size in entry["chunks"]:
+            plain = zstandard.ZstdDecompressor().decompress(data[offset : offset + size])
+            offset += size
+            payload.append(zlib.compress(plain, 1))
+            sizes.append(len(payload[-1]))
+        entry["chunks"] = sizes
+        entry["keys"] = [key.removeprefix("zstd:") for key in entry["keys"]]
+    text = json.dumps(header | {"format": 3}).encode()
+    return data[:8] + struct.pack("<I", len(text)) + text + b"".join(payload)
+
+
+def test_a_format_3_state_still_loads_and_its_chunks_are_not_reused_as_format_4() -> None:
+    state = a_state()
+    decoded = decode_state(as_format_3(state.to_bytes()))
+    assert_same(decoded.state, state)
+    assert decoded.chunks and not any(key.startswith("zstd:") for key in decoded.chunks)
+    again = encode_state(decoded.state, reuse=decoded.chunks)
+    assert again.data == encode_state(state).data
+    assert_same(CameraState.from_bytes(again.data), state)
