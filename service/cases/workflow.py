@@ -7,6 +7,7 @@ centre should hear about it, one outbox row, all in the caller's transaction (fl
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from functools import lru_cache
@@ -15,7 +16,7 @@ import shapely
 from pyproj import CRS, Transformer
 from shapely.geometry import MultiPolygon
 from shapely.geometry.base import BaseGeometry
-from sqlalchemy import func, select
+from sqlalchemy import Integer, cast, func, select
 from sqlalchemy.orm import Session
 
 from models import Case, Detection, Jurisdiction, LayerHit, Scene
@@ -122,6 +123,7 @@ def find_candidate_cases(
     that earlier look, however many cloudy weeks lie between the two.
     """
     search = buffer_m(detection.geom, settings.case_merge_buffer_m, settings.area_crs)
+    lock_place(search, session=session)
     statement = (
         select(Case)
         .where(Case.status.in_(OPEN_STATUSES | REBOUND_STATUSES))
@@ -140,6 +142,31 @@ def find_candidate_cases(
         if seen > (finished_at or case.last_seen_at):
             rebound_cases.append(case)
     return Candidates(open_cases, rebound_cases)
+
+
+#: Side, in degrees, of the lon/lat cells whose locks serialise case placement (about 1 km).
+PLACE_CELL_DEG = 0.01
+
+
+def lock_place(search: BaseGeometry, *, session: Session) -> None:
+    """Hold every cell `search` (lon/lat) touches until the transaction ends, on PostgreSQL.
+
+    Two workers placing detections of one place at once would each find no case (neither
+    has committed its own yet) and open two. Whoever holds the cells looks for cases first; the
+    other waits, then sees the committed case and joins it. Two searches that overlap share a
+    cell, so this is enough; cells are taken in one global order, so waits cannot form a cycle.
+    The two-integer advisory locks have a key space of their own, apart from the case-code
+    lock's. SQLite lets one writer in at a time anyway.
+    """
+    if session.get_bind().dialect.name != "postgresql":
+        return
+    west, south, east, north = search.bounds
+    columns = range(math.floor(west / PLACE_CELL_DEG), math.floor(east / PLACE_CELL_DEG) + 1)
+    rows = range(math.floor(south / PLACE_CELL_DEG), math.floor(north / PLACE_CELL_DEG) + 1)
+    for column in columns:
+        for row in rows:
+            lock = func.pg_advisory_xact_lock(cast(column, Integer), cast(row, Integer))
+            session.execute(select(lock))
 
 
 def _reference_look_at(detection: Detection, session: Session) -> datetime:

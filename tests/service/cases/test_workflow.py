@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 from datetime import timedelta
 
 import pytest
@@ -19,6 +20,7 @@ from service.cases.workflow import (
     TRANSITIONS,
     open_or_update_case,
 )
+from service.db import create_db_engine
 from service.errors import InvalidInputError, InvalidTransitionError
 from service.screening.screen import SUPPRESSING_DISMISSALS, screen_detection
 from tests.service.cases.moves import transition_case
@@ -351,3 +353,33 @@ def test_a_transition_the_table_forbids_is_refused_and_names_the_allowed_ones(
     with pytest.raises(InvalidTransitionError, match=r"from new to closed.*dispatched"):
         move(db_session, case, S.closed)
     assert case.status == S.new and case.version == 1
+
+
+def test_two_workers_placing_one_place_at_once_open_one_case(fresh_db_url: str) -> None:
+    if not fresh_db_url.startswith("postgresql"):
+        pytest.skip("SQLite lets one writer in at a time: the race is PostgreSQL's")
+    engine = create_db_engine(fresh_db_url)
+    try:
+        with Session(engine) as setup:
+            add_layer_version(setup, LayerKind.permanent_basic_farmland, [FARMLAND])
+            setup.commit()
+        with Session(engine) as first, Session(engine) as second:
+            # Two cameras' detections of overlapping plots, stored before either is placed.
+            later = add_detection(second, PLOT_EAST, at(2024, 6, 1))
+            second.commit()
+            opened = process(first, add_detection(first, PLOT, at(2024, 6, 1)))
+            assert opened is not None
+            placed: list[Case | None] = []
+            # The first worker has not committed: the second must wait for it, not open its own.
+            worker = threading.Thread(target=lambda: placed.append(process(second, later)))
+            worker.start()
+            worker.join(timeout=1.0)
+            assert worker.is_alive()
+            first.commit()
+            worker.join(timeout=30)
+            second.commit()
+            assert placed and placed[0] is not None and placed[0].id == opened.id
+        with Session(engine) as check:
+            assert count(check, Case) == 1
+    finally:
+        engine.dispose()
