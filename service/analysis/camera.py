@@ -55,6 +55,7 @@ from service.analysis.store import (
     store_png,
 )
 from service.cameras.registry import calibrate
+from service.cases.workflow import lock_places
 from service.ingest.scenes import refresh_stac_item
 from service.ingest.store import object_path
 from service.queue import ClaimedJob
@@ -344,6 +345,9 @@ def write_camera_outcome(
         )
     camera = session.get(Camera, preset.camera_id)
     assert camera is not None
+    # Every place this batch may open a case at, before the first case is opened.
+    changes = [change.geom for snapshot in outcome.snapshots for change in snapshot.changes]
+    lock_places(changes, session=session, settings=settings)
     seen = []
     for snapshot in outcome.snapshots:
         scene = session.get(Scene, snapshot.scene_id)

@@ -29,7 +29,7 @@ from models.detection import ChangeType, Detection, DetectionSource
 from models.scene import Scene
 from service.analysis.pair import PairChange
 from service.cases.events import attach_evidence
-from service.cases.workflow import open_or_update_case
+from service.cases.workflow import lock_places, open_or_update_case
 from service.ingest.store import MediaKind, ObjectWriter, StoredObject, commit_object
 from service.screening.screen import screen_detection
 from service.settings import Settings
@@ -154,6 +154,7 @@ def store_detections(
     settings: Settings,
 ) -> list[StoredDetection]:
     """Store `changes` of `scene` once each, screen them and open or update their cases."""
+    lock_places([change.geom for change in changes], session=session, settings=settings)
     stored = []
     for index, change in enumerate(changes):
         detection, created = _get_or_add(scene, index, change, run, session)

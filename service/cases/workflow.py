@@ -8,6 +8,7 @@ centre should hear about it, one outbox row, all in the caller's transaction (fl
 from __future__ import annotations
 
 import math
+from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from functools import lru_cache
@@ -154,19 +155,39 @@ def lock_place(search: BaseGeometry, *, session: Session) -> None:
     Two workers placing detections of one place at once would each find no case (neither
     has committed its own yet) and open two. Whoever holds the cells looks for cases first; the
     other waits, then sees the committed case and joins it. Two searches that overlap share a
-    cell, so this is enough; cells are taken in one global order, so waits cannot form a cycle.
-    The two-integer advisory locks have a key space of their own, apart from the case-code
-    lock's. SQLite lets one writer in at a time anyway.
+    cell, so this is enough. The two-integer advisory locks have a key space of their own,
+    apart from the case-code lock's. SQLite lets one writer in at a time anyway.
     """
-    if session.get_bind().dialect.name != "postgresql":
-        return
+    _lock_cells(_cells(search), session=session)
+
+
+def lock_places(geoms: Iterable[BaseGeometry], *, session: Session, settings: Settings) -> None:
+    """`lock_place` for the merge searches of all `geoms` (lon/lat) at once.
+
+    A transaction that places several detections takes all their cells, in one global order,
+    before its first new case takes the case-code lock: a cell taken after that lock could
+    wait for a worker that waits for the lock. Cells already held are taken again at once.
+    """
+    cells: set[tuple[int, int]] = set()
+    for geom in geoms:
+        cells |= _cells(buffer_m(geom, settings.case_merge_buffer_m, settings.area_crs))
+    _lock_cells(cells, session=session)
+
+
+def _cells(search: BaseGeometry) -> set[tuple[int, int]]:
     west, south, east, north = search.bounds
     columns = range(math.floor(west / PLACE_CELL_DEG), math.floor(east / PLACE_CELL_DEG) + 1)
     rows = range(math.floor(south / PLACE_CELL_DEG), math.floor(north / PLACE_CELL_DEG) + 1)
-    for column in columns:
-        for row in rows:
-            lock = func.pg_advisory_xact_lock(cast(column, Integer), cast(row, Integer))
-            session.execute(select(lock))
+    return {(column, row) for column in columns for row in rows}
+
+
+def _lock_cells(cells: set[tuple[int, int]], *, session: Session) -> None:
+    if session.get_bind().dialect.name != "postgresql":
+        return
+    # One order for every transaction, so that waits cannot form a cycle.
+    for column, row in sorted(cells):
+        lock = func.pg_advisory_xact_lock(cast(column, Integer), cast(row, Integer))
+        session.execute(select(lock))
 
 
 def _reference_look_at(detection: Detection, session: Session) -> datetime:

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import math
 import threading
 from datetime import timedelta
 
 import pytest
-from shapely.geometry import box
-from sqlalchemy import func, select
+from shapely.geometry import Polygon, box
+from sqlalchemy import Integer, cast, func, select
 from sqlalchemy.orm import Session
 
 from models import AlertEvent, Case, CaseEvent, Detection, LayerHit
@@ -17,7 +18,9 @@ from models.jurisdiction import JurisdictionLevel
 from models.layer import LayerKind
 from service.cases.workflow import (
     DISMISSAL_REASONS,
+    PLACE_CELL_DEG,
     TRANSITIONS,
+    lock_places,
     open_or_update_case,
 )
 from service.db import create_db_engine
@@ -27,6 +30,7 @@ from tests.service.cases.moves import transition_case
 from tests.service.screening.places import (
     FAR_PLOT,
     FARMLAND,
+    OUTSIDE,
     PLOT,
     PLOT_EAST,
     SETTINGS,
@@ -381,5 +385,27 @@ def test_two_workers_placing_one_place_at_once_open_one_case(fresh_db_url: str) 
             assert placed and placed[0] is not None and placed[0].id == opened.id
         with Session(engine) as check:
             assert count(check, Case) == 1
+    finally:
+        engine.dispose()
+
+
+def test_placing_several_detections_holds_the_cells_of_all_of_them(fresh_db_url: str) -> None:
+    if not fresh_db_url.startswith("postgresql"):
+        pytest.skip("advisory locks are PostgreSQL's")
+    engine = create_db_engine(fresh_db_url)
+    try:
+        with Session(engine) as holder, Session(engine) as other:
+            lock_places([PLOT, OUTSIDE], session=holder, settings=SETTINGS)
+
+            def free(geom: Polygon) -> bool:
+                point = geom.representative_point()
+                column, row = (math.floor(v / PLACE_CELL_DEG) for v in (point.x, point.y))
+                lock = func.pg_try_advisory_xact_lock(cast(column, Integer), cast(row, Integer))
+                return bool(other.scalar(select(lock)))
+
+            assert not free(PLOT) and not free(OUTSIDE)
+            assert free(box(120.3, 30.3, 120.3005, 30.3004))  # a cell neither needed
+            holder.rollback()
+            assert free(PLOT) and free(OUTSIDE)
     finally:
         engine.dispose()
