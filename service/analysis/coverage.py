@@ -14,7 +14,9 @@ from datetime import datetime
 
 import shapely
 from shapely.geometry.base import BaseGeometry
-from sqlalchemy import or_, select, update
+from sqlalchemy import or_, select
+from sqlalchemy.dialects.postgresql import insert as postgresql_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session
 
 from models.detection import DetectionSource
@@ -129,38 +131,43 @@ def record_feature_observations(
 ) -> int:
     """Mark the farmland parcels `feature_ids` as seen by `scene`; returns how many.
 
-    One UPDATE moves the parcels last seen earlier; parcels already seen at that time or
-    later are not written again, and parcels never seen by `source` get their row.
+    One upsert: parcels never seen by `source` get their row, parcels last seen earlier move to
+    this scene, parcels already seen at that time or later are left alone. Two workers seeing a
+    parcel for the first time at once no longer collide on its row: the second waits for the
+    first and then updates it (a separate insert failed the second job and ran it again).
     """
     if not feature_ids:
         return 0
-    ids = sorted(set(feature_ids))
-    mine = (FarmlandObservation.source == str(source)) & FarmlandObservation.layer_feature_id.in_(
-        ids
-    )
+    rows = [
+        {
+            "layer_feature_id": feature_id,
+            "source": str(source),
+            "last_observed_at": scene.acquired_at,
+            "scene_id": scene.id,
+        }
+        # In one order, so that two workers' row locks cannot wait on each other in a cycle.
+        for feature_id in sorted(set(feature_ids))
+    ]
+    dialect = session.get_bind().dialect.name
+    insert = (postgresql_insert if dialect == "postgresql" else sqlite_insert)(FarmlandObservation)
+    statement = insert.values(rows)
+    newer = statement.excluded
     session.execute(
-        update(FarmlandObservation)
-        .where(mine, FarmlandObservation.last_observed_at < scene.acquired_at)
-        .values(last_observed_at=scene.acquired_at, scene_id=scene.id)
-    )
-    existing = set(session.scalars(select(FarmlandObservation.layer_feature_id).where(mine)))
-    session.add_all(
-        FarmlandObservation(
-            layer_feature_id=feature_id,
-            source=str(source),
-            last_observed_at=scene.acquired_at,
-            scene_id=scene.id,
+        statement.on_conflict_do_update(
+            index_elements=[FarmlandObservation.layer_feature_id, FarmlandObservation.source],
+            set_={"last_observed_at": newer.last_observed_at, "scene_id": newer.scene_id},
+            where=FarmlandObservation.last_observed_at < newer.last_observed_at,
         )
-        for feature_id in ids
-        if feature_id not in existing
     )
-    session.flush()
     return len(feature_ids)
 
 
 def last_observed(feature_id: int, *, session: Session) -> dict[str, datetime]:
     """When parcel `feature_id` was last seen, per source ("camera", "remote_sensing")."""
+    # Fresh from the database: `record_feature_observations` writes past the session's objects.
     rows = session.scalars(
-        select(FarmlandObservation).where(FarmlandObservation.layer_feature_id == feature_id)
+        select(FarmlandObservation)
+        .where(FarmlandObservation.layer_feature_id == feature_id)
+        .execution_options(populate_existing=True)
     )
     return {row.source: row.last_observed_at for row in rows}

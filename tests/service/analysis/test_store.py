@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import hashlib
+import threading
 import uuid
 from datetime import datetime
 from pathlib import Path
 
 import numpy as np
+import pytest
 from shapely.geometry import box
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
@@ -18,7 +20,12 @@ from models.detection import ChangeType, DetectionSource, Screening
 from models.jurisdiction import JurisdictionLevel
 from models.layer import LayerKind
 from models.scene import SceneKind
-from service.analysis.coverage import farmland_view, last_observed, record_observation
+from service.analysis.coverage import (
+    farmland_view,
+    last_observed,
+    record_feature_observations,
+    record_observation,
+)
 from service.analysis.store import (
     DetectorRun,
     FoundChange,
@@ -26,6 +33,7 @@ from service.analysis.store import (
     store_detections,
     store_png,
 )
+from service.db import create_db_engine
 from tests.service.screening.places import (
     FARMLAND,
     OUTSIDE,
@@ -199,3 +207,62 @@ def test_detector_parameters_with_infinite_values_are_stored_on_every_backend(
     db_session.expire_all()
     detection = db_session.get(Detection, stored[0].detection_id)
     assert detection is not None and detection.parameters == parameters
+
+
+def test_a_later_look_moves_a_parcel_already_loaded_in_the_session(db_session: Session) -> None:
+    version = add_layer_version(db_session, LayerKind.cultivated_land, [FARMLAND])
+    june, july = add_scene(db_session, at(2025, 6, 1)), add_scene(db_session, at(2025, 7, 16))
+    feature = db_session.scalars(
+        select(LayerFeature).where(LayerFeature.layer_version_id == version.id)
+    ).one()
+    source = DetectionSource.camera
+    record_observation(june.geom, source=source, scene=june, session=db_session)
+    assert last_observed(feature.id, session=db_session) == {"camera": june.acquired_at}
+    record_observation(july.geom, source=source, scene=july, session=db_session)
+    assert last_observed(feature.id, session=db_session) == {"camera": july.acquired_at}
+
+
+def test_two_workers_seeing_a_parcel_first_at_once_both_succeed(fresh_db_url: str) -> None:
+    if not fresh_db_url.startswith("postgresql"):
+        pytest.skip("SQLite lets one writer in at a time: the race is PostgreSQL's")
+    engine = create_db_engine(fresh_db_url)
+    try:
+        with Session(engine) as setup:
+            version = add_layer_version(setup, LayerKind.cultivated_land, [FARMLAND])
+            june, july = add_scene(setup, at(2025, 6, 1)), add_scene(setup, at(2025, 7, 16))
+            setup.commit()
+            version_id, june_id, july_id = version.id, june.id, july.id
+        with Session(engine) as first, Session(engine) as second:
+            feature_id = first.scalars(
+                select(LayerFeature.id).where(LayerFeature.layer_version_id == version_id)
+            ).one()
+            source = DetectionSource.camera
+            first_scene = first.get(Scene, june_id)
+            assert first_scene is not None
+            record_feature_observations(
+                [feature_id], source=source, scene=first_scene, session=first
+            )
+            errors: list[BaseException] = []
+
+            def see_later() -> None:
+                try:
+                    later = second.get(Scene, july_id)
+                    assert later is not None
+                    record_feature_observations(
+                        [feature_id], source=source, scene=later, session=second
+                    )
+                    second.commit()
+                except BaseException as error:  # reported below, in the test's thread
+                    errors.append(error)
+
+            worker = threading.Thread(target=see_later)
+            worker.start()
+            worker.join(timeout=1.0)
+            assert worker.is_alive()  # waiting for the first worker's row
+            first.commit()
+            worker.join(timeout=30)
+            assert not errors, errors
+        with Session(engine) as check:
+            assert last_observed(feature_id, session=check) == {"camera": at(2025, 7, 16)}
+    finally:
+        engine.dispose()
