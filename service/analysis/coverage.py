@@ -14,7 +14,7 @@ from datetime import datetime
 
 import shapely
 from shapely.geometry.base import BaseGeometry
-from sqlalchemy import or_, select
+from sqlalchemy import or_, select, update
 from sqlalchemy.dialects.postgresql import insert as postgresql_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session
@@ -131,13 +131,34 @@ def record_feature_observations(
 ) -> int:
     """Mark the farmland parcels `feature_ids` as seen by `scene`; returns how many.
 
-    One upsert: parcels never seen by `source` get their row, parcels last seen earlier move to
-    this scene, parcels already seen at that time or later are left alone. Two workers seeing a
-    parcel for the first time at once no longer collide on its row: the second waits for the
-    first and then updates it (a separate insert failed the second job and ran it again).
+    One UPDATE moves the parcels last seen earlier; parcels already seen at that time or
+    later are not written again, and parcels never seen by `source` get their row. That insert
+    is an upsert: two workers seeing a parcel for the first time at once would otherwise both
+    insert its row, and the second job would fail and run again.
     """
     if not feature_ids:
         return 0
+    ids = sorted(set(feature_ids))
+    mine = (FarmlandObservation.source == str(source)) & FarmlandObservation.layer_feature_id.in_(
+        ids
+    )
+    session.execute(
+        update(FarmlandObservation)
+        .where(mine, FarmlandObservation.last_observed_at < scene.acquired_at)
+        .values(last_observed_at=scene.acquired_at, scene_id=scene.id)
+    )
+    existing = set(session.scalars(select(FarmlandObservation.layer_feature_id).where(mine)))
+    missing = [feature_id for feature_id in ids if feature_id not in existing]
+    if missing:
+        _insert_observations(missing, source=source, scene=scene, session=session)
+    return len(feature_ids)
+
+
+def _insert_observations(
+    feature_ids: list[int], *, source: DetectionSource, scene: Scene, session: Session
+) -> None:
+    """Rows for parcels first seen now; a row another worker has just written for one of them
+    is updated instead where this look is later."""
     rows = [
         {
             "layer_feature_id": feature_id,
@@ -145,8 +166,7 @@ def record_feature_observations(
             "last_observed_at": scene.acquired_at,
             "scene_id": scene.id,
         }
-        # In one order, so that two workers' row locks cannot wait on each other in a cycle.
-        for feature_id in sorted(set(feature_ids))
+        for feature_id in feature_ids
     ]
     dialect = session.get_bind().dialect.name
     insert = (postgresql_insert if dialect == "postgresql" else sqlite_insert)(FarmlandObservation)
@@ -159,7 +179,6 @@ def record_feature_observations(
             where=FarmlandObservation.last_observed_at < newer.last_observed_at,
         )
     )
-    return len(feature_ids)
 
 
 def last_observed(feature_id: int, *, session: Session) -> dict[str, datetime]:
