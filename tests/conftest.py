@@ -70,6 +70,25 @@ def fresh_db_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str
         migrate(url)
         yield url
         return
+    with fresh_postgresql_database() as url:
+        yield url
+
+
+# Parametrised by its one backend so that the test's id names it, as .ci/run selects them.
+@pytest.fixture(params=["postgresql"])
+def fresh_postgresql_engine() -> Iterator[Engine]:
+    """An engine on a new migrated PostgreSQL database, for races between concurrent
+    transactions that SQLite, one writer at a time, cannot have."""
+    with fresh_postgresql_database() as url:
+        engine = create_db_engine(url)
+        try:
+            yield engine
+        finally:
+            engine.dispose()
+
+
+@contextmanager
+def fresh_postgresql_database() -> Iterator[str]:
     if not POSTGRES_URL:
         pytest.skip("TIANXUN_TEST_POSTGRES_URL not set: PostgreSQL tests run in .ci/run")
     server = make_url(POSTGRES_URL)

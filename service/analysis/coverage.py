@@ -183,10 +183,7 @@ def _insert_observations(
 
 def last_observed(feature_id: int, *, session: Session) -> dict[str, datetime]:
     """When parcel `feature_id` was last seen, per source ("camera", "remote_sensing")."""
-    # Fresh from the database: `record_feature_observations` writes past the session's objects.
     rows = session.scalars(
-        select(FarmlandObservation)
-        .where(FarmlandObservation.layer_feature_id == feature_id)
-        .execution_options(populate_existing=True)
+        select(FarmlandObservation).where(FarmlandObservation.layer_feature_id == feature_id)
     )
     return {row.source: row.last_observed_at for row in rows}

@@ -9,9 +9,8 @@ from datetime import datetime
 from pathlib import Path
 
 import numpy as np
-import pytest
 from shapely.geometry import box
-from sqlalchemy import func, select
+from sqlalchemy import Engine, func, select
 from sqlalchemy.orm import Session
 
 from detection.camera import CameraParams
@@ -33,7 +32,6 @@ from service.analysis.store import (
     store_detections,
     store_png,
 )
-from service.db import create_db_engine
 from tests.service.screening.places import (
     FARMLAND,
     OUTSIDE,
@@ -209,60 +207,42 @@ def test_detector_parameters_with_infinite_values_are_stored_on_every_backend(
     assert detection is not None and detection.parameters == parameters
 
 
-def test_a_later_look_moves_a_parcel_already_loaded_in_the_session(db_session: Session) -> None:
-    version = add_layer_version(db_session, LayerKind.cultivated_land, [FARMLAND])
-    june, july = add_scene(db_session, at(2025, 6, 1)), add_scene(db_session, at(2025, 7, 16))
-    feature = db_session.scalars(
-        select(LayerFeature).where(LayerFeature.layer_version_id == version.id)
-    ).one()
-    source = DetectionSource.camera
-    record_observation(june.geom, source=source, scene=june, session=db_session)
-    assert last_observed(feature.id, session=db_session) == {"camera": june.acquired_at}
-    record_observation(july.geom, source=source, scene=july, session=db_session)
-    assert last_observed(feature.id, session=db_session) == {"camera": july.acquired_at}
+def test_two_workers_seeing_a_parcel_first_at_once_both_succeed(
+    fresh_postgresql_engine: Engine,
+) -> None:
+    engine = fresh_postgresql_engine
+    with Session(engine) as setup:
+        version = add_layer_version(setup, LayerKind.cultivated_land, [FARMLAND])
+        june, july = add_scene(setup, at(2025, 6, 1)), add_scene(setup, at(2025, 7, 16))
+        setup.commit()
+        version_id, june_id, july_id = version.id, june.id, july.id
+    with Session(engine) as first, Session(engine) as second:
+        feature_id = first.scalars(
+            select(LayerFeature.id).where(LayerFeature.layer_version_id == version_id)
+        ).one()
+        source = DetectionSource.camera
+        first_scene = first.get(Scene, june_id)
+        assert first_scene is not None
+        record_feature_observations([feature_id], source=source, scene=first_scene, session=first)
+        errors: list[BaseException] = []
 
+        def see_later() -> None:
+            try:
+                later = second.get(Scene, july_id)
+                assert later is not None
+                record_feature_observations(
+                    [feature_id], source=source, scene=later, session=second
+                )
+                second.commit()
+            except BaseException as error:  # reported below, in the test's thread
+                errors.append(error)
 
-def test_two_workers_seeing_a_parcel_first_at_once_both_succeed(fresh_db_url: str) -> None:
-    if not fresh_db_url.startswith("postgresql"):
-        pytest.skip("SQLite lets one writer in at a time: the race is PostgreSQL's")
-    engine = create_db_engine(fresh_db_url)
-    try:
-        with Session(engine) as setup:
-            version = add_layer_version(setup, LayerKind.cultivated_land, [FARMLAND])
-            june, july = add_scene(setup, at(2025, 6, 1)), add_scene(setup, at(2025, 7, 16))
-            setup.commit()
-            version_id, june_id, july_id = version.id, june.id, july.id
-        with Session(engine) as first, Session(engine) as second:
-            feature_id = first.scalars(
-                select(LayerFeature.id).where(LayerFeature.layer_version_id == version_id)
-            ).one()
-            source = DetectionSource.camera
-            first_scene = first.get(Scene, june_id)
-            assert first_scene is not None
-            record_feature_observations(
-                [feature_id], source=source, scene=first_scene, session=first
-            )
-            errors: list[BaseException] = []
-
-            def see_later() -> None:
-                try:
-                    later = second.get(Scene, july_id)
-                    assert later is not None
-                    record_feature_observations(
-                        [feature_id], source=source, scene=later, session=second
-                    )
-                    second.commit()
-                except BaseException as error:  # reported below, in the test's thread
-                    errors.append(error)
-
-            worker = threading.Thread(target=see_later)
-            worker.start()
-            worker.join(timeout=1.0)
-            assert worker.is_alive()  # waiting for the first worker's row
-            first.commit()
-            worker.join(timeout=30)
-            assert not errors, errors
-        with Session(engine) as check:
-            assert last_observed(feature_id, session=check) == {"camera": at(2025, 7, 16)}
-    finally:
-        engine.dispose()
+        worker = threading.Thread(target=see_later)
+        worker.start()
+        worker.join(timeout=1.0)
+        assert worker.is_alive()  # waiting for the first worker's row
+        first.commit()
+        worker.join(timeout=30)
+        assert not errors, errors
+    with Session(engine) as check:
+        assert last_observed(feature_id, session=check) == {"camera": at(2025, 7, 16)}

@@ -8,7 +8,7 @@ from datetime import timedelta
 
 import pytest
 from shapely.geometry import Polygon, box
-from sqlalchemy import Integer, cast, func, select
+from sqlalchemy import Engine, Integer, cast, func, select
 from sqlalchemy.orm import Session
 
 from models import AlertEvent, Case, CaseEvent, Detection, LayerHit
@@ -23,7 +23,6 @@ from service.cases.workflow import (
     lock_places,
     open_or_update_case,
 )
-from service.db import create_db_engine
 from service.errors import InvalidInputError, InvalidTransitionError
 from service.screening.screen import SUPPRESSING_DISMISSALS, screen_detection
 from tests.service.cases.moves import transition_case
@@ -359,53 +358,47 @@ def test_a_transition_the_table_forbids_is_refused_and_names_the_allowed_ones(
     assert case.status == S.new and case.version == 1
 
 
-def test_two_workers_placing_one_place_at_once_open_one_case(fresh_db_url: str) -> None:
-    if not fresh_db_url.startswith("postgresql"):
-        pytest.skip("SQLite lets one writer in at a time: the race is PostgreSQL's")
-    engine = create_db_engine(fresh_db_url)
-    try:
-        with Session(engine) as setup:
-            add_layer_version(setup, LayerKind.permanent_basic_farmland, [FARMLAND])
-            setup.commit()
-        with Session(engine) as first, Session(engine) as second:
-            # Two cameras' detections of overlapping plots, stored before either is placed.
-            later = add_detection(second, PLOT_EAST, at(2024, 6, 1))
-            second.commit()
-            opened = process(first, add_detection(first, PLOT, at(2024, 6, 1)))
-            assert opened is not None
-            placed: list[Case | None] = []
-            # The first worker has not committed: the second must wait for it, not open its own.
-            worker = threading.Thread(target=lambda: placed.append(process(second, later)))
-            worker.start()
-            worker.join(timeout=1.0)
-            assert worker.is_alive()
-            first.commit()
-            worker.join(timeout=30)
-            second.commit()
-            assert placed and placed[0] is not None and placed[0].id == opened.id
-        with Session(engine) as check:
-            assert count(check, Case) == 1
-    finally:
-        engine.dispose()
+def test_two_workers_placing_one_place_at_once_open_one_case(
+    fresh_postgresql_engine: Engine,
+) -> None:
+    engine = fresh_postgresql_engine
+    with Session(engine) as setup:
+        add_layer_version(setup, LayerKind.permanent_basic_farmland, [FARMLAND])
+        setup.commit()
+    with Session(engine) as first, Session(engine) as second:
+        # Two cameras' detections of overlapping plots, stored before either is placed.
+        later = add_detection(second, PLOT_EAST, at(2024, 6, 1))
+        second.commit()
+        opened = process(first, add_detection(first, PLOT, at(2024, 6, 1)))
+        assert opened is not None
+        placed: list[Case | None] = []
+        # The first worker has not committed: the second must wait for it, not open its own.
+        worker = threading.Thread(target=lambda: placed.append(process(second, later)))
+        worker.start()
+        worker.join(timeout=1.0)
+        assert worker.is_alive()
+        first.commit()
+        worker.join(timeout=30)
+        second.commit()
+        assert placed and placed[0] is not None and placed[0].id == opened.id
+    with Session(engine) as check:
+        assert count(check, Case) == 1
 
 
-def test_placing_several_detections_holds_the_cells_of_all_of_them(fresh_db_url: str) -> None:
-    if not fresh_db_url.startswith("postgresql"):
-        pytest.skip("advisory locks are PostgreSQL's")
-    engine = create_db_engine(fresh_db_url)
-    try:
-        with Session(engine) as holder, Session(engine) as other:
-            lock_places([PLOT, OUTSIDE], session=holder, settings=SETTINGS)
+def test_placing_several_detections_holds_the_cells_of_all_of_them(
+    fresh_postgresql_engine: Engine,
+) -> None:
+    engine = fresh_postgresql_engine
+    with Session(engine) as holder, Session(engine) as other:
+        lock_places([PLOT, OUTSIDE], session=holder, settings=SETTINGS)
 
-            def free(geom: Polygon) -> bool:
-                point = geom.representative_point()
-                column, row = (math.floor(v / PLACE_CELL_DEG) for v in (point.x, point.y))
-                lock = func.pg_try_advisory_xact_lock(cast(column, Integer), cast(row, Integer))
-                return bool(other.scalar(select(lock)))
+        def free(geom: Polygon) -> bool:
+            point = geom.representative_point()
+            column, row = (math.floor(v / PLACE_CELL_DEG) for v in (point.x, point.y))
+            lock = func.pg_try_advisory_xact_lock(cast(column, Integer), cast(row, Integer))
+            return bool(other.scalar(select(lock)))
 
-            assert not free(PLOT) and not free(OUTSIDE)
-            assert free(box(120.3, 30.3, 120.3005, 30.3004))  # a cell neither needed
-            holder.rollback()
-            assert free(PLOT) and free(OUTSIDE)
-    finally:
-        engine.dispose()
+        assert not free(PLOT) and not free(OUTSIDE)
+        assert free(box(120.3, 30.3, 120.3005, 30.3004))  # a cell neither needed
+        holder.rollback()
+        assert free(PLOT) and free(OUTSIDE)
