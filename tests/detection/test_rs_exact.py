@@ -134,6 +134,10 @@ def test_score_inputs_are_the_normalised_differences_halved() -> None:
     np.testing.assert_allclose(inputs.grey_before, grey_before, rtol=1e-5, atol=1e-3)
     np.testing.assert_allclose(inputs.grey_after, grey_after, rtol=1e-5, atol=1e-3)
     assert (inputs.unsmoothed[~inside] == 0).all()
+    # The unsmoothed cap is what zeroes the score where a date has no data.
+    common = {"noise": NORMALISATION.noise, "scales_px": (1.0, 2.0, 4.0), "texture_weight": 0.5}
+    score = features.coarse_change_score(inputs, **common)
+    assert (score[~inside] == 0).all() and (score[inside] > 0).any()
 
 
 @pytest.mark.parametrize("shape", [(64, 80), (63, 81), (1, 7)])
