@@ -27,6 +27,8 @@ ENV PATH=/opt/venv/bin:$PATH \
     TIANXUN_DATA_DIR=/data \
     TIANXUN_DATABASE_URL=sqlite:////data/tianxun.db \
     TIANXUN_LOG_JSON=true
+# Numba keeps its compiled detector kernels here: /app is read-only for the service user.
+ENV NUMBA_CACHE_DIR=/tmp/numba-cache
 USER tianxun
 VOLUME ["/data"]
 EXPOSE 8000

@@ -140,6 +140,42 @@ def test_score_inputs_are_the_normalised_differences_halved() -> None:
     assert (score[~inside] == 0).all() and (score[inside] > 0).any()
 
 
+@pytest.mark.parametrize("dtype", [np.uint16, np.int16, np.uint8, np.float32])
+@pytest.mark.parametrize("shape", [(64, 80), (63, 81), (1, 7), (2, 1)])
+def test_the_one_pass_score_inputs_are_numpys_float32_steps_bit_for_bit(
+    dtype: type, shape: tuple[int, int]
+) -> None:
+    bands = 4
+    before = RNG.uniform(0, 200, (bands, *shape)).astype(dtype)
+    after = RNG.uniform(0, 200, (bands, *shape)).astype(dtype)
+    valid = RNG.random(shape) > 0.2
+    inputs = features.score_inputs(
+        before,
+        # Planes of an interleaved (rows, cols, bands) image: strided views go in as they are.
+        np.moveaxis(np.ascontiguousarray(np.moveaxis(after, 0, -1)), -1, 0),
+        valid,
+        gain=NORMALISATION.gain,
+        offset=NORMALISATION.offset,
+        noise=NORMALISATION.noise,
+    )
+    squares = np.zeros(shape, dtype=np.float32)
+    before_sum = np.zeros(shape, dtype=np.float32)
+    for band in range(bands):
+        scale = float(NORMALISATION.noise[band])
+        difference = after[band] * np.float32(NORMALISATION.gain[band] / scale)
+        difference -= before[band] * np.float32(1.0 / scale)
+        difference += np.float32(NORMALISATION.offset[band] / scale)
+        difference[~valid] = 0.0
+        bits = features.halve(difference).view(np.uint32)
+        np.testing.assert_array_equal(inputs.differences[band].view(np.uint32), bits)
+        squares = squares + difference * difference if band else difference * difference
+        before_sum += np.where(valid, before[band], 0).astype(np.float32)
+    magnitude = np.sqrt(squares / np.float32(bands))
+    np.testing.assert_array_equal(inputs.unsmoothed.view(np.uint32), magnitude.view(np.uint32))
+    grey = features.halve(before_sum) / np.float32(bands)
+    np.testing.assert_array_equal(inputs.grey_before.view(np.uint32), grey.view(np.uint32))
+
+
 @pytest.mark.parametrize("shape", [(64, 80), (63, 81), (1, 7)])
 @pytest.mark.parametrize("corner", [(0, 0), (40, 58), (76, 96)])
 def test_a_window_from_an_even_pixel_halves_onto_the_whole_images_coarse_grid(
