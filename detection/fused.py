@@ -25,39 +25,27 @@ def _difference_row(
     after: np.ndarray,
     valid: np.ndarray,
     scales: np.ndarray,
-    first: bool,
     out: np.ndarray,
     squares: np.ndarray,
     before_sum: np.ndarray,
 ) -> None:
     """One band's row of (gain·after + offset − before)/noise into `out`, added to the row's
-    sums of squares and of before samples (which the first band starts); 0 without data.
+    sums of squares and of before samples; 0 without data.
 
-    Written as two branch-free loops (data or not is a select), which the compiler turns into
-    vector instructions; a branch a pixel kept it scalar and 25 % slower.
+    Branch-free (data or not is a select), which the compiler turns into vector
+    instructions; a branch a pixel kept it scalar and 25 % slower.
     """
     after_scale, before_scale, offset = scales[0], scales[1], scales[2]
     zero = np.float32(0.0)
-    if first:
-        for col in range(valid.shape[0]):
-            sample = np.float32(before[col])
-            difference = np.float32(after[col]) * after_scale
-            difference = difference - sample * before_scale
-            difference = difference + offset
-            difference = difference if valid[col] else zero
-            out[col] = difference
-            squares[col] = difference * difference
-            before_sum[col] = sample if valid[col] else zero
-    else:
-        for col in range(valid.shape[0]):
-            sample = np.float32(before[col])
-            difference = np.float32(after[col]) * after_scale
-            difference = difference - sample * before_scale
-            difference = difference + offset
-            difference = difference if valid[col] else zero
-            out[col] = difference
-            squares[col] += difference * difference
-            before_sum[col] += sample if valid[col] else zero
+    for col in range(valid.shape[0]):
+        sample = np.float32(before[col])
+        difference = np.float32(after[col]) * after_scale
+        difference = difference - sample * before_scale
+        difference = difference + offset
+        difference = difference if valid[col] else zero
+        out[col] = difference
+        squares[col] += difference * difference
+        before_sum[col] += sample if valid[col] else zero
 
 
 @numba.njit(nogil=True, cache=True)
@@ -111,6 +99,8 @@ def score_inputs(
     for coarse_row in range(grey.shape[0]):
         row = 2 * coarse_row
         pair = min(2, rows - row)  # an odd last row is halved with itself
+        squares[:] = 0.0
+        before_sum[:] = 0.0
         for band in range(bands):
             for offset in range(pair):
                 before_start = band * before_strides[0] + (row + offset) * before_strides[1]
@@ -120,7 +110,6 @@ def score_inputs(
                     after[after_start : after_start + cols],
                     valid[row + offset],
                     scales[band],
-                    band == 0,
                     difference[offset],
                     squares[offset],
                     before_sum[offset],
