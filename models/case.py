@@ -81,6 +81,9 @@ class Case(Spatial, Timestamped, Base):
     last_seen_at: Mapped[datetime] = mapped_column(UTCDateTime)
     onset_after: Mapped[datetime | None] = mapped_column(UTCDateTime)  # last clearly unchanged
     onset_before: Mapped[datetime | None] = mapped_column(UTCDateTime)  # first change visible
+    # The date within that bracket the change most likely began on (cloud may hide the dates
+    # just before the first visible one); set by the trace.
+    onset_likeliest: Mapped[datetime | None] = mapped_column(UTCDateTime)
     due_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     escalated: Mapped[bool] = mapped_column(Boolean, default=False)
     escalation_reason: Mapped[str | None] = mapped_column(Text)

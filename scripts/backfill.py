@@ -141,8 +141,9 @@ def trace(
         bool, typer.Option(help="Also check every case being rectified against later imagery.")
     ] = False,
 ) -> None:
-    """Trace when each case began (last clearly unchanged, first visible) with image chips;
-    for cases in rectification, say whether later imagery shows the place restored."""
+    """Trace when each case began (last clearly unchanged, first visible, likeliest onset
+    between them) with image chips; for cases in rectification, say whether later imagery
+    shows the place restored."""
     from sqlalchemy import select
 
     from models.case import Case, CaseStatus
@@ -175,7 +176,8 @@ def _trace_line(result: Any) -> str:
 
     line = (
         f"case {result.case_id}: last clearly unchanged {day(result.onset_after)}, "
-        f"first visible {day(result.onset_before)}"
+        f"first visible {day(result.onset_before)}, "
+        f"likeliest onset {day(result.onset_likeliest)}"
     )
     if result.rectification is not None:
         line += f"; rectification: {result.rectification.replace('_', ' ')}"

@@ -145,6 +145,7 @@ class TraceResult:
     onset_after: DateLook | None  # last date the place was clearly unchanged
     onset_before: DateLook | None  # first date the change is visible
     onset_chips: tuple[Chip, Chip] | None
+    onset_likeliest: DateLook | None = None  # see `_likeliest_onset`
     rectification: str | None = None  # "observed", "still_present" or "not_observed"
     rectification_look: DateLook | None = None
     rectification_chips: tuple[Chip, Chip] | None = None
@@ -246,7 +247,14 @@ def _trace_one(task: TraceTask, dates: list[DatedScene], crops: list[_Crop | Non
     after, before = _earlier_stages(after, before, crops)
     before = _first_departure(after, before, crops)
     chips = _chips(crops, after, before)
-    result = TraceResult(task.case_id, looks, _at(looks, after), _at(looks, before), chips)
+    result = TraceResult(
+        task.case_id,
+        looks,
+        _at(looks, after),
+        _at(looks, before),
+        chips,
+        onset_likeliest=looks[_likeliest_onset(after, before, crops)],
+    )
     if task.rectifying_since is None:
         return result
     return _with_rectification(result, task.rectifying_since, crops, reference)
@@ -320,10 +328,31 @@ def _first_departure(after: int | None, before: int, crops: list[_Crop | None]) 
     return before
 
 
+def _likeliest_onset(after: int | None, before: int, crops: list[_Crop | None]) -> int:
+    """The date the change most likely began on.
+
+    It was not visible on the last date that looked at the place before `before`, and it was
+    on `before`: it began on `before` or on one of the dates just before it that saw nothing
+    of the place (cloud, its margin, a missing file). Dating it on `before` makes every onset
+    that cloud hid late by the whole run of hidden dates; the later middle of the dates it may
+    have begun on is never more than half of them away. With one hidden date or none it is
+    `before` itself. Without a look before the change, it may predate the imagery: `before`.
+    """
+    if after is None:
+        return before
+    start = before
+    while start - 1 > after and not _is_look(crops[start - 1]):
+        start -= 1
+    return start + (before - start + 1) // 2
+
+
+def _is_look(crop: _Crop | None) -> bool:
+    return crop is not None and crop.observed
+
+
 def _previous_clear(crops: list[_Crop | None], index: int) -> int | None:
     for earlier in range(index - 1, -1, -1):
-        crop = crops[earlier]
-        if crop is not None and crop.observed:
+        if _is_look(crops[earlier]):
             return earlier
     return None
 

@@ -1,12 +1,12 @@
 """A backfill's cases scored against a simulated world's truth: found, onset dated, why missed.
 
 A violation is found when a case outline touches it; its onset is dated within one epoch when
-the case's "first visible" date falls on the violation's onset epoch, the one before or the
-one after. Every violation not found with its onset so dated gets one reason, the first of:
-never seen clear, smaller than the mapping unit, not detected, detected but judged farm work,
-detected but screened out, found with its onset hidden (cloud over the onset: dated late, but
-within one epoch of the first date the detector saw it), or found with its onset dated too
-early or late.
+the case's likeliest onset date (its "first visible" date where the trace gave none) falls on
+the violation's onset epoch, the one before or the one after. Every violation not found with
+its onset so dated gets one reason, the first of: never seen clear, smaller than the mapping
+unit, not detected, detected but judged farm work, detected but screened out, found with its
+onset hidden (cloud over the onset: dated late, but within one epoch of the first date the
+detector saw it), or found with its onset dated too early or late.
 
 "Seen clear" is the detector's own view: a pixel counts only where the detector compared it,
 clear and beyond its margin of cloud and nodata (`invalid_buffer_m`) on the date and on the
@@ -55,6 +55,14 @@ class CaseSeen:
     geometry: BaseGeometry
     onset_after_epoch: int | None  # last clearly unchanged
     onset_before_epoch: int | None  # first visible
+    onset_likeliest_epoch: int | None = None
+
+    @property
+    def dated_epoch(self) -> int | None:
+        """The epoch the case says the change began on."""
+        if self.onset_likeliest_epoch is not None:
+            return self.onset_likeliest_epoch
+        return self.onset_before_epoch
 
 
 @dataclass(frozen=True)
@@ -82,6 +90,7 @@ class ViolationResult:
     case_code: str | None
     onset_after_epoch: int | None
     onset_before_epoch: int | None
+    dated_epoch: int | None  # the case's likeliest onset, or its first visible date
     missed_because: str | None  # None: found with its onset within the tolerance
     detail: str = ""
     cases_touching: int = 0
@@ -92,9 +101,9 @@ class ViolationResult:
 
     @property
     def onset_error_epochs(self) -> int | None:
-        if self.onset_before_epoch is None or not self.found:
+        if self.dated_epoch is None or not self.found:
             return None
-        return self.onset_before_epoch - self.onset_epoch
+        return self.dated_epoch - self.onset_epoch
 
 
 @dataclass(frozen=True)
@@ -167,6 +176,7 @@ class BackfillScore:
                     "cases_touching": v.cases_touching,
                     "last_unchanged": day(v.onset_after_epoch),
                     "first_visible": day(v.onset_before_epoch),
+                    "likeliest_onset": day(v.dated_epoch),
                     "onset_error_epochs": v.onset_error_epochs,
                     "missed_because": v.missed_because,
                     "detail": v.detail,
@@ -198,7 +208,13 @@ def read_backfill_results(
         return shapely.make_valid(shapely.transform(geometry, to_world, interleaved=False))
 
     cases = [
-        CaseSeen(c.code, projected(c.geom), epoch(c.onset_after), epoch(c.onset_before))
+        CaseSeen(
+            c.code,
+            projected(c.geom),
+            epoch(c.onset_after),
+            epoch(c.onset_before),
+            epoch(c.onset_likeliest),
+        )
         for c in session.scalars(select(Case).order_by(Case.id))
     ]
     codes = {case_id: code for case_id, code in session.execute(select(Case.id, Case.code))}
@@ -304,6 +320,7 @@ def _score_violation(
         case_code=case.code if case else None,
         onset_after_epoch=case.onset_after_epoch if case else None,
         onset_before_epoch=case.onset_before_epoch if case else None,
+        dated_epoch=case.dated_epoch if case else None,
         missed_because=missed,
         detail=detail,
         cases_touching=sum(c.geometry.intersects(violation.geometry) for c in cases),
@@ -388,9 +405,10 @@ def _onset_verdict(
     A dating late by more than one epoch but within one epoch of the first date the detector
     saw the violation (`first_clear`) is told apart: cloud hid the onset, not the trace.
     """
-    if case.onset_before_epoch is None:
+    dated = case.dated_epoch
+    if dated is None or case.onset_before_epoch is None:
         return ONSET_UNDATED, "the trace found no clear look at the violation"
-    error = case.onset_before_epoch - violation.onset_epoch
+    error = dated - violation.onset_epoch
     bracket = (
         "the truth lies in the bracket"
         if (case.onset_after_epoch is None or case.onset_after_epoch < violation.onset_epoch)
@@ -400,7 +418,7 @@ def _onset_verdict(
     if abs(error) <= ONSET_TOLERANCE_EPOCHS:
         return None, bracket
     if error > 0 and first_clear is not None:
-        after_look = case.onset_before_epoch - first_clear
+        after_look = dated - first_clear
         if abs(after_look) <= ONSET_TOLERANCE_EPOCHS:
             return (
                 ONSET_HIDDEN,

@@ -112,9 +112,12 @@ def _record_onset(
 ) -> bool:
     after = result.onset_after.acquired_at if result.onset_after else None
     before = result.onset_before.acquired_at if result.onset_before else case.onset_before
-    if (case.onset_after, case.onset_before) == (after, before):
+    likeliest = (
+        result.onset_likeliest.acquired_at if result.onset_likeliest else case.onset_likeliest
+    )
+    if (case.onset_after, case.onset_before, case.onset_likeliest) == (after, before, likeliest):
         return False
-    case.onset_after, case.onset_before = after, before
+    case.onset_after, case.onset_before, case.onset_likeliest = after, before, likeliest
     case.version += 1
     append_event(
         case,
@@ -125,6 +128,7 @@ def _record_onset(
         payload={
             "last_unchanged": _look_json(result.onset_after),
             "first_visible": _look_json(result.onset_before),
+            "likeliest_onset": _look_json(result.onset_likeliest),
             "dates_looked_at": len(result.looks),
             "dates_observed": sum(look.state != "unobserved" for look in result.looks),
         },

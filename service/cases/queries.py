@@ -291,6 +291,7 @@ def case_read(
         last_seen_at=case.last_seen_at,
         onset_after=case.onset_after,
         onset_before=case.onset_before,
+        onset_likeliest=case.onset_likeliest,
         due_at=case.due_at,
         overdue=case.status in OPEN_STATUSES and case.due_at is not None and case.due_at < now,
         escalated=case.escalated,

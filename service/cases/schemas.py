@@ -81,8 +81,12 @@ class CaseRead(BaseModel):
     area_mu: float
     first_seen_at: datetime
     last_seen_at: datetime
-    onset_after: datetime | None
-    onset_before: datetime | None
+    onset_after: datetime | None = Field(description="Last date the place was clearly unchanged.")
+    onset_before: datetime | None = Field(description="First date the change is visible.")
+    onset_likeliest: datetime | None = Field(
+        description="Date within that bracket the change most likely began on, when traced: "
+        "cloud may hide the dates just before the first visible one."
+    )
     due_at: datetime | None
     overdue: bool = Field(description="Still open after its deadline for the current state.")
     escalated: bool

@@ -74,6 +74,8 @@ def test_every_violation_is_scored_against_the_cases_the_backfill_wrote(
         first = min(c.onset_before for c in touching if c.onset_before is not None)
         assert cases[row["case"]].onset_before == first
         assert row["first_visible"] == first.date().isoformat()
+        likeliest = cases[row["case"]].onset_likeliest or first
+        assert row["likeliest_onset"] == likeliest.date().isoformat()
 
 
 @pytest.mark.slow

@@ -151,6 +151,7 @@ function facts(detail) {
     ["Jurisdiction", detail.jurisdiction || "—"], ["Assignee", detail.assignee || "—"],
     ["First seen", formatTime(detail.first_seen_at)], ["Last seen", formatTime(detail.last_seen_at)],
     ["Changed after", formatTime(detail.onset_after)], ["Changed before", formatTime(detail.onset_before)],
+    ["Likely began", formatTime(detail.onset_likeliest)],
     ["Due", `${formatTime(detail.due_at)}${detail.overdue ? " (overdue)" : ""}`],
   ];
   if (detail.escalated) rows.push(["Escalated", detail.escalation_reason || "yes"]);

@@ -116,6 +116,7 @@ def outcome_of(session: Session) -> dict[str, Any]:
             round(c.area_m2, 1),
             c.onset_after,
             c.onset_before,
+            c.onset_likeliest,
             c.backfill,
         )
         for c in session.scalars(select(Case))

@@ -12,9 +12,11 @@ import pytest
 from shapely.geometry import shape
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
+from typer.testing import CliRunner
 
 from models import AlertEvent, BackfillRun, BackfillUnit, Case, CaseEvent, Detection
 from models.backfill import BackfillUnitStatus
+from scripts.cli import app
 from tests.conftest import migrate
 from tests.service.backfill.conftest import Loaded, World, request_for
 from tests.service.backfill.killer import KillOnUnitStart
@@ -60,9 +62,10 @@ def _found_with_onset(world: World, loaded: Loaded) -> list[str]:
             continue
         outline = shape(feature["geometry"])
         for case in cases:
-            if case.onset_before is None or not case.geom.intersects(outline):
+            dated = case.onset_likeliest or case.onset_before
+            if dated is None or not case.geom.intersects(outline):
                 continue
-            epoch = max(i for i, d in enumerate(dates) if d <= case.onset_before.date())
+            epoch = max(i for i, d in enumerate(dates) if d <= dated.date())
             if abs(epoch - props["epoch"]) <= 1:
                 found.append(props["id"])
                 break
@@ -101,7 +104,7 @@ def test_backfill_writes_backfill_cases_dated_and_a_rerun_adds_nothing(
     # A case whose onset an older trace left undated is dated again only when asked to.
     dated = _forget_one_onset(loaded)
     loaded.backfill(request_for(world), client)
-    assert _onset_of(loaded, dated[0]) == (None, None)
+    assert _onset_of(loaded, dated[0]) == (None, None, None)
     loaded.backfill(request_for(world), client, retrace=True)
     assert _onset_of(loaded, dated[0]) == dated[1:]
     assert _counts(loaded)["Detection"] == before["Detection"]
@@ -109,20 +112,20 @@ def test_backfill_writes_backfill_cases_dated_and_a_rerun_adds_nothing(
     loaded.engine.dispose()
 
 
-def _forget_one_onset(loaded: Loaded) -> tuple[int, object, object]:
+def _forget_one_onset(loaded: Loaded) -> tuple[int, object, object, object]:
     with Session(loaded.engine) as session, session.begin():
         case = session.scalars(select(Case).where(Case.onset_after.is_not(None))).first()
         assert case is not None
-        dated = (case.id, case.onset_after, case.onset_before)
-        case.onset_after = case.onset_before = None
+        dated = (case.id, case.onset_after, case.onset_before, case.onset_likeliest)
+        case.onset_after = case.onset_before = case.onset_likeliest = None
     return dated
 
 
-def _onset_of(loaded: Loaded, case_id: int) -> tuple[object, object]:
+def _onset_of(loaded: Loaded, case_id: int) -> tuple[object, object, object]:
     with Session(loaded.engine) as session:
         case = session.get(Case, case_id)
         assert case is not None
-        return case.onset_after, case.onset_before
+        return case.onset_after, case.onset_before, case.onset_likeliest
 
 
 @pytest.mark.slow
@@ -193,4 +196,30 @@ def test_a_killed_worker_does_not_change_the_result(
     assert killed["pid"] not in client.run(os.getpid, on_error="ignore").values()
     assert summary["units_pending"] == 0 and summary["units_failed"] == 0
     assert loaded.outcome() == uninterrupted
+    loaded.engine.dispose()
+
+
+@pytest.mark.slow
+def test_trace_command_dates_a_case_again_and_prints_its_bracket(
+    world: World, tmp_path: Path, client: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    url = f"sqlite:///{tmp_path / 'trace.db'}"
+    migrate(url)
+    loaded = Loaded(url, tmp_path / "data", world)
+    loaded.backfill(request_for(world), client)
+    case_id, *dated = _forget_one_onset(loaded)
+    monkeypatch.setenv("TIANXUN_DATABASE_URL", url)
+    monkeypatch.setenv("TIANXUN_DATA_DIR", str(tmp_path / "data"))
+
+    result = CliRunner().invoke(app, ["trace", str(case_id)])
+
+    assert result.exit_code == 0, result.output
+    after, before, likeliest = dated
+    assert _onset_of(loaded, case_id) == (after, before, likeliest)
+    assert result.output.strip() == (
+        f"case {case_id}: last clearly unchanged {after:%Y-%m-%d}, "
+        f"first visible {before:%Y-%m-%d}, likeliest onset {likeliest:%Y-%m-%d}"
+    )
+    missing = CliRunner().invoke(app, ["trace", "999999"])
+    assert missing.exit_code != 0 and "no such case: [999999]" in missing.output
     loaded.engine.dispose()

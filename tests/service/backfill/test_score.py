@@ -148,3 +148,30 @@ def test_a_dating_late_because_cloud_hid_the_onset_is_told_apart_from_a_late_one
     report = score.as_json([date(2025, 1, 1) + timedelta(days=30 * e) for e in range(10)])
     assert report["onset_within_one_epoch"] == 1
     assert report["onset_within_one_epoch_of_first_look"] == 2
+
+
+def test_a_case_is_judged_by_its_likeliest_onset_where_the_trace_gave_one() -> None:
+    # Onset on epoch 2, hidden on 2 and 3; last unchanged 1, first visible 4. The trace's
+    # likeliest onset (3) is within one epoch; its first visible date (4) is not.
+    hidden = violation("hidden", 0, onset=2)
+    untraced = violation("untraced", 100, onset=2)
+    clear = all_clear(hidden, untraced)
+    for epoch in (2, 3):
+        clear[epoch]["hidden"] = clear[epoch]["untraced"] = 0.0
+    cases = [
+        CaseSeen("C-traced", box(0, 0, 10, 10), 1, 4, onset_likeliest_epoch=3),
+        CaseSeen("C-untraced", box(100, 0, 110, 10), 1, 4),
+    ]
+
+    score = score_backfill([hidden, untraced], cases, [], clear_fraction=clear)
+
+    by_id = {v.violation_id: v for v in score.violations}
+    assert by_id["hidden"].missed_because is None
+    assert by_id["hidden"].onset_error_epochs == 1
+    assert by_id["untraced"].missed_because == ONSET_HIDDEN
+    assert by_id["untraced"].onset_error_epochs == 2
+    report = score.as_json([date(2025, 1, 1) + timedelta(days=30 * e) for e in range(10)])
+    rows = {row["id"]: row for row in report["violations_detail"]}
+    assert rows["hidden"]["first_visible"] == "2025-05-01"
+    assert rows["hidden"]["likeliest_onset"] == "2025-04-01"
+    assert rows["untraced"]["likeliest_onset"] == rows["untraced"]["first_visible"]

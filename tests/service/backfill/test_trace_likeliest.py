@@ -1,0 +1,82 @@
+"""Where cloud hid the dates before the first visible one, the trace names the likeliest onset:
+the later middle of the dates the change may have begun on, not the last of them."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from service.backfill.compute import TraceTask, trace_cases
+from tests.service.backfill.conftest import World
+from tests.service.backfill.test_trace_growth import SIDE_PX, _clear_corner, _dates
+from tests.service.backfill.test_trace_margin import MARGIN_PX, _cloud
+
+
+def _cloud_over_outline(path: Path, corner: tuple[int, int]) -> None:
+    row, col = corner
+    reach = MARGIN_PX + 4
+    _cloud(
+        path, slice(row - reach, row + SIDE_PX + reach), slice(col - reach, col + SIDE_PX + reach)
+    )
+
+
+@pytest.mark.parametrize(
+    ("clouded", "likeliest"),
+    [
+        # The stack is there from date 4 on. Nothing hidden: it began on its first visible date.
+        ((), 4),
+        # Date 3 hidden: it began on 3 or 4, and either is within one date of both.
+        ((3,), 4),
+        # Dates 2 and 3 hidden: it began on 2, 3 or 4; 3 is at most one date from each.
+        ((2, 3), 3),
+        # Dates 1, 2 and 3 hidden: four dates possible, the later middle one.
+        ((1, 2, 3), 3),
+    ],
+)
+def test_the_likeliest_onset_is_the_middle_of_the_dates_cloud_hid(
+    world: World, tmp_path: Path, clouded: tuple[int, ...], likeliest: int
+) -> None:
+    dates, outline = _dates(world, tmp_path, [0, 0, 0, 0, SIDE_PX, SIDE_PX])
+    corner = _clear_corner(Path(dates[0].path))
+    for index in clouded:
+        _cloud_over_outline(Path(dates[index].path), corner)
+
+    [result] = trace_cases(dates, [TraceTask(1, outline, reference_at=dates[5].acquired_at)])
+
+    assert [i for i, look in enumerate(result.looks) if look.state == "unobserved"] == list(clouded)
+    assert result.onset_before is not None and result.onset_after is not None
+    assert result.onset_before.acquired_at == dates[4].acquired_at
+    assert result.onset_after.acquired_at == dates[min(clouded, default=4) - 1].acquired_at
+    assert result.onset_likeliest is not None
+    assert result.onset_likeliest.acquired_at == dates[likeliest].acquired_at
+
+
+def test_a_look_between_the_bracket_and_the_hidden_dates_bounds_the_likeliest_onset(
+    world: World, tmp_path: Path
+) -> None:
+    # Date 1 is hidden, date 2 sees the place without the stack, date 3 is hidden and the
+    # stack shows on date 4: it began on 3 or 4, whatever date 1 hid.
+    dates, outline = _dates(world, tmp_path, [0, 0, 0, 0, SIDE_PX, SIDE_PX])
+    corner = _clear_corner(Path(dates[0].path))
+    for index in (1, 3):
+        _cloud_over_outline(Path(dates[index].path), corner)
+
+    [result] = trace_cases(dates, [TraceTask(1, outline, reference_at=dates[5].acquired_at)])
+
+    assert result.onset_after is not None and result.onset_likeliest is not None
+    assert result.onset_after.acquired_at == dates[2].acquired_at
+    assert result.onset_likeliest.acquired_at == dates[4].acquired_at
+
+
+def test_a_change_there_from_the_first_date_is_likeliest_on_it(
+    world: World, tmp_path: Path
+) -> None:
+    # No look without the stack: it may predate the imagery, and nothing says when.
+    dates, outline = _dates(world, tmp_path, [SIDE_PX, SIDE_PX, SIDE_PX])
+
+    [result] = trace_cases(dates, [TraceTask(1, outline, reference_at=dates[2].acquired_at)])
+
+    assert result.onset_after is None
+    assert result.onset_before is not None and result.onset_likeliest is not None
+    assert result.onset_likeliest.acquired_at == result.onset_before.acquired_at
