@@ -331,17 +331,19 @@ def _first_departure(after: int | None, before: int, crops: list[_Crop | None]) 
 def _likeliest_onset(after: int | None, before: int, crops: list[_Crop | None]) -> int:
     """The date the change most likely began on.
 
-    It was not visible on the last date that looked at the place before `before`, and it was
-    on `before`: it began on `before` or on one of the dates just before it that saw nothing
-    of the place (cloud, its margin, a missing file). Dating it on `before` makes every onset
-    that cloud hid late by the whole run of hidden dates; the later middle of the dates it may
-    have begun on is never more than half of them away. With one hidden date or none it is
-    `before` itself. Without a look before the change, it may predate the imagery: `before`.
+    It began after the last date that showed the place unchanged and was visible on `before`:
+    on `before` or on one of the dates just before it that did not show the place clearly:
+    cloud, its margin or a missing file, or a look neither like the unchanged place nor
+    unlike it (an early stage, or the field around it changing too). Dating it on `before`
+    makes every onset so hidden late by the whole run of such dates; the later middle of the
+    dates it may have begun on is never more than half of them away. With one such date or
+    none it is `before` itself. Without a look before the change, it may predate the
+    imagery: `before`.
     """
     if after is None:
         return before
     start = before
-    while start - 1 > after and not _is_look(crops[start - 1]):
+    while start - 1 > after and _step_state(crops, after, start - 1) != "same":
         start -= 1
     return start + (before - start + 1) // 2
 

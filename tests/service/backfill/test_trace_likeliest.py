@@ -6,10 +6,16 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+import rasterio
 
-from service.backfill.compute import TraceTask, trace_cases
+from service.backfill.compute import AROUND_PX, TraceTask, trace_cases
 from tests.service.backfill.conftest import World
-from tests.service.backfill.test_trace_growth import SIDE_PX, _clear_corner, _dates
+from tests.service.backfill.test_trace_growth import (
+    SIDE_PX,
+    _clear_corner,
+    _dates,
+    _paint_stack,
+)
 from tests.service.backfill.test_trace_margin import MARGIN_PX, _cloud
 
 
@@ -80,3 +86,36 @@ def test_a_change_there_from_the_first_date_is_likeliest_on_it(
     assert result.onset_after is None
     assert result.onset_before is not None and result.onset_likeliest is not None
     assert result.onset_likeliest.acquired_at == result.onset_before.acquired_at
+
+
+def _rubble_around(path: Path, corner: tuple[int, int], reach: int) -> None:
+    """Pale rubble over the square `reach` px around the outline: the place's surroundings
+    disturbed on the same date (no farm work, which the detector leaves out)."""
+    row, col = corner
+    with rasterio.open(path, "r+") as tile:
+        for band, value in enumerate((3200, 3200, 3200, 3000), start=1):
+            data = tile.read(band)
+            data[row - reach : row + SIDE_PX + reach, col - reach : col + SIDE_PX + reach] = value
+            tile.write(data, band)
+
+
+def test_a_look_neither_unchanged_nor_like_the_violation_may_hold_its_onset(
+    world: World, tmp_path: Path
+) -> None:
+    # Date 3 shows three fifths of the stack with rubble all around it: unlike the unchanged
+    # place, but not a change of the place alone (its surroundings changed too). Date 4 is
+    # hidden and the whole stack shows on date 5, the rubble gone: it began on 3, 4 or 5.
+    dates, outline = _dates(world, tmp_path, [0, 0, 0, 0, 0, SIDE_PX, SIDE_PX])
+    corner = _clear_corner(Path(dates[0].path))
+    _rubble_around(Path(dates[3].path), corner, reach=AROUND_PX + 4)
+    _paint_stack(Path(dates[3].path), corner, SIDE_PX * 3 // 5)
+    _cloud_over_outline(Path(dates[4].path), corner)
+
+    [result] = trace_cases(dates, [TraceTask(1, outline, reference_at=dates[6].acquired_at)])
+
+    assert [look.state for look in result.looks[2:5]] == ["differs", "unclear", "unobserved"]
+    assert result.onset_after is not None and result.onset_before is not None
+    assert result.onset_after.acquired_at == dates[2].acquired_at
+    assert result.onset_before.acquired_at == dates[5].acquired_at
+    assert result.onset_likeliest is not None
+    assert result.onset_likeliest.acquired_at == dates[4].acquired_at
