@@ -337,6 +337,9 @@ def _absorb(case: Case, detection: Detection, session: Session, settings: Settin
     case.first_seen_at = min(case.first_seen_at, detection.observed_at)
     case.last_seen_at = max(case.last_seen_at, detection.observed_at)
     case.onset_before = min(case.onset_before or detection.observed_at, detection.observed_at)
+    if case.onset_likeliest is not None and case.onset_likeliest > case.onset_before:
+        # An older sighting joined: the change was there by then, whatever the trace found.
+        case.onset_likeliest = case.onset_before
     _refresh_scores(case, session, settings)
 
 

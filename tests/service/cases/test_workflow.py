@@ -140,6 +140,21 @@ def test_repeated_sightings_by_one_sensor_raise_confidence_to_high(db_session: S
 
 
 @pytest.mark.usefixtures("farmland")
+def test_an_older_sighting_joining_a_traced_case_keeps_its_onset_no_later_than_it(
+    db_session: Session,
+) -> None:
+    case = process(db_session, add_detection(db_session, PLOT, at(2024, 6, 20)))
+    assert case is not None
+    case.onset_after, case.onset_likeliest = at(2024, 5, 1), at(2024, 6, 10)
+    process(db_session, add_detection(db_session, PLOT, at(2024, 6, 5)))
+
+    assert case.onset_before == at(2024, 6, 5)
+    assert case.onset_likeliest == at(2024, 6, 5)
+    process(db_session, add_detection(db_session, PLOT, at(2024, 6, 25)))
+    assert (case.onset_before, case.onset_likeliest) == (at(2024, 6, 5), at(2024, 6, 5))
+
+
+@pytest.mark.usefixtures("farmland")
 def test_a_detection_far_away_opens_a_second_case(db_session: Session) -> None:
     near = process(db_session, add_detection(db_session, PLOT, at(2024, 6, 1)))
     far = process(db_session, add_detection(db_session, FAR_PLOT, at(2024, 6, 2)))
