@@ -245,7 +245,7 @@ def _trace_one(task: TraceTask, dates: list[DatedScene], crops: list[_Crop | Non
     )
     after, before = _onset(looks, reference)
     after, before = _earlier_stages(after, before, crops)
-    before = _first_departure(after, before, crops)
+    before, unchanged = _first_departure(after, before, crops)
     chips = _chips(crops, after, before)
     result = TraceResult(
         task.case_id,
@@ -253,7 +253,7 @@ def _trace_one(task: TraceTask, dates: list[DatedScene], crops: list[_Crop | Non
         _at(looks, after),
         _at(looks, before),
         chips,
-        onset_likeliest=looks[_likeliest_onset(after, before, crops)],
+        onset_likeliest=looks[_likeliest_onset(unchanged, before)],
     )
     if task.rectifying_since is None:
         return result
@@ -310,42 +310,47 @@ def _earlier_stages(
     return after, before
 
 
-def _first_departure(after: int | None, before: int, crops: list[_Crop | None]) -> int:
-    """The first date after the last unchanged one that differs from it.
+def _first_departure(
+    after: int | None, before: int, crops: list[_Crop | None]
+) -> tuple[int, int | None]:
+    """The first date after the last unchanged one that differs from it, and the last date
+    before that one still showing the place unchanged (`after` itself if none; None without
+    `after`).
 
     Dates between the two ends of the bracket are neither like the violation's look nor
     clearly unlike it: an earlier stage shows so. Compared with the unchanged look instead,
     the first one that departs from it is when the violation was first visible.
     """
     if after is None:
-        return before
+        return before, None
+    unchanged = after
     for index in range(after + 1, before):
-        crop = crops[index]
-        if crop is None or not crop.observed:
+        if not _is_look(crops[index]):
             continue
-        if _step_state(crops, after, index) == "differs":
-            return index
-    return before
+        state = _step_state(crops, after, index)
+        if state == "differs":
+            return index, unchanged
+        if state == "same":
+            unchanged = index
+    return before, unchanged
 
 
-def _likeliest_onset(after: int | None, before: int, crops: list[_Crop | None]) -> int:
+def _likeliest_onset(unchanged: int | None, before: int) -> int:
     """The date the change most likely began on.
 
-    It began after the last date that showed the place unchanged and was visible on `before`:
-    on `before` or on one of the dates just before it that did not show the place clearly:
-    cloud, its margin or a missing file, or a look neither like the unchanged place nor
-    unlike it (an early stage, or the field around it changing too). Dating it on `before`
-    makes every onset so hidden late by the whole run of such dates; the later middle of the
-    dates it may have begun on is never more than half of them away. With one such date or
-    none it is `before` itself. Without a look before the change, it may predate the
-    imagery: `before`.
+    It began after the last date that showed the place unchanged (`unchanged`) and was
+    visible on `before`: on `before` or on one of the dates between that did not show the
+    place clearly: cloud, its margin or a missing file, or a look neither like the unchanged
+    place nor unlike it (an early stage, or the field around it changing too). Dating it on
+    `before` makes every onset so hidden late by the whole run of such dates; the later
+    middle of the dates it may have begun on is never more than half of them away. With one
+    such date or none it is `before` itself. Without a look before the change, it may predate
+    the imagery: `before`.
     """
-    if after is None:
+    if unchanged is None:
         return before
-    start = before
-    while start - 1 > after and _step_state(crops, after, start - 1) != "same":
-        start -= 1
-    return start + (before - start + 1) // 2
+    first = unchanged + 1
+    return first + (before - first + 1) // 2
 
 
 def _is_look(crop: _Crop | None) -> bool:
