@@ -244,6 +244,7 @@ def _trace_one(task: TraceTask, dates: list[DatedScene], crops: list[_Crop | Non
         for i, (d, crop) in enumerate(zip(dates, crops, strict=True))
     )
     after, before = _onset(looks, reference)
+    after, before = _held_to_first_sighting(after, before, crops, reference)
     after, before = _earlier_stages(after, before, crops)
     before, unchanged = _first_departure(after, before, crops)
     chips = _chips(crops, after, before)
@@ -280,6 +281,27 @@ def _onset(looks: tuple[DateLook, ...], reference: int) -> tuple[int | None, int
         if state == "same":
             first_same = index
     return None, first_same
+
+
+def _held_to_first_sighting(
+    after: int | None, before: int, crops: list[_Crop | None], reference: int
+) -> tuple[int | None, int]:
+    """Keep looks "the same as the violation" from dating it before the last look its first
+    sighting was compared with.
+
+    The case was first sighted on the reference date (or on dates just before it that did not
+    show the place): a detector compared it with the place's last look before it and found the
+    change then. A backfill makes that comparison over the whole tile, against each pixel's
+    last clear look and with the parcels. A crop around the outline that looks the same as the
+    violation says less: a pit or a pile of soil looks like the bare field of another season.
+    The walk may still end on that last look (one look the detector missed); one that passes
+    it stops there, with that look the last unchanged one. An earlier stage of a violation
+    that grew is still found by the step comparisons of `_earlier_stages`.
+    """
+    seen = _previous_clear(crops, reference)
+    if seen is None or before >= seen:
+        return after, before
+    return seen, reference
 
 
 def _earlier_stages(

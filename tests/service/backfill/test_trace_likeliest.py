@@ -78,10 +78,11 @@ def test_a_look_between_the_bracket_and_the_hidden_dates_bounds_the_likeliest_on
 def test_a_change_there_from_the_first_date_is_likeliest_on_it(
     world: World, tmp_path: Path
 ) -> None:
-    # No look without the stack: it may predate the imagery, and nothing says when.
+    # No look without the stack: it may predate the imagery, and nothing says when. Sighted
+    # on the second date, the first the detector could compare with an earlier one.
     dates, outline = _dates(world, tmp_path, [SIDE_PX, SIDE_PX, SIDE_PX])
 
-    [result] = trace_cases(dates, [TraceTask(1, outline, reference_at=dates[2].acquired_at)])
+    [result] = trace_cases(dates, [TraceTask(1, outline, reference_at=dates[1].acquired_at)])
 
     assert result.onset_after is None
     assert result.onset_before is not None and result.onset_likeliest is not None

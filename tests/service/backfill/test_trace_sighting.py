@@ -1,0 +1,39 @@
+"""Looks "the same as the violation" do not carry the trace past the last look before the
+case's first sighting: the detector compared that look with the sighting and found the change
+only then, while a crop that merely looks alike may be a bare field of another season."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from service.backfill.compute import TraceTask, trace_cases
+from tests.service.backfill.conftest import World
+from tests.service.backfill.test_trace_growth import SIDE_PX, _dates
+
+
+@pytest.mark.parametrize(
+    ("sighted", "last_unchanged", "first_visible"),
+    [
+        # Sighted on date 2: the look before it (date 1) may still hold the violation, one
+        # look the detector missed, and date 0 shows the place without it.
+        (2, 0, 1),
+        # Sighted on date 4: dates 1 to 3 look the same as it, but the detector compared
+        # date 3 with date 4 and found the change only then.
+        (4, 3, 4),
+    ],
+)
+def test_the_first_sighting_bounds_how_far_back_alike_looks_date_a_case(
+    world: World, tmp_path: Path, sighted: int, last_unchanged: int, first_visible: int
+) -> None:
+    dates, outline = _dates(world, tmp_path, [0, SIDE_PX, SIDE_PX, SIDE_PX, SIDE_PX])
+
+    [result] = trace_cases(dates, [TraceTask(1, outline, reference_at=dates[sighted].acquired_at)])
+
+    assert [look.state for look in result.looks[1:sighted]] == ["same"] * (sighted - 1)
+    assert result.onset_after is not None and result.onset_before is not None
+    assert result.onset_after.acquired_at == dates[last_unchanged].acquired_at
+    assert result.onset_before.acquired_at == dates[first_visible].acquired_at
+    assert result.onset_likeliest is not None
+    assert result.onset_likeliest.acquired_at == dates[first_visible].acquired_at
