@@ -310,6 +310,53 @@ def test_a_strip_beside_a_parcel_turning_over_in_the_same_frame_goes_with_it(
     assert bool(outlines.farm_work[strip].all()) is not reported
 
 
+@pytest.mark.parametrize(
+    ("first_row", "max_edge_share", "reported"),
+    [
+        # Three of its four rows on the boundary between two parcels: a frame's light, haze
+        # or a fraction of a pixel of sway there, not an object.
+        (-2, 0.5, False),
+        (-2, 1.0, True),  # the veto turned off
+        # The same change inside the parcel, clear of its boundaries.
+        (8, 0.5, True),
+    ],
+)
+def test_a_change_lying_along_a_parcel_boundary_is_not_reported(
+    calibration: Calibration, first_row: int, max_edge_share: float, reported: bool
+) -> None:
+    # Working resolution: a bright parcel on darker ground; a 4 × 6 px change at its top edge
+    # or well inside it.
+    params = CameraParams(max_edge_share=max_edge_share)
+    shape = (calibration.image_size[1] // params.reduce, calibration.image_size[0] // params.reduce)
+    rows, cols = np.nonzero(region_of_interest(calibration, shape=shape, params=params))
+    top, left = int(np.percentile(rows, 60)), int(np.percentile(cols, 40))
+    background = np.full((*shape, 3), 0.3, dtype=np.float32)
+    background[top : top + 20, left : left + 40] = 0.55
+    changed = np.zeros(shape, dtype=bool)
+    changed[top + first_row : top + first_row + 4, left + 17 : left + 23] = True
+    colour = np.where(changed, 0.9, 0.0).astype(np.float32)
+
+    outlines = outline_detections(
+        confirmed=changed,
+        candidates=changed,
+        colour=colour,
+        open_mask=np.zeros(shape, dtype=bool),
+        streak_start=np.zeros(shape, dtype=np.int64),
+        score=3 * colour,
+        matched=background + 0.2 * changed[..., None],
+        background=background,
+        captured_at=START,
+        first_id=1,
+        calibration=calibration,
+        params=params,
+    )
+
+    assert len(outlines.found) == int(reported)
+    # Vetoed as a boundary, it is not learned as farm work either: it may be an object after all.
+    assert not outlines.farm_work[changed].any()
+    assert bool(outlines.open_mask[changed].all()) is reported
+
+
 def _fogged(frame: NDArray[np.uint8], rows: int) -> NDArray[np.uint8]:
     """The far part of the frame (the top ``rows``) washed out by fog."""
     out = frame.astype(np.float32)
