@@ -17,6 +17,7 @@ from detection.camera import (
     process_snapshot,
 )
 from detection.camera_change import (
+    Outlines,
     _background_edges,
     _surely_too_large,
     outline_detections,
@@ -272,6 +273,44 @@ def test_ploughing_a_whole_parcel_does_not_alarm(scene: Scene, calibration: Cali
     assert detections(results) == []
 
 
+def _parcel_on_ground(
+    calibration: Calibration, params: CameraParams
+) -> tuple[NDArray[np.float32], int, int]:
+    """A working-resolution background: a bright 20 × 40 px parcel on darker ground, inside
+    the watched region, with the row and column of its top-left corner."""
+    shape = (calibration.image_size[1] // params.reduce, calibration.image_size[0] // params.reduce)
+    rows, cols = np.nonzero(region_of_interest(calibration, shape=shape, params=params))
+    top, left = int(np.percentile(rows, 60)), int(np.percentile(cols, 40))
+    background = np.full((*shape, 3), 0.3, dtype=np.float32)
+    background[top : top + 20, left : left + 40] = 0.55
+    return background, top, left
+
+
+def _outlines_of(
+    changed: NDArray[np.bool_],
+    background: NDArray[np.float32],
+    matched: NDArray[np.float32],
+    calibration: Calibration,
+    params: CameraParams,
+) -> Outlines:
+    """`outline_detections` with every `changed` pixel confirmed and strongly changed."""
+    colour = np.where(changed, 0.9, 0.0).astype(np.float32)
+    return outline_detections(
+        confirmed=changed,
+        candidates=changed,
+        colour=colour,
+        open_mask=np.zeros(changed.shape, dtype=bool),
+        streak_start=np.zeros(changed.shape, dtype=np.int64),
+        score=3 * colour,
+        matched=matched,
+        background=background,
+        captured_at=START,
+        first_id=1,
+        calibration=calibration,
+        params=params,
+    )
+
+
 @pytest.mark.parametrize(("reach_px", "reported"), [(2, False), (0, True)])
 def test_a_strip_beside_a_parcel_turning_over_in_the_same_frame_goes_with_it(
     scene: Scene, calibration: Calibration, reach_px: int, reported: bool
@@ -279,31 +318,13 @@ def test_a_strip_beside_a_parcel_turning_over_in_the_same_frame_goes_with_it(
     # Working resolution: a parcel of its own in the background turns over whole, and a strip
     # one row past its edge (a boundary line between them) changes with it.
     params = CameraParams(farm_work_reach_px=reach_px)
-    shape = (calibration.image_size[1] // params.reduce, calibration.image_size[0] // params.reduce)
-    rows, cols = np.nonzero(region_of_interest(calibration, shape=shape, params=params))
-    top, left = int(np.percentile(rows, 60)), int(np.percentile(cols, 40))
-    background = np.full((*shape, 3), 0.3, dtype=np.float32)
-    background[top : top + 20, left : left + 40] = 0.55
-    parcel, strip = np.zeros(shape, dtype=bool), np.zeros(shape, dtype=bool)
+    background, top, left = _parcel_on_ground(calibration, params)
+    parcel = np.zeros(background.shape[:2], dtype=bool)
+    strip = np.zeros_like(parcel)
     parcel[top : top + 20, left : left + 40] = True
     strip[top + 21 : top + 24, left + 5 : left + 25] = True
-    changed = parcel | strip
-    colour = np.where(changed, 0.9, 0.0).astype(np.float32)
 
-    outlines = outline_detections(
-        confirmed=changed,
-        candidates=changed,
-        colour=colour,
-        open_mask=np.zeros(shape, dtype=bool),
-        streak_start=np.zeros(shape, dtype=np.int64),
-        score=3 * colour,
-        matched=background + 0.2,
-        background=background,
-        captured_at=START,
-        first_id=1,
-        calibration=calibration,
-        params=params,
-    )
+    outlines = _outlines_of(parcel | strip, background, background + 0.2, calibration, params)
 
     assert outlines.farm_work[parcel].all()
     assert bool(outlines.found) is reported
@@ -324,32 +345,14 @@ def test_a_strip_beside_a_parcel_turning_over_in_the_same_frame_goes_with_it(
 def test_a_change_lying_along_a_parcel_boundary_is_not_reported(
     calibration: Calibration, first_row: int, max_edge_share: float, reported: bool
 ) -> None:
-    # Working resolution: a bright parcel on darker ground; a 4 × 6 px change at its top edge
-    # or well inside it.
+    # A 4 × 6 px change at the parcel's top edge or well inside it.
     params = CameraParams(max_edge_share=max_edge_share)
-    shape = (calibration.image_size[1] // params.reduce, calibration.image_size[0] // params.reduce)
-    rows, cols = np.nonzero(region_of_interest(calibration, shape=shape, params=params))
-    top, left = int(np.percentile(rows, 60)), int(np.percentile(cols, 40))
-    background = np.full((*shape, 3), 0.3, dtype=np.float32)
-    background[top : top + 20, left : left + 40] = 0.55
-    changed = np.zeros(shape, dtype=bool)
+    background, top, left = _parcel_on_ground(calibration, params)
+    changed = np.zeros(background.shape[:2], dtype=bool)
     changed[top + first_row : top + first_row + 4, left + 17 : left + 23] = True
-    colour = np.where(changed, 0.9, 0.0).astype(np.float32)
+    matched = background + 0.2 * changed[..., None]
 
-    outlines = outline_detections(
-        confirmed=changed,
-        candidates=changed,
-        colour=colour,
-        open_mask=np.zeros(shape, dtype=bool),
-        streak_start=np.zeros(shape, dtype=np.int64),
-        score=3 * colour,
-        matched=background + 0.2 * changed[..., None],
-        background=background,
-        captured_at=START,
-        first_id=1,
-        calibration=calibration,
-        params=params,
-    )
+    outlines = _outlines_of(changed, background, matched, calibration, params)
 
     assert len(outlines.found) == int(reported)
     # Vetoed as a boundary, it is not learned as farm work either: it may be an object after all.
