@@ -26,8 +26,8 @@ from detection.rs_params import RasterDetectorParams
 
 #: Bump when the features, the file layout or what the scores mean change: older files are
 #: refused, not misread. 3: trained on change-enriched samples (`CHANGED_SHARE`), so scores
-#: are no longer the share of pixels like it that changed.
-MODEL_FORMAT = "tianxun-raster-change-model/3"
+#: are no longer the share of pixels like it that changed. 4: a `Committee` of fits.
+MODEL_FORMAT = "tianxun-raster-change-model/4"
 FEATURE_SCALES_PX = (0.0, 1.0, 2.0, 4.0)
 #: Wider neighbourhoods: a building or a dug plot is judged against its surroundings.
 CONTEXT_SCALES_PX = (8.0, 16.0)
@@ -152,20 +152,58 @@ def context_features(
 FEATURE_HALO_PX = int(features.TRUNCATE * max(CONTEXT_SCALES_PX) + 0.5) + 2
 
 
+#: Fits averaged into one model, and the share of the features each split of theirs may use.
+#: One fit's scores move by 0.01–0.02 of F1 on a dataset when a few of its training samples
+#: change; fits that each choose among their own random half of the features at every split,
+#: averaged, vary less, and each still learns from every sample, so the model stays as sure
+#: of its training data as one fit (benchmarks/RESULTS.md, 2026-11-30).
+COMMITTEE_SIZE = 3
+FEATURE_SHARE = 0.5
+
+
+class Committee:
+    """Classifiers fitted on the same samples with different random states, their change
+    probabilities averaged."""
+
+    def __init__(self, members: Sequence[HistGradientBoostingClassifier]) -> None:
+        self.members = tuple(members)
+
+    def predict_proba(self, x: np.ndarray) -> np.ndarray:
+        """Mean over the members of their class probabilities, shape (samples, 2)."""
+        return np.mean([member.predict_proba(x) for member in self.members], axis=0)
+
+
+def fit_committee(x: np.ndarray, y: np.ndarray, *, seed: int = 0) -> Committee:
+    """`COMMITTEE_SIZE` gradient-boosted fits on all of (x, y), random states seed, seed + 1…"""
+    return Committee(
+        [
+            HistGradientBoostingClassifier(
+                max_iter=200,
+                learning_rate=0.1,
+                max_leaf_nodes=31,
+                l2_regularization=1.0,
+                max_features=FEATURE_SHARE,
+                random_state=seed + index,
+            ).fit(x, y)
+            for index in range(COMMITTEE_SIZE)
+        ]
+    )
+
+
 @dataclass(eq=False)
 class RasterChangeModel:
     """A fitted classifier and the probability thresholds it decides with.
 
     Attributes
     ----------
-    classifier : HistGradientBoostingClassifier
+    classifier : Committee
     strong, weak : float
         Change probability thresholds (strong seeds, weak growth), fractions.
     trained_on : tuple of str
         Names of the pairs it learned from, so evaluations can prove they left them out.
     """
 
-    classifier: HistGradientBoostingClassifier
+    classifier: Committee
     strong: float = 0.5
     weak: float = 0.35
     trained_on: tuple[str, ...] = field(default_factory=tuple)
@@ -342,10 +380,7 @@ def fit_samples(
     x_all, y_all = np.concatenate([pair.features for pair in samples]), np.concatenate(ys)
     # A feature no training pair has (NDVI when all are RGB) cannot be binned: make it constant.
     x_all[:, np.isnan(x_all).all(axis=0)] = 0.0
-    classifier = HistGradientBoostingClassifier(
-        max_iter=200, learning_rate=0.1, max_leaf_nodes=31, l2_regularization=1.0, random_state=seed
-    )
-    classifier.fit(x_all, y_all)
+    classifier = fit_committee(x_all, y_all, seed=seed)
     groups = np.repeat([_collection(name) for name in names], [len(y) for y in ys])
     strong = _best_f1_threshold(
         classifier.predict_proba(x_all)[:, 1],

@@ -17,6 +17,7 @@ from detection.raster_pair import detect_changes
 from detection.rs_params import RasterDetectorParams
 from detection.train import (
     CHANGED_SHARE,
+    COMMITTEE_SIZE,
     RasterChangeModel,
     TrainingPair,
     fit_model,
@@ -104,6 +105,34 @@ def test_a_trained_model_scores_the_same_tile_by_tile_as_whole() -> None:
     np.testing.assert_array_equal(whole.score, tiled.score)
     np.testing.assert_array_equal(whole.mask, tiled.mask)
     assert whole.mask[75:85, 65:85].all()
+
+
+def faint_roof_pair(seed: int, top: int) -> TrainingPair:
+    """A roof 6 % brighter than the field under 3 % noise of the after date: not separable
+    on one feature, so fits that choose among other features differ."""
+    before = field_scene(160, 160, seed=seed)
+    noise = np.random.default_rng(seed).normal(1.0, 0.03, before.shape).astype(np.float32)
+    after, change = before * noise, np.zeros((160, 160), dtype=bool)
+    change[top : top + 20, 60:90] = True
+    after[change] *= 1.06
+    valid = np.ones(change.shape, dtype=bool)
+    return TrainingPair(before=before, after=after, valid=valid, change=change, labelled=valid)
+
+
+def test_the_model_averages_fits_that_differ_only_by_their_random_state() -> None:
+    pair = faint_roof_pair(0, 20)
+    model = fit_model([("d/a", pair), ("d/b", faint_roof_pair(1, 100))], pixels_per_pair=3_000)
+    members = model.classifier.members
+    assert len(members) == COMMITTEE_SIZE
+    assert len({member.random_state for member in members}) == COMMITTEE_SIZE
+    drawn = pair_samples(pair, RasterDetectorParams(), per_pair=500, rng=np.random.default_rng(1))
+    each = [member.predict_proba(drawn.features)[:, 1] for member in members]
+    # The fits differ (each split chooses among its own half of the features) …
+    assert max(np.abs(a - b).max() for a in each for b in each) > 0.01
+    # … and the model scores with their mean, which still tells the roof from the field.
+    averaged = model.classifier.predict_proba(drawn.features)[:, 1]
+    np.testing.assert_allclose(averaged, np.mean(each, axis=0), rtol=1e-12)
+    assert averaged[drawn.change].mean() > 0.9 > 0.1 > averaged[~drawn.change].mean()
 
 
 def test_a_fixed_share_of_samples_is_change_and_each_weighs_for_the_pixels_it_stands_for() -> None:
