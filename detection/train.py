@@ -155,8 +155,9 @@ FEATURE_HALO_PX = int(features.TRUNCATE * max(CONTEXT_SCALES_PX) + 0.5) + 2
 #: Fits averaged into one model, and the share of the features each split of theirs may use.
 #: One fit's scores move by 0.01–0.02 of F1 on a dataset when a few of its training samples
 #: change; fits that each choose among their own random half of the features at every split,
-#: averaged, vary less, and each still learns from every sample, so the model stays as sure
-#: of its training data as one fit (benchmarks/RESULTS.md, 2026-11-30).
+#: averaged, vary less. Each is fitted on all the samples, as the one fit was, so the model
+#: stays as sure of its training data and the in-sample threshold still suits it (a committee
+#: of fits on parts of the pairs was less sure, and its threshold fell; RESULTS.md).
 COMMITTEE_SIZE = 3
 FEATURE_SHARE = 0.5
 
