@@ -47,6 +47,11 @@ SAME_FRACTION = 0.2  # at most this changed: the violation already stands
 AROUND_FRACTION = 0.3  # at most this changed around the outline: a local change
 AROUND_PX = 16  # how far around the outline its own surroundings reach
 MAX_EARLIER_STAGES = 3  # a violation growing over more epochs than this keeps its latest bracket
+STANDOUT_SIGMAS = 4.0  # this many robust spreads from its surroundings, a pixel is unlike them
+STANDS_OUT_FRACTION = 0.15  # of the outline: a first stage a third of its final size still counts
+BLENDS_IN_FRACTION = 0.05  # of the outline at most: it looks like the field around it
+MAX_STANDING_LOOKS = 3  # earlier looks the run of standing-out looks may take the onset back over
+MIN_SURROUNDING_PX = 50  # clear pixels around the outline to take their median and spread
 MIN_FIT_CLEAR_FRACTION = 0.5  # of a tile clear on both dates, to fit their radiometry tile-wide
 
 
@@ -247,6 +252,10 @@ def _trace_one(task: TraceTask, dates: list[DatedScene], crops: list[_Crop | Non
     after, before = _held_to_first_sighting(after, before, crops, reference)
     after, before = _earlier_stages(after, before, crops)
     before, unchanged = _first_departure(after, before, crops)
+    standing = _standing_since(crops, reference)
+    if standing is not None and standing[1] < before:  # a first stage the comparisons missed
+        after, before = standing
+        unchanged = after
     chips = _chips(crops, after, before)
     result = TraceResult(
         task.case_id,
@@ -313,15 +322,17 @@ def _earlier_stages(
     grew since, a building not yet roofed). Walk back date by date, each clear date compared
     with the clear date before it: while that comparison differs, the earlier stage already
     departed from the place's unchanged look. The walk counts only when it ends on a date the
-    same as the one before it, an unchanged look; a walk that runs out of clear dates or meets
-    an unclear comparison keeps the bracket against the violation's look.
+    same as the one before it, an unchanged look, or on the first clear date: the step after
+    it departed from it, so the change came later (the first date may itself hold an earlier
+    stage, but nothing dates it earlier). A walk that meets an unclear comparison keeps the
+    bracket against the violation's look.
     """
     moved_after, moved_before = after, before
     steps = 0
     while moved_after is not None and steps < MAX_EARLIER_STAGES:
         earlier = _previous_clear(crops, moved_after)
         if earlier is None:
-            return after, before
+            return moved_after, moved_before
         state = _step_state(crops, earlier, moved_after)
         if state == "same":
             return moved_after, moved_before
@@ -355,6 +366,60 @@ def _first_departure(
         if state == "same":
             unchanged = index
     return before, unchanged
+
+
+def _standing_since(crops: list[_Crop | None], reference: int) -> tuple[int, int] | None:
+    """The last look where the outline blended into the field around it, and the first of the
+    unbroken run of looks after it, up to the reference, where the outline stood out from that
+    field (None: no such run).
+
+    Each look is judged on its own date, against the violation's own surroundings, not against
+    another date: a pile, a pit or a slab stands out from the crop or soil around it whatever
+    the season does to both, so a first stage too small or too faint for the detector's
+    comparisons still dates the case. A violation that looks like the field around it (soil
+    on a bare field) blends in and ends the run: that look is no evidence either way, so the
+    bracket from the comparisons stands unless the run reaches an earlier date. Looks that do
+    not show the place (cloud, its margin, a missing file) neither break nor extend the run.
+    A run over more than `MAX_STANDING_LOOKS` looks before the reference, or from the first
+    look, says nothing: the detector compares every date and would have sighted a violation
+    standing that long, so it is more likely the place itself (a strip of another crop).
+    """
+    first = _stands_out(crops[reference])
+    if first is None or first < STANDS_OUT_FRACTION:
+        return None
+    earliest, taken = reference, 0
+    for index in range(reference - 1, -1, -1):
+        fraction = _stands_out(crops[index])
+        if fraction is None:
+            continue
+        if fraction <= BLENDS_IN_FRACTION:
+            return index, earliest
+        if fraction < STANDS_OUT_FRACTION or taken == MAX_STANDING_LOOKS:
+            return None
+        earliest, taken = index, taken + 1
+    return None  # standing from the first look: it may predate the imagery
+
+
+def _stands_out(crop: _Crop | None) -> float | None:
+    """The share of the outline's clear pixels unlike the field around it on this date (None:
+    the date does not show the outline, or too little around it).
+
+    A pixel is unlike its surroundings when, in some band, it lies more than
+    `STANDOUT_SIGMAS` robust spreads (scaled median absolute deviation) from their median.
+    A 3 × 3 mean first keeps single noisy pixels and crop rows from counting. The spread has
+    a floor of 2 % of the median: a uniform field would otherwise make any flicker stand out.
+    """
+    if crop is None or not crop.observed:
+        return None
+    around = _around(crop.inside) & crop.comparable
+    if int(around.sum()) < MIN_SURROUNDING_PX:
+        return None
+    values = ndimage.uniform_filter(crop.raster.array.astype(np.float32), size=(3, 3, 1))
+    median = np.median(values[around], axis=0)
+    spread = 1.4826 * np.median(np.abs(values[around] - median), axis=0)
+    spread = np.maximum(spread, 0.02 * np.abs(median) + 1e-6)
+    unlike = (np.abs(values - median) / spread).max(axis=2) > STANDOUT_SIGMAS
+    return float(unlike[crop.inside & crop.comparable].mean())
 
 
 def _likeliest_onset(unchanged: int | None, before: int) -> int:

@@ -155,3 +155,31 @@ def test_farm_work_in_the_next_fields_does_not_hide_a_first_stage(
     assert result.onset_before is not None and result.onset_after is not None
     assert result.onset_before.acquired_at == dates[2].acquired_at
     assert result.onset_after.acquired_at == dates[1].acquired_at
+
+
+def _bare_soil_around(path: Path, corner: tuple[int, int], reach: int) -> None:
+    """The square `reach` px around the stack's corner turned to bare soil of the stack's own
+    colour: on that date nothing in the view stands out from the field."""
+    row, col = corner
+    with rasterio.open(path, "r+") as tile:
+        for band, value in enumerate(STACK_BANDS, start=1):
+            data = tile.read(band)
+            data[row - reach : row + SIDE_PX + reach, col - reach : col + SIDE_PX + reach] = value
+            tile.write(data, band)
+
+
+def test_a_growth_walked_back_to_the_first_date_is_dated_after_it(
+    world: World, tmp_path: Path
+) -> None:
+    # The stack grows over dates 1 to 3 and is sighted on 3, when the field around has
+    # turned to bare soil of its own colour. Each step back differs from the one before, and
+    # date 0, the first, is unlike date 1: the stack came after it, though no date before it
+    # shows the place the same.
+    dates, outline = _dates(world, tmp_path, [0, SIDE_PX * 7 // 20, SIDE_PX * 14 // 20, SIDE_PX])
+    _bare_soil_around(Path(dates[3].path), _clear_corner(Path(dates[0].path)), AROUND_PX + 8)
+
+    [result] = trace_cases(dates, [TraceTask(1, outline, reference_at=dates[3].acquired_at)])
+
+    assert result.onset_after is not None and result.onset_before is not None
+    assert result.onset_after.acquired_at == dates[0].acquired_at
+    assert result.onset_before.acquired_at == dates[1].acquired_at

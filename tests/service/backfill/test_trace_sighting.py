@@ -8,26 +8,43 @@ from pathlib import Path
 
 import pytest
 
-from service.backfill.compute import TraceTask, trace_cases
+from service.backfill.compute import AROUND_PX, TraceTask, trace_cases
 from tests.service.backfill.conftest import World
-from tests.service.backfill.test_trace_growth import SIDE_PX, _dates
+from tests.service.backfill.test_trace_growth import (
+    SIDE_PX,
+    _bare_soil_around,
+    _clear_corner,
+    _dates,
+)
+
+BARE = -2  # a stage: no stack, the whole view bare soil of the stack's colour
 
 
 @pytest.mark.parametrize(
-    ("sighted", "last_unchanged", "first_visible"),
+    ("stages", "sighted", "last_unchanged", "first_visible"),
     [
         # Sighted on date 2: the look before it (date 1) may still hold the violation, one
         # look the detector missed, and date 0 shows the place without it.
-        (2, 0, 1),
-        # Sighted on date 4: dates 1 to 3 look the same as it, but the detector compared
-        # date 3 with date 4 and found the change only then.
-        (4, 3, 4),
+        ([0, SIDE_PX, SIDE_PX, SIDE_PX, SIDE_PX], 2, 0, 1),
+        # Sighted on date 4: dates 1 to 3 show bare soil of the stack's colour all around
+        # and look the same as it, but the detector compared date 3 with date 4 and found
+        # the change only then.
+        ([0, BARE, BARE, BARE, SIDE_PX], 4, 3, 4),
     ],
 )
 def test_the_first_sighting_bounds_how_far_back_alike_looks_date_a_case(
-    world: World, tmp_path: Path, sighted: int, last_unchanged: int, first_visible: int
+    world: World,
+    tmp_path: Path,
+    stages: list[int],
+    sighted: int,
+    last_unchanged: int,
+    first_visible: int,
 ) -> None:
-    dates, outline = _dates(world, tmp_path, [0, SIDE_PX, SIDE_PX, SIDE_PX, SIDE_PX])
+    dates, outline = _dates(world, tmp_path, [max(rows, 0) for rows in stages])
+    corner = _clear_corner(Path(dates[0].path))
+    for dated, rows in zip(dates, stages, strict=True):
+        if rows == BARE:
+            _bare_soil_around(Path(dated.path), corner, AROUND_PX + 8)
 
     [result] = trace_cases(dates, [TraceTask(1, outline, reference_at=dates[sighted].acquired_at)])
 
