@@ -21,6 +21,7 @@ from service.db import create_db_engine, machine_session_factory, transaction
 from service.settings import Settings
 from simulator import WorldParams, generate_world
 from simulator.products import delivered_tile
+from tests.conftest import migrate
 
 
 @dataclass(frozen=True)
@@ -54,6 +55,25 @@ def dask_cluster() -> Iterator[Any]:
         n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None
     ) as cluster:
         yield cluster
+
+
+@pytest.fixture(scope="session")
+def uninterrupted(
+    world: World, tmp_path_factory: pytest.TempPathFactory, dask_cluster: Any
+) -> dict[str, Any]:
+    """The outcome of the world's backfill run once, start to end: what a stopped or killed
+    run must end with."""
+    from dask.distributed import Client
+
+    folder = tmp_path_factory.mktemp("uninterrupted")
+    url = f"sqlite:///{folder / 'whole.db'}"
+    migrate(url)
+    loaded = Loaded(url, folder / "data", world)
+    with Client(dask_cluster) as dask_client:
+        loaded.backfill(request_for(world), dask_client)
+    outcome = loaded.outcome()
+    loaded.engine.dispose()
+    return outcome
 
 
 @pytest.fixture

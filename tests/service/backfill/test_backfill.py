@@ -142,21 +142,6 @@ def test_alert_flag_publishes_backfill_alerts_live(
     loaded.engine.dispose()
 
 
-@pytest.fixture(scope="module")
-def uninterrupted(world: World, tmp_path_factory: pytest.TempPathFactory, dask_cluster: Any):
-    from dask.distributed import Client
-
-    folder = tmp_path_factory.mktemp("uninterrupted")
-    url = f"sqlite:///{folder / 'whole.db'}"
-    migrate(url)
-    loaded = Loaded(url, folder / "data", world)
-    with Client(dask_cluster) as dask_client:
-        loaded.backfill(request_for(world), dask_client)
-    outcome = loaded.outcome()
-    loaded.engine.dispose()
-    return outcome
-
-
 @pytest.mark.slow
 def test_stopped_backfill_continues_to_the_uninterrupted_result(
     world: World, tmp_path: Path, client: Any, uninterrupted: dict
