@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 import os
-from datetime import date
+from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -16,10 +16,13 @@ from typer.testing import CliRunner
 
 from models import AlertEvent, BackfillRun, BackfillUnit, Case, CaseEvent, Detection
 from models.backfill import BackfillUnitStatus
+from models.case import CaseStatus
 from scripts.cli import app
+from service.backfill.run import BackfillRequest
 from tests.conftest import migrate
 from tests.service.backfill.conftest import Loaded, World, request_for
 from tests.service.backfill.killer import KillOnUnitStart
+from tests.service.cases.moves import transition_case
 
 
 class StopAfter:
@@ -207,4 +210,105 @@ def test_trace_command_dates_a_case_again_and_prints_its_bracket(
     )
     missing = CliRunner().invoke(app, ["trace", "999999"])
     assert missing.exit_code != 0 and "no such case: [999999]" in missing.output
+    loaded.engine.dispose()
+
+
+def _into_rectification(loaded: Loaded) -> int:
+    """The first-sighted case moved along the workflow into rectification the day after it
+    was first seen, so that the world's later dates come after rectification began."""
+    with Session(loaded.engine) as session, session.begin():
+        case = session.scalars(select(Case).order_by(Case.first_seen_at, Case.id)).first()
+        assert case is not None
+        path = (
+            CaseStatus.dispatched,
+            CaseStatus.verifying,
+            CaseStatus.confirmed,
+            CaseStatus.rectifying,
+        )
+        for status in path:
+            transition_case(
+                case,
+                status,
+                session=session,
+                settings=loaded.settings,
+                actor="inspector-7",
+                role="inspector",
+                at=case.first_seen_at + timedelta(days=1),
+            )
+        return case.id
+
+
+def _rectification_events(loaded: Loaded, case_id: int) -> list[str]:
+    with Session(loaded.engine) as session:
+        actions = session.scalars(select(CaseEvent.action).where(CaseEvent.case_id == case_id))
+        return [a for a in actions if a.startswith("rectification_")]
+
+
+@pytest.mark.slow
+def test_trace_command_checks_cases_in_rectification_against_later_imagery(
+    world: World, tmp_path: Path, client: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    url = f"sqlite:///{tmp_path / 'rectify.db'}"
+    migrate(url)
+    loaded = Loaded(url, tmp_path / "data", world)
+    loaded.backfill(request_for(world), client)
+    case_id = _into_rectification(loaded)
+    monkeypatch.setenv("TIANXUN_DATABASE_URL", url)
+    monkeypatch.setenv("TIANXUN_DATA_DIR", str(tmp_path / "data"))
+
+    first = CliRunner().invoke(app, ["trace", "--rectifying"])
+
+    assert first.exit_code == 0, first.output
+    [line] = [x for x in first.output.splitlines() if x.startswith(f"case {case_id}:")]
+    verdict = line.rsplit("rectification: ", 1)[1].replace(" ", "_")
+    assert verdict in {"observed", "still_present", "not_observed"}
+    assert _rectification_events(loaded, case_id) == [f"rectification_{verdict}"]
+    again = CliRunner().invoke(app, ["trace", "--rectifying"])
+    assert again.exit_code == 0, again.output
+    assert _rectification_events(loaded, case_id) == [f"rectification_{verdict}"]
+    loaded.engine.dispose()
+
+
+def _diff(*runs: int) -> tuple[int, str]:
+    result = CliRunner().invoke(app, ["backfill", "diff", *(str(r) for r in runs)])
+    return result.exit_code, result.output
+
+
+@pytest.mark.slow
+def test_backfill_diff_tells_two_runs_apart_by_inputs_and_findings(
+    world: World, tmp_path: Path, client: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    url = f"sqlite:///{tmp_path / 'diff.db'}"
+    migrate(url)
+    loaded = Loaded(url, tmp_path / "data", world)
+    whole = loaded.backfill(request_for(world), client)
+    later = BackfillRequest(
+        area=request_for(world).area,
+        since=datetime(2025, 6, 1, tzinfo=UTC),
+        until=datetime(2025, 12, 31, 23, 59, tzinfo=UTC),
+        source=str(world.products),
+    )
+    part = loaded.backfill(later, client)
+    monkeypatch.setenv("TIANXUN_DATABASE_URL", url)
+    monkeypatch.setenv("TIANXUN_DATA_DIR", str(tmp_path / "data"))
+
+    code, output = _diff(whole["run_id"], part["run_id"])
+
+    assert code == 0, output
+    report = json.loads(output)
+    assert report["runs"] == [whole["run_id"], part["run_id"]]
+    scenes = report["settings"]["scene_ids"]
+    assert set(scenes["b"]) < set(scenes["a"])  # the later run left out the early dates
+    # The later run's pairs are among the whole run's: all it found, the whole run found too.
+    assert report["only_in_b"] == []
+    assert report["matched"] + len(report["only_in_a"]) == report["detections"][0]
+    # Found only by the whole run: the detections of the pairs ending on a date the later
+    # run compared nothing with (each run's first date is only a "before").
+    ends_a, ends_b = set(scenes["a"][1:]), set(scenes["b"][1:])
+    assert {d["scene_id"] for d in report["only_in_a"]} == ends_a - ends_b
+    code, output = _diff(whole["run_id"], whole["run_id"])
+    same = json.loads(output)
+    assert code == 0 and same["settings"] == {} and same["only_in_a"] == same["only_in_b"] == []
+    code, output = _diff(whole["run_id"], 999)
+    assert code == 2 and "backfill run 999 does not exist" in output
     loaded.engine.dispose()
