@@ -4,6 +4,7 @@ then started again with the same arguments, ends with the uninterrupted run's re
 from __future__ import annotations
 
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -20,6 +21,7 @@ from tests.conftest import migrate
 from tests.service.backfill.conftest import Loaded, World
 
 WAIT_S = 300.0  # for the first unit, or the whole rerun, on a loaded machine
+PROGRESS = r"\d+/\d+ units, [\d.]+ tiles/s, [\d.]+ Mpx/s, ETA \d+ s"
 
 
 def _command(world: World) -> list[str]:
@@ -82,6 +84,14 @@ def test_a_backfill_killed_halfway_and_run_again_ends_with_the_uninterrupted_res
 
     again = subprocess.run(_command(world), env=env, capture_output=True, timeout=WAIT_S)
     assert again.returncode == 0, again.stderr.decode()[-2000:]
+    lines = again.stdout.decode().splitlines()
+    assert f"{len(left)} work units, {left.count(BackfillUnitStatus.pending)} to do" in lines[0]
+    # Not on a terminal: plain progress lines, the last when all is done, then the summary.
+    progress = [line for line in lines if re.fullmatch(PROGRESS, line)]
+    assert progress and progress[-1].startswith(f"{left.count(BackfillUnitStatus.pending)}/")
+    assert any(
+        re.match(r"run \d+ done: \d+ units done, 0 failed, 0 pending; cases ", x) for x in lines
+    )
     assert set(_statuses(loaded)) == {BackfillUnitStatus.done}
     assert len(_statuses(loaded)) == len(left)  # the run continued: no second plan
     assert loaded.outcome() == uninterrupted
