@@ -58,7 +58,8 @@ def _kill_after_first_unit(process: subprocess.Popen[bytes], loaded: Loaded) -> 
             process.wait()
             return
         time.sleep(0.05)
-    process.kill()
+    if process.poll() is None:
+        os.killpg(process.pid, signal.SIGKILL)
     raise AssertionError("the backfill wrote no unit before the deadline, or finished first")
 
 
