@@ -65,10 +65,7 @@ def uninterrupted(
     run must end with."""
     from dask.distributed import Client
 
-    folder = tmp_path_factory.mktemp("uninterrupted")
-    url = f"sqlite:///{folder / 'whole.db'}"
-    migrate(url)
-    loaded = Loaded(url, folder / "data", world)
+    loaded = Loaded.fresh(world, tmp_path_factory.mktemp("uninterrupted"), "whole")
     with Client(dask_cluster) as dask_client:
         loaded.backfill(request_for(world), dask_client)
     outcome = loaded.outcome()
@@ -103,6 +100,21 @@ class Loaded:
         self.factory = machine_session_factory(self.engine)
         with transaction(self.factory) as session:
             load_world(world.folder, session=session, settings=self.settings)
+
+    @classmethod
+    def fresh(cls, world: World, folder: Path, name: str) -> Loaded:
+        """A new SQLite database `name`.db in `folder`, migrated, the world loaded into it."""
+        url = f"sqlite:///{folder / f'{name}.db'}"
+        migrate(url)
+        return cls(url, folder / "data", world)
+
+    @property
+    def cli_env(self) -> dict[str, str]:
+        """The environment that points the command line at this database and data folder."""
+        return {
+            "TIANXUN_DATABASE_URL": self.settings.database_url,
+            "TIANXUN_DATA_DIR": str(self.settings.data_dir),
+        }
 
     def backfill(self, request: BackfillRequest, client: Any, **options: Any) -> dict:
         return run_backfill(

@@ -19,7 +19,6 @@ from models.backfill import BackfillUnitStatus
 from models.case import CaseStatus
 from scripts.cli import app
 from service.backfill.run import BackfillRequest
-from tests.conftest import migrate
 from tests.service.backfill.conftest import Loaded, World, request_for
 from tests.service.backfill.killer import KillOnUnitStart
 from tests.service.cases.moves import transition_case
@@ -135,9 +134,7 @@ def _onset_of(loaded: Loaded, case_id: int) -> tuple[object, object, object]:
 def test_alert_flag_publishes_backfill_alerts_live(
     world: World, tmp_path: Path, client: Any
 ) -> None:
-    url = f"sqlite:///{tmp_path / 'alert.db'}"
-    migrate(url)
-    loaded = Loaded(url, tmp_path / "data", world)
+    loaded = Loaded.fresh(world, tmp_path, "alert")
     loaded.backfill(request_for(world, alert=True), client)
     with Session(loaded.engine) as session:
         flags = session.scalars(select(AlertEvent.backfill)).all()
@@ -149,9 +146,7 @@ def test_alert_flag_publishes_backfill_alerts_live(
 def test_stopped_backfill_continues_to_the_uninterrupted_result(
     world: World, tmp_path: Path, client: Any, uninterrupted: dict
 ) -> None:
-    url = f"sqlite:///{tmp_path / 'stopped.db'}"
-    migrate(url)
-    loaded = Loaded(url, tmp_path / "data", world)
+    loaded = Loaded.fresh(world, tmp_path, "stopped")
     with pytest.raises(KeyboardInterrupt):
         loaded.backfill(request_for(world), client, observer=StopAfter(1))
     with Session(loaded.engine) as session:
@@ -169,9 +164,7 @@ def test_stopped_backfill_continues_to_the_uninterrupted_result(
 def test_a_killed_worker_does_not_change_the_result(
     world: World, tmp_path: Path, client: Any, uninterrupted: dict
 ) -> None:
-    url = f"sqlite:///{tmp_path / 'killed.db'}"
-    migrate(url)
-    loaded = Loaded(url, tmp_path / "data", world)
+    loaded = Loaded.fresh(world, tmp_path, "killed")
     folder = tmp_path / "kill"
     client.register_plugin(KillOnUnitStart(folder))
     try:
@@ -191,13 +184,11 @@ def test_a_killed_worker_does_not_change_the_result(
 def test_trace_command_dates_a_case_again_and_prints_its_bracket(
     world: World, tmp_path: Path, client: Any, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    url = f"sqlite:///{tmp_path / 'trace.db'}"
-    migrate(url)
-    loaded = Loaded(url, tmp_path / "data", world)
+    loaded = Loaded.fresh(world, tmp_path, "trace")
     loaded.backfill(request_for(world), client)
     case_id, *dated = _forget_one_onset(loaded)
-    monkeypatch.setenv("TIANXUN_DATABASE_URL", url)
-    monkeypatch.setenv("TIANXUN_DATA_DIR", str(tmp_path / "data"))
+    for name, value in loaded.cli_env.items():
+        monkeypatch.setenv(name, value)
 
     result = CliRunner().invoke(app, ["trace", str(case_id)])
 
@@ -248,13 +239,11 @@ def _rectification_events(loaded: Loaded, case_id: int) -> list[str]:
 def test_trace_command_checks_cases_in_rectification_against_later_imagery(
     world: World, tmp_path: Path, client: Any, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    url = f"sqlite:///{tmp_path / 'rectify.db'}"
-    migrate(url)
-    loaded = Loaded(url, tmp_path / "data", world)
+    loaded = Loaded.fresh(world, tmp_path, "rectify")
     loaded.backfill(request_for(world), client)
     case_id = _into_rectification(loaded)
-    monkeypatch.setenv("TIANXUN_DATABASE_URL", url)
-    monkeypatch.setenv("TIANXUN_DATA_DIR", str(tmp_path / "data"))
+    for name, value in loaded.cli_env.items():
+        monkeypatch.setenv(name, value)
 
     first = CliRunner().invoke(app, ["trace", "--rectifying"])
 
@@ -278,9 +267,7 @@ def _diff(*runs: int) -> tuple[int, str]:
 def test_backfill_diff_tells_two_runs_apart_by_inputs_and_findings(
     world: World, tmp_path: Path, client: Any, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    url = f"sqlite:///{tmp_path / 'diff.db'}"
-    migrate(url)
-    loaded = Loaded(url, tmp_path / "data", world)
+    loaded = Loaded.fresh(world, tmp_path, "diff")
     whole = loaded.backfill(request_for(world), client)
     later = BackfillRequest(
         area=request_for(world).area,
@@ -289,8 +276,8 @@ def test_backfill_diff_tells_two_runs_apart_by_inputs_and_findings(
         source=str(world.products),
     )
     part = loaded.backfill(later, client)
-    monkeypatch.setenv("TIANXUN_DATABASE_URL", url)
-    monkeypatch.setenv("TIANXUN_DATA_DIR", str(tmp_path / "data"))
+    for name, value in loaded.cli_env.items():
+        monkeypatch.setenv(name, value)
 
     code, output = _diff(whole["run_id"], part["run_id"])
 

@@ -17,7 +17,6 @@ from sqlalchemy.orm import Session
 
 from models import BackfillUnit
 from models.backfill import BackfillUnitStatus
-from tests.conftest import migrate
 from tests.service.backfill.conftest import Loaded, World
 
 WAIT_S = 300.0  # for the first unit, or the whole rerun, on a loaded machine
@@ -67,10 +66,8 @@ def _kill_after_first_unit(process: subprocess.Popen[bytes], loaded: Loaded) -> 
 def test_a_backfill_killed_halfway_and_run_again_ends_with_the_uninterrupted_result(
     world: World, tmp_path: Path, uninterrupted: dict
 ) -> None:
-    url = f"sqlite:///{tmp_path / 'killed.db'}"
-    migrate(url)
-    loaded = Loaded(url, tmp_path / "data", world)
-    env = {**os.environ, "TIANXUN_DATABASE_URL": url, "TIANXUN_DATA_DIR": str(tmp_path / "data")}
+    loaded = Loaded.fresh(world, tmp_path, "killed")
+    env = {**os.environ, **loaded.cli_env}
     started = subprocess.Popen(
         _command(world),
         env=env,

@@ -16,7 +16,6 @@ from rasterio.enums import Resampling
 from rasterio.warp import calculate_default_transform, reproject
 
 from service.backfill.inputs import read_area
-from tests.conftest import migrate
 from tests.service.backfill.conftest import Loaded, World, request_for
 
 
@@ -89,9 +88,7 @@ def test_bad_inputs_are_reported_and_the_rest_completes(
     catalog = tmp_path / "items.json"
     catalog.write_text(json.dumps(pystac.ItemCollection([*items, missing]).to_dict()))
 
-    url = f"sqlite:///{tmp_path / 'bad.db'}"
-    migrate(url)
-    loaded = Loaded(url, tmp_path / "data", world)
+    loaded = Loaded.fresh(world, tmp_path, "bad")
     summary = loaded.backfill(request_for(world, source=catalog), client)
 
     reasons = {(p["input"], p["action"]): p["reason"] for p in summary["problems"]}
@@ -107,9 +104,7 @@ def test_bad_inputs_are_reported_and_the_rest_completes(
 def test_an_area_outside_all_imagery_is_reported(world: World, tmp_path: Path, client: Any) -> None:
     far = tmp_path / "far.geojson"
     far.write_text(json.dumps(shapely.geometry.mapping(shapely.box(100.0, 20.0, 100.01, 20.01))))
-    url = f"sqlite:///{tmp_path / 'far.db'}"
-    migrate(url)
-    loaded = Loaded(url, tmp_path / "data", world)
+    loaded = Loaded.fresh(world, tmp_path, "far")
     request = request_for(world)
     request = type(request)(read_area(far), request.since, request.until, request.source)
     summary = loaded.backfill(request, client)

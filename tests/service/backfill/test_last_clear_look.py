@@ -15,7 +15,6 @@ from sqlalchemy.orm import Session
 
 from models import BackfillUnit, Detection, Scene
 from models.backfill import BackfillUnitStatus
-from tests.conftest import migrate
 from tests.service.backfill.conftest import Loaded, World, request_for
 
 
@@ -48,9 +47,7 @@ def test_a_date_under_cloud_is_bridged_by_the_older_clear_look(
         shutil.copy(world.products / f"{day}.tif", folder / f"{day}.tif")
     _all_cloud(folder / f"{days[cloudy]}.tif")
 
-    url = f"sqlite:///{tmp_path / 'cloud.db'}"
-    migrate(url)
-    loaded = Loaded(url, tmp_path / "data", world)
+    loaded = Loaded.fresh(world, tmp_path, "cloud")
     summary = loaded.backfill(request_for(world, source=folder), client)
 
     with Session(loaded.engine) as session:

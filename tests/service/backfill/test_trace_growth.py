@@ -4,6 +4,7 @@ when the violation kept changing after onset."""
 from __future__ import annotations
 
 import shutil
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -35,41 +36,60 @@ def _clear_corner(path: Path) -> tuple[int, int]:
     raise AssertionError("no clear window in the tile")
 
 
+def _fill(path: Path, window: tuple[slice, slice], values: tuple[int, ...]) -> None:
+    """Band by band, `values` over `window` of the tile at `path`."""
+    with rasterio.open(path, "r+") as tile:
+        for band, value in enumerate(values, start=1):
+            data = tile.read(band)
+            data[window] = value
+            tile.write(data, band)
+
+
 def _paint_stack(path: Path, corner: tuple[int, int], rows_covered: int) -> None:
     """The first `rows_covered` rows of the stack's square covered with material (ROOFED: all
     of the square under a roof)."""
     row, col = corner
     values = ROOF_BANDS if rows_covered == ROOFED else STACK_BANDS
     rows_covered = SIDE_PX if rows_covered == ROOFED else rows_covered
-    with rasterio.open(path, "r+") as tile:
-        for band, value in enumerate(values, start=1):
-            data = tile.read(band)
-            data[row : row + rows_covered, col : col + SIDE_PX] = value
-            tile.write(data, band)
+    _fill(path, (slice(row, row + rows_covered), slice(col, col + SIDE_PX)), values)
 
 
-def _outline_lonlat(path: Path, corner: tuple[int, int]) -> BaseGeometry:
+def _cover_around(path: Path, corner: tuple[int, int], reach: int, values: tuple[int, ...]) -> None:
+    """The stack's square and `reach` px around it covered with `values`."""
+    row, col = corner
+    window = (slice(row - reach, row + SIDE_PX + reach), slice(col - reach, col + SIDE_PX + reach))
+    _fill(path, window, values)
+
+
+def _outline_lonlat(path: Path, corner: tuple[int, int], side: int = SIDE_PX) -> BaseGeometry:
+    """The `side`-px square at `corner` of the tile at `path`, in lon/lat."""
     row, col = corner
     with rasterio.open(path) as tile:
         x0, y0 = tile.transform @ (col, row)
-        x1, y1 = tile.transform @ (col + SIDE_PX, row + SIDE_PX)
+        x1, y1 = tile.transform @ (col + side, row + side)
         to_lonlat = Transformer.from_crs(tile.crs, "EPSG:4326", always_xy=True)
     lon0, lat0 = to_lonlat.transform(x0, y0)
     lon1, lat1 = to_lonlat.transform(x1, y1)
     return box(min(lon0, lon1), min(lat0, lat1), max(lon0, lon1), max(lat0, lat1))
 
 
-def _dates(world: World, folder: Path, stages: list[int]) -> tuple[list[DatedScene], BaseGeometry]:
-    """One file per entry of `stages` (rows of the stack covered on that date), all cut from
-    the same clear delivered tile so that only the stack changes from date to date."""
+def _dates(
+    world: World,
+    folder: Path,
+    stages: list[int],
+    paint: Callable[[Path, tuple[int, int], int], None] = _paint_stack,
+) -> tuple[list[DatedScene], BaseGeometry]:
+    """One file per entry of `stages` (rows of the stack covered on that date; `paint` says
+    what a non-zero stage draws), all cut from the same clear delivered tile so that only the
+    stack changes from date to date."""
     source = world.products / f"{world.meta['epochs'][0]['date']}.tif"
     corner = _clear_corner(source)
     dates = []
-    for index, rows_covered in enumerate(stages):
+    for index, stage in enumerate(stages):
         path = folder / f"date{index}.tif"
         shutil.copy(source, path)
-        if rows_covered:
-            _paint_stack(path, corner, rows_covered)
+        if stage:
+            paint(path, corner, stage)
         dates.append(DatedScene(index + 1, FIRST_DAY + timedelta(days=15 * index), str(path)))
     return dates, _outline_lonlat(source, corner)
 
@@ -158,14 +178,9 @@ def test_farm_work_in_the_next_fields_does_not_hide_a_first_stage(
 
 
 def _bare_soil_around(path: Path, corner: tuple[int, int], reach: int) -> None:
-    """The square `reach` px around the stack's corner turned to bare soil of the stack's own
-    colour: on that date nothing in the view stands out from the field."""
-    row, col = corner
-    with rasterio.open(path, "r+") as tile:
-        for band, value in enumerate(STACK_BANDS, start=1):
-            data = tile.read(band)
-            data[row - reach : row + SIDE_PX + reach, col - reach : col + SIDE_PX + reach] = value
-            tile.write(data, band)
+    """Bare soil of the stack's own colour over its square and `reach` px around: on that
+    date nothing in the view stands out from the field."""
+    _cover_around(path, corner, reach, STACK_BANDS)
 
 
 def test_a_growth_walked_back_to_the_first_date_is_dated_after_it(

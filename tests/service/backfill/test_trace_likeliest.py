@@ -6,13 +6,13 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-import rasterio
 
 from service.backfill.compute import AROUND_PX, TraceTask, trace_cases
 from tests.service.backfill.conftest import World
 from tests.service.backfill.test_trace_growth import (
     SIDE_PX,
     _clear_corner,
+    _cover_around,
     _dates,
     _paint_stack,
 )
@@ -92,12 +92,7 @@ def test_a_change_there_from_the_first_date_is_likeliest_on_it(
 def _rubble_around(path: Path, corner: tuple[int, int], reach: int) -> None:
     """Pale rubble over the square `reach` px around the outline: the place's surroundings
     disturbed on the same date (no farm work, which the detector leaves out)."""
-    row, col = corner
-    with rasterio.open(path, "r+") as tile:
-        for band, value in enumerate((3200, 3200, 3200, 3000), start=1):
-            data = tile.read(band)
-            data[row - reach : row + SIDE_PX + reach, col - reach : col + SIDE_PX + reach] = value
-            tile.write(data, band)
+    _cover_around(path, corner, reach, (3200, 3200, 3200, 3000))
 
 
 def test_a_first_stage_amid_disturbed_surroundings_is_dated_by_standing_out(
