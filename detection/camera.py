@@ -108,6 +108,12 @@ class CameraParams:
     parcel_share : float
         A change filling at least this fraction of the background regions (parcels) it touches
         is farm work on whole parcels, fraction.
+    parcel_along : float
+        Where the calibration names the parcels in view, a confirmed change is farm work when
+        the rest of the parcel it lies in changed colour at least this fraction of the way its
+        own pixels did (a parcel that turned over, of which only a rim stood out); 0 turns this
+        off. On two simulated worlds 0.3 cut false alarms by about half at the same detection
+        (benchmarks/RESULTS.md).
     context_ratio : float
         A change that is part of a region of plain colour change this many times its size is
         the rim of farm work on a whole parcel (ploughing, harvest in a day), not an object.
@@ -174,6 +180,7 @@ class CameraParams:
     max_object_extent_m: float = 75.0
     max_elongation: float = 4.0
     parcel_share: float = 0.5
+    parcel_along: float = 0.3
     context_ratio: float = 3.0
     max_edge_share: float = 0.5
     edge_level: float = 0.03

@@ -24,6 +24,7 @@ from detection.geolocate import (
     ground_area_m2,
     ground_extent_m,
     image_geometry_to_lonlat,
+    parcels_in_image,
     watched_ground,
     watched_image_region,
 )
@@ -32,7 +33,10 @@ if TYPE_CHECKING:
     from detection.camera import CameraParams
 
 _ROI_CACHE: dict[bytes, NDArray[np.bool_]] = {}
+_PARCEL_CACHE: dict[tuple[bytes, int], tuple[tuple[BaseGeometry, ...], NDArray[np.int32]]] = {}
 _ROI_CACHE_SIZE = 64
+#: Pixels of a parcel outside a change needed to tell whether the parcel changed with it.
+_MIN_PARCEL_REST_PX = 10
 _WKB_CACHE: dict[int, tuple[BaseGeometry, bytes]] = {}
 
 
@@ -142,6 +146,41 @@ def region_of_interest(
         _ROI_CACHE.clear()
     _ROI_CACHE[key] = mask
     return mask
+
+
+def parcel_labels(
+    calibration: Calibration, *, shape: tuple[int, int], params: CameraParams
+) -> NDArray[np.int32] | None:
+    """Working-resolution labels (rows, cols) of the calibration's parcels, 0 outside them.
+
+    Parcel *i* of ``calibration.parcels`` is drawn as *i* + 1; where two overlap the later one
+    shows. None when the calibration names no parcels.
+    """
+    parcels = calibration.parcels
+    if not parcels:
+        return None
+    # A preset's parcels come as one tuple of immutable geometries, rebuilt only when the
+    # farmland changes; writing the WKB of a few hundred parcels per snapshot would cost more
+    # than drawing them, so the tuple itself (held here, so its id is not reused) is the key.
+    key = (_calibration_key(calibration, shape, params), id(parcels))
+    held = _PARCEL_CACHE.get(key)
+    if held is not None and held[0] is parcels:
+        return held[1]
+    drawn = [
+        (geometry, label)
+        for label, geometry in enumerate(parcels_in_image(calibration, params=params.geolocate), 1)
+        if not geometry.is_empty
+    ]
+    scale = calibration.image_size[0] / shape[1]
+    labels = (
+        features.rasterize(drawn, out_shape=shape, transform=Affine.scale(scale), dtype="int32")
+        if drawn
+        else np.zeros(shape, dtype=np.int32)
+    )
+    if len(_PARCEL_CACHE) >= _ROI_CACHE_SIZE:
+        _PARCEL_CACHE.clear()
+    _PARCEL_CACHE[key] = (parcels, labels)
+    return labels
 
 
 def _inset(valid: NDArray[np.bool_], margin: int) -> NDArray[np.bool_]:
@@ -416,7 +455,10 @@ def _segments(background: NDArray[np.float32]) -> NDArray[np.int64]:
 
 
 def _covers_whole_parcels(
-    component: NDArray[np.bool_], segments: NDArray[np.int64], roi: NDArray[np.bool_], share: float
+    component: NDArray[np.bool_],
+    segments: NDArray[np.integer],
+    roi: NDArray[np.bool_],
+    share: float,
 ) -> bool:
     """Whether a change fills the background regions it touches (farm work on whole parcels).
 
@@ -428,6 +470,37 @@ def _covers_whole_parcels(
     sizes = np.bincount(segments[roi].ravel(), minlength=int(segments.max()) + 1)[ids]
     filled = inside >= share * np.maximum(sizes, 1)
     return bool(inside[filled].sum() >= 0.6 * component.sum())
+
+
+def _parcel_moved_along(
+    component: NDArray[np.bool_],
+    parcels: NDArray[np.int32],
+    difference: NDArray[np.float32],
+    roi: NDArray[np.bool_],
+    share: float,
+) -> bool:
+    """Whether the rest of the parcel a change lies in changed the same way (farm work).
+
+    Ploughing, harvest, flooding or a new crop turn a whole parcel over, yet only part of it
+    (a rim, a strip along a road) may stand out from its surroundings enough to be confirmed.
+    The parcel holding most of ``component`` is judged on its pixels outside the change (two
+    pixels apart): if their mean colour difference from the background goes at least ``share``
+    of the way along the change's own, the parcel turned over. A violation leaves the rest
+    of its parcel as it was. A change filling nearly all of its parcel is left to the other
+    tests.
+    """
+    if share <= 0:
+        return False
+    ids, counts = np.unique(parcels[component], return_counts=True)
+    parcel = ids[np.argmax(counts)]
+    if parcel == 0:
+        return False
+    rest = (parcels == parcel) & roi & ~ndimage.binary_dilation(component, iterations=2)
+    if rest.sum() < _MIN_PARCEL_REST_PX:
+        return False
+    inside = difference[component].mean(axis=0)
+    around = difference[rest].mean(axis=0)
+    return float(np.dot(around, inside)) >= share * float(np.dot(inside, inside))
 
 
 def _background_edges(background: NDArray[np.float32], level: float) -> NDArray[np.bool_]:
@@ -555,9 +628,13 @@ def outline_detections(
     found: list[dict[str, Any]] = []
     open_mask = open_mask.copy()
     farm_work = np.zeros_like(candidates)
-    # Parcels and parcel boundaries of the background cost more than the rest of a snapshot;
-    # they are found only once a region gets as far as needing them.
-    segments = cache(lambda: _segments(background))
+    # The calibration's parcels, where it names them, are the units farm work acts on;
+    # otherwise homogeneous regions of the background stand in for them. Those and the
+    # parcel boundaries cost more than the rest of a snapshot: they are found only once a
+    # region gets as far as needing them.
+    parcels = parcel_labels(calibration, shape=candidates.shape, params=params)
+    segments = (lambda: parcels) if parcels is not None else cache(lambda: _segments(background))
+    difference = cache(lambda: matched - background)
     edges = cache(lambda: _background_edges(background, params.edge_level))
     roi = region_of_interest(calibration, shape=candidates.shape, params=params)
     context, context_sizes = _plain_change_regions(colour, candidates, roi, params)
@@ -572,8 +649,13 @@ def outline_detections(
         whole = np.zeros_like(candidates)
         whole[region] = component
         touched = np.unique(context[region][component])
-        if context_sizes[touched].sum() > params.context_ratio * component.sum() or (
-            _covers_whole_parcels(whole, segments(), roi | whole, params.parcel_share)
+        if (
+            context_sizes[touched].sum() > params.context_ratio * component.sum()
+            or _covers_whole_parcels(whole, segments(), roi | whole, params.parcel_share)
+            or (
+                parcels is not None
+                and _parcel_moved_along(whole, parcels, difference(), roi, params.parcel_along)
+            )
         ):
             # Learn the whole parcel that turned over, not only the rim that stood out.
             farm_work |= whole | np.isin(context, touched[touched > 0])

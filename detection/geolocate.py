@@ -78,6 +78,9 @@ class Calibration:
         Root-mean-square ground error at the control points, metres.
     farmland : shapely geometry or None
         The farmland to watch, lon/lat degrees (EPSG:4326); None watches the whole view.
+    parcels : tuple of shapely geometries
+        The farmland parcels in view (cultivated-land patches of the one map), lon/lat degrees:
+        the units farm work acts on. Empty when not known.
     """
 
     camera_id: str
@@ -86,6 +89,7 @@ class Calibration:
     epsg: int
     rms_error_m: float
     farmland: BaseGeometry | None = None
+    parcels: tuple[BaseGeometry, ...] = ()
 
 
 @lru_cache(maxsize=16)
@@ -186,6 +190,7 @@ def fit_calibration(
     camera_id: str,
     image_size: tuple[int, int],
     farmland: BaseGeometry | None = None,
+    parcels: Sequence[BaseGeometry] = (),
     params: GeolocateParams | None = None,
 ) -> Calibration:
     """Fit a preset's image-to-ground homography and refuse unusable calibrations.
@@ -200,6 +205,8 @@ def fit_calibration(
         (width, height) of full-resolution snapshots, pixels.
     farmland : shapely geometry, optional
         The farmland to watch, lon/lat degrees.
+    parcels : sequence of shapely geometries, optional
+        The farmland parcels in view, lon/lat degrees (see :class:`Calibration`).
     params : GeolocateParams, optional
         Acceptance limits (RMS in metres, condition number).
 
@@ -251,6 +258,7 @@ def fit_calibration(
         epsg=epsg,
         rms_error_m=rms,
         farmland=farmland,
+        parcels=tuple(parcels),
     )
 
 
@@ -287,7 +295,8 @@ def calibration_from_mapping(
     """Fit a calibration from the CALIBRATION.json mapping.
 
     ``{"camera_id": str, "image_size": [width, height], "control_points": [...],
-    "farmland": optional GeoJSON geometry in lon/lat}``.
+    "farmland": optional GeoJSON geometry in lon/lat, "parcels": optional list of GeoJSON
+    geometries in lon/lat}``.
     """
     camera_id = data.get("camera_id")
     if not isinstance(camera_id, str) or not camera_id:
@@ -302,28 +311,37 @@ def calibration_from_mapping(
     points = data.get("control_points")
     if not isinstance(points, list):
         raise CalibrationError('"control_points" must be a list of {"pixel", "lon", "lat"}')
-    farmland = _farmland_geometry(data.get("farmland"))
+    farmland = data.get("farmland")
     return fit_calibration(
         parse_control_points(points),
         camera_id=camera_id,
         image_size=(size[0], size[1]),
-        farmland=farmland,
+        farmland=_area_geometry(farmland, '"farmland"') if farmland is not None else None,
+        parcels=_parcel_geometries(data.get("parcels")),
         params=params,
     )
 
 
-def _farmland_geometry(geojson: Any) -> BaseGeometry | None:
-    if geojson is None:
-        return None
+def _parcel_geometries(items: Any) -> tuple[BaseGeometry, ...]:
+    if items is None:
+        return ()
+    if not isinstance(items, list):
+        raise CalibrationError(
+            '"parcels" must be a list of GeoJSON Polygons or MultiPolygons in lon/lat, one a parcel'
+        )
+    return tuple(_area_geometry(item, f'"parcels"[{index}]') for index, item in enumerate(items))
+
+
+def _area_geometry(geojson: Any, name: str) -> BaseGeometry:
     try:
         geometry = shape(geojson)
     except (AttributeError, KeyError, TypeError, ValueError, shapely.errors.GEOSException) as exc:
         raise CalibrationError(
-            f'"farmland" must be a GeoJSON Polygon or MultiPolygon in lon/lat: {exc}'
+            f"{name} must be a GeoJSON Polygon or MultiPolygon in lon/lat: {exc}"
         ) from exc
     if geometry.is_empty or geometry.geom_type not in {"Polygon", "MultiPolygon"}:
         raise CalibrationError(
-            f'"farmland" must be a non-empty Polygon or MultiPolygon, got {geometry.geom_type}'
+            f"{name} must be a non-empty Polygon or MultiPolygon, got {geometry.geom_type}"
         )
     return shapely.make_valid(geometry) if not geometry.is_valid else geometry
 
@@ -420,6 +438,28 @@ def watched_ground(
     if calibration.farmland is None:
         return footprint
     return footprint.intersection(calibration.farmland)
+
+
+def parcels_in_image(
+    calibration: Calibration, *, params: GeolocateParams | None = None
+) -> list[BaseGeometry]:
+    """The calibration's parcels drawn in the image, full-resolution (col, row) coordinates.
+
+    One geometry per parcel, in the calibration's order; the part of a parcel the preset does
+    not see (behind the horizon, beyond range, outside the frame) is cut off, so a parcel out
+    of sight is empty.
+    """
+    footprint = ground_footprint(calibration, params=params)
+    width, height = calibration.image_size
+    frame = box(0, 0, width, height)
+    drawn = []
+    for parcel in calibration.parcels:
+        seen = parcel.intersection(footprint)
+        if not seen.is_empty:
+            image = _transform_geometry(seen, lambda xy: lonlat_to_image(calibration, xy))
+            seen = image.intersection(frame)
+        drawn.append(seen)
+    return drawn
 
 
 def watched_image_region(

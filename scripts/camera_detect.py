@@ -35,7 +35,9 @@ SEQUENCE_HELP = (
 )
 CALIBRATION_HELP = (
     "CALIBRATION.json with camera_id, image_size (width, height), at least 4 control_points "
-    "(pixel col/row with lon/lat) and optional farmland (a GeoJSON geometry in lon/lat)."
+    "(pixel col/row with lon/lat), optional farmland (a GeoJSON geometry in lon/lat) and "
+    "optional parcels (a list of GeoJSON geometries in lon/lat, one per farmland parcel: farm "
+    "work on part of a parcel is then told from a violation by the rest of the parcel)."
 )
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 
 import numpy as np
@@ -21,6 +22,7 @@ from detection.camera_change import (
     _background_edges,
     _surely_too_large,
     outline_detections,
+    parcel_labels,
     region_of_interest,
 )
 from detection.geolocate import (
@@ -358,6 +360,63 @@ def test_a_change_lying_along_a_parcel_boundary_is_not_reported(
     # Vetoed as a boundary, it is not learned as farm work either: it may be an object after all.
     assert not outlines.farm_work[changed].any()
     assert bool(outlines.open_mask[changed].all()) is reported
+
+
+def _with_parcel(
+    calibration: Calibration, top: int, left: int, params: CameraParams
+) -> Calibration:
+    """`calibration` naming one parcel: the 20 × 40 px one of `_parcel_on_ground`."""
+    scale = params.reduce
+    drawn = shapely.box(left * scale, top * scale, (left + 40) * scale, (top + 20) * scale)
+    return replace(calibration, parcels=(image_geometry_to_lonlat(calibration, drawn),))
+
+
+def test_parcels_are_drawn_in_the_image_at_working_resolution(calibration: Calibration) -> None:
+    background, top, left = _parcel_on_ground(calibration, PARAMS)
+    labels = parcel_labels(
+        _with_parcel(calibration, top, left, PARAMS), shape=background.shape[:2], params=PARAMS
+    )
+    assert labels is not None
+    inside = np.zeros(background.shape[:2], dtype=bool)
+    inside[top : top + 20, left : left + 40] = True
+    assert (labels[inside] == 1).mean() > 0.95
+    assert (labels[~inside] == 0).mean() > 0.99
+    assert parcel_labels(calibration, shape=background.shape[:2], params=PARAMS) is None
+
+
+@pytest.mark.parametrize(
+    ("parcel_known", "parcel_turned_over", "parcel_along", "reported"),
+    [
+        # The whole parcel changed colour, though only part of it stood out: farm work.
+        (True, True, 0.3, False),
+        # Only that part changed: an object on part of the parcel.
+        (True, False, 0.3, True),
+        (True, True, 0.0, True),  # the test turned off
+        (False, True, 0.3, True),  # no parcels to judge by
+    ],
+)
+def test_a_change_whose_whole_parcel_turned_over_is_farm_work(
+    calibration: Calibration,
+    parcel_known: bool,
+    parcel_turned_over: bool,
+    parcel_along: float,
+    reported: bool,
+) -> None:
+    params = CameraParams(parcel_along=parcel_along)
+    background, top, left = _parcel_on_ground(calibration, params)
+    if parcel_known:
+        calibration = _with_parcel(calibration, top, left, params)
+    part = np.zeros(background.shape[:2], dtype=bool)
+    part[top + 6 : top + 10, left + 15 : left + 25] = True
+    parcel = np.zeros_like(part)
+    parcel[top : top + 20, left : left + 40] = True
+    changed = parcel if parcel_turned_over else part
+    matched = background + np.where(changed, np.float32(0.15), np.float32(0.0))[..., None]
+
+    outlines = _outlines_of(part, background, matched, calibration, params)
+
+    assert len(outlines.found) == int(reported)
+    assert bool(outlines.farm_work[part].all()) is not reported
 
 
 def _fogged(frame: NDArray[np.uint8], rows: int) -> NDArray[np.uint8]:

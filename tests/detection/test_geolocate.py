@@ -17,6 +17,7 @@ from detection.geolocate import (
     image_geometry_to_lonlat,
     image_to_lonlat,
     lonlat_to_image,
+    parcels_in_image,
     watched_ground,
     watched_image_region,
 )
@@ -90,6 +91,8 @@ def test_swapped_lon_lat_is_refused_with_a_hint(scene: Scene) -> None:
         ("image_size", [1920], "image_size"),
         ("control_points", "none", "control_points"),
         ("farmland", {"type": "Point", "coordinates": [120.1, 30.2]}, "Polygon"),
+        ("parcels", {"type": "Polygon", "coordinates": []}, "a list of GeoJSON"),
+        ("parcels", [{"type": "Point", "coordinates": [120.1, 30.2]}], r'"parcels"\[0\]'),
     ],
 )
 def test_malformed_calibration_fields_are_named(
@@ -99,6 +102,30 @@ def test_malformed_calibration_fields_are_named(
     data[field] = value
     with pytest.raises(CalibrationError, match=message):
         calibration_from_mapping(data)
+
+
+def _ground_polygon(scene: Scene, corners: list[tuple[float, float]]) -> dict[str, object]:
+    """GeoJSON of a polygon given by its corners in metres from the tower foot."""
+    ring = scene.lonlat(np.array(corners, dtype=np.float64))
+    return {"type": "Polygon", "coordinates": [[*map(list, ring), list(ring[0])]]}
+
+
+def test_parcels_are_read_in_order_and_drawn_where_the_preset_sees_them(scene: Scene) -> None:
+    # Two 25 m × 40 m parcels: one 200 m north of the tower, one behind it.
+    ahead = [(-10.0, 190.0), (15.0, 190.0), (15.0, 230.0), (-10.0, 230.0)]
+    behind = [(0.0, -90.0), (25.0, -90.0), (25.0, -50.0), (0.0, -50.0)]
+    data = scene.calibration_mapping()
+    data["parcels"] = [_ground_polygon(scene, ahead), _ground_polygon(scene, behind)]
+
+    calibration = calibration_from_mapping(data)
+
+    assert len(calibration.parcels) == 2
+    assert ground_area_m2(calibration, calibration.parcels[0]) == pytest.approx(1000.0, rel=0.01)
+    seen, unseen = parcels_in_image(calibration)
+    expected = Polygon(scene.pixels_of_ground(np.array(ahead)))
+    assert seen.symmetric_difference(expected).area < 0.01 * expected.area
+    assert unseen.is_empty
+    assert calibration_from_mapping(scene.calibration_mapping()).parcels == ()
 
 
 def test_footprint_covers_the_ground_in_view_up_to_the_range(scene: Scene) -> None:
