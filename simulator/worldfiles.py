@@ -105,7 +105,9 @@ def _write_truth(world: World, out_dir: Path) -> None:
 def _write_cameras(world: World, out_dir: Path) -> None:
     crs = world.grid.crs
     transformer = to_lonlat(crs)
-    cultivated = shapely.union_all([f.geom for f in world.layers["cultivated_land"]])
+    parcels = [f.geom for f in world.layers["cultivated_land"]]
+    parcel_index = shapely.STRtree(parcels)
+    cultivated = shapely.union_all(parcels)
     registry = []
     for camera in world.cameras:
         lon, lat = transformer.transform(camera.x, camera.y)
@@ -118,6 +120,12 @@ def _write_cameras(world: World, out_dir: Path) -> None:
                 points.append({"pixel": [col, row], "lon": round(p_lon, 9), "lat": round(p_lat, 9)})
             in_view = preset.footprint.intersection(Point(camera.x, camera.y).buffer(VIEW_M))
             farmland = in_view.intersection(cultivated)
+            # The cultivated-land patches in view, as the one map holds them: the units farm
+            # work acts on, which the detector tells apart from a violation on part of one.
+            in_view_parcels = [
+                parcels[i].intersection(farmland)
+                for i in sorted(parcel_index.query(farmland, predicate="intersects"))
+            ]
             write_json(
                 out_dir / "cameras" / camera.camera_id / preset.preset / "calibration.json",
                 {
@@ -125,6 +133,9 @@ def _write_cameras(world: World, out_dir: Path) -> None:
                     "image_size": list(preset.image_size),
                     "control_points": points,
                     "farmland": geometry_json(farmland, crs),
+                    "parcels": [
+                        geometry_json(parcel, crs) for parcel in in_view_parcels if parcel.area > 0
+                    ],
                 },
             )
             presets.append(

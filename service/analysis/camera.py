@@ -129,6 +129,7 @@ class CameraInputs:
     state_version: int
     farmland: BaseGeometry | None
     snapshots: list[PendingSnapshot]
+    parcels: tuple[BaseGeometry, ...] = ()  # the cultivated-land parcels in view
     refusal: str | None = None  # why none of them can be analysed (e.g. no calibration)
     cached: EncodedState | None = None  # the state of `state_version`, from this process
 
@@ -174,6 +175,11 @@ def read_camera_inputs(session: Session, job: ClaimedJob, settings: Settings) ->
     version = preset.detector_state_version
     # Only a job that will advance the state takes it from the cache (and then owns it).
     cached = STATES.take(key, version) if usable and refusal is None else None
+    view = (
+        farmland_view(preset.geom, at=scene.acquired_at, session=session)
+        if preset.geom is not None
+        else None
+    )
     return CameraInputs(
         preset_id=preset.id,
         preset_key=key,
@@ -183,13 +189,12 @@ def read_camera_inputs(session: Session, job: ClaimedJob, settings: Settings) ->
         # A deferred column: the stored state is only fetched when it is needed.
         state=preset.detector_state if usable and cached is None else None,
         state_version=version,
-        farmland=farmland_view(preset.geom, at=scene.acquired_at, session=session).geometry
-        if preset.geom is not None
-        else None,
+        farmland=view.geometry if view is not None else None,
         snapshots=[
             PendingSnapshot(s.id, s.acquired_at, object_path(settings.data_dir, s.storage_uri))
             for s in usable
         ],
+        parcels=view.parcels if view is not None else (),
         refusal=refusal,
         cached=cached,
     )
@@ -262,6 +267,7 @@ def preset_calibration_from(inputs: CameraInputs) -> Calibration:
         # The calibration was accepted when the preset was registered; later limits keep it.
         params=GeolocateParams(max_rms_m=float("inf")),
         farmland=inputs.farmland,
+        parcels=inputs.parcels,
     )
 
 

@@ -36,6 +36,9 @@ class FarmlandView:
 
     feature_ids: tuple[int, ...]
     geometry: BaseGeometry | None  # None when no farmland layer is loaded or none touches it
+    # The cultivated-land parcels inside the view, one geometry each: the units farm work acts
+    # on, for the camera detector to tell a parcel turning over from a violation on part of one.
+    parcels: tuple[BaseGeometry, ...] = ()
 
 
 _views: OrderedDict[tuple[bytes, tuple[tuple[int, datetime], ...]], FarmlandView] = OrderedDict()
@@ -74,12 +77,33 @@ def farmland_view(geom: BaseGeometry, *, at: datetime, session: Session) -> Farm
     view = FarmlandView(
         tuple(feature.id for feature in features),
         shapely.union_all([f.geom for f in features]).intersection(geom) if features else None,
+        _parcels_within(features, geom, session=session),
     )
     with _views_lock:
         _views[key] = view
         while len(_views) > CACHED_VIEWS:
             _views.popitem(last=False)
     return view
+
+
+def _parcels_within(
+    features: Sequence[LayerFeature], geom: BaseGeometry, *, session: Session
+) -> tuple[BaseGeometry, ...]:
+    """The parts inside `geom` of those `features` that belong to cultivated-land versions."""
+    versions = {feature.layer_version_id for feature in features}
+    cultivated = set(
+        session.scalars(
+            select(LayerVersion.id)
+            .join(Layer, Layer.id == LayerVersion.layer_id)
+            .where(LayerVersion.id.in_(versions), Layer.kind == LayerKind.cultivated_land)
+        )
+    )
+    inside = [
+        feature.geom.intersection(geom)
+        for feature in features
+        if feature.layer_version_id in cultivated
+    ]
+    return tuple(part for part in inside if part.area > 0)
 
 
 def _versions_valid_at(

@@ -87,11 +87,17 @@ def calibrate(
     control_points: Sequence[dict[str, Any]],
     params: GeolocateParams | None = None,
     farmland: BaseGeometry | None = None,
+    parcels: Sequence[BaseGeometry] = (),
 ) -> Calibration:
     """Fit the preset's homography; `CalibrationError` (a 422) says what is wrong."""
     points = parse_control_points(control_points)
     return fit_calibration(
-        points, camera_id=camera_code, image_size=image_size, farmland=farmland, params=params
+        points,
+        camera_id=camera_code,
+        image_size=image_size,
+        farmland=farmland,
+        parcels=parcels,
+        params=params,
     )
 
 

@@ -10,6 +10,7 @@ from datetime import timedelta
 from pathlib import Path
 
 import numpy as np
+import pytest
 import shapely
 from affine import Affine
 from PIL import Image
@@ -39,7 +40,13 @@ def test_calibration_files_have_the_agreed_form(tiny_world_dir: Path) -> None:
         for preset in camera["presets"]:
             path = tiny_world_dir / "cameras" / camera["camera_id"] / preset["preset"]
             calibration = json.loads((path / "calibration.json").read_text())
-            assert set(calibration) == {"camera_id", "image_size", "control_points", "farmland"}
+            assert set(calibration) == {
+                "camera_id",
+                "image_size",
+                "control_points",
+                "farmland",
+                "parcels",
+            }
             assert calibration["image_size"] == list(TINY.image_size)
             points = calibration["control_points"]
             assert len(points) >= 6
@@ -49,6 +56,14 @@ def test_calibration_files_have_the_agreed_form(tiny_world_dir: Path) -> None:
                 assert 0 <= col < width and preset["horizon_row"] < row < height
             assert len({round(p["pixel"][1]) for p in points}) >= 2  # not all on one line
             assert shape(calibration["farmland"]).geom_type in ("Polygon", "MultiPolygon")
+            # One geometry per cultivated parcel in view, together the farmland, none overlapping.
+            farmland = shape(calibration["farmland"])
+            parcels = [shape(parcel) for parcel in calibration["parcels"]]
+            assert len(parcels) > 1
+            assert sum(p.area for p in parcels) == pytest.approx(farmland.area, rel=1e-6)
+            assert shapely.union_all(parcels).symmetric_difference(farmland).area < 1e-6 * (
+                farmland.area
+            )
 
 
 def test_snapshots_are_1080p_style_jpegs_named_by_utc_time(tiny_world_dir: Path) -> None:

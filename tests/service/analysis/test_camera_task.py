@@ -13,6 +13,7 @@ from sqlalchemy.orm import Session
 
 from detection.camera_state import CameraState
 from models.camera import CameraPreset
+from models.layer import LayerKind
 from models.scene import Scene, SceneKind, SceneStatus
 from service.analysis import camera
 from service.analysis.camera import (
@@ -29,6 +30,7 @@ from service.ingest.store import JPEG, commit_object, stage_chunks
 from service.queue import ClaimedJob
 from service.settings import Settings
 from tests.service.cameras.views import TOWER, control_points
+from tests.service.screening.places import OUTSIDE, add_layer_version
 
 SCALE = 3  # a 640×360 camera: the test tower's 1920×1080 view, reduced
 SIZE = (640, 360)
@@ -211,3 +213,18 @@ def test_a_job_whose_write_fails_leaves_no_state_in_memory(
     db_session.flush()
     retried = read_camera_inputs(db_session, job_for(later), settings)
     assert retried.cached is None and retried.state is not None
+
+
+def test_the_detector_is_given_the_cultivated_parcels_in_the_view(
+    db_session: Session, settings: Settings, preset: CameraPreset
+) -> None:
+    assert preset.geom is not None
+    in_view = preset.geom.centroid.buffer(0.0002)  # about 20 m around the middle of the view
+    add_layer_version(db_session, LayerKind.cultivated_land, [in_view, OUTSIDE])
+    scene = snapshot(db_session, settings, preset, 0)
+
+    inputs = read_camera_inputs(db_session, job_for(scene), settings)
+
+    assert len(inputs.parcels) == 1
+    assert inputs.parcels[0].symmetric_difference(in_view).area < 1e-3 * in_view.area
+    assert camera.preset_calibration_from(inputs).parcels == inputs.parcels

@@ -33,6 +33,7 @@ from service.analysis.store import (
     store_png,
 )
 from tests.service.screening.places import (
+    FAR_PLOT,
     FARMLAND,
     OUTSIDE,
     PLOT,
@@ -169,6 +170,22 @@ def test_the_farmland_in_a_view_follows_a_new_layer_version(db_session: Session)
     assert list(first.feature_ids) == ids[old.id] and list(later.feature_ids) == ids[new.id]
     assert later.geometry is not None and later.geometry.equals(PLOT)
     assert farmland_view(OUTSIDE, at=at(2025, 6), session=db_session).feature_ids == ()
+
+
+def test_a_view_names_its_cultivated_land_parcels_clipped_to_it(db_session: Session) -> None:
+    # Two cultivated parcels, one reaching out of the view, inside a larger basic-farmland
+    # block: the block is farmland but not a parcel of its own.
+    add_layer_version(db_session, LayerKind.cultivated_land, [PLOT, FAR_PLOT])
+    add_layer_version(db_session, LayerKind.permanent_basic_farmland, [FARMLAND])
+    view = box(120.100, 30.100, 120.1072, 30.1072)
+
+    seen = farmland_view(view, at=at(2024), session=db_session)
+
+    assert seen.geometry is not None and seen.geometry.equals(view)
+    assert sorted(round(parcel.area / 1e-8) for parcel in seen.parcels) == sorted(
+        round(parcel.area / 1e-8) for parcel in (PLOT, FAR_PLOT.intersection(view))
+    )
+    assert all(view.contains(parcel) for parcel in seen.parcels)
 
 
 def test_camera_and_satellite_sightings_of_one_place_share_one_case(db_session: Session) -> None:
