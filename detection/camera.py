@@ -99,6 +99,12 @@ class CameraParams:
         Change regions grow from pixels scoring ≥ 1 into neighbours scoring ≥ this.
     min_area_px : int
         Smallest change region kept, working-resolution pixels.
+    min_object_area_m2 : float
+        Confirmed changes smaller on the ground than this (square metres) are not reported yet:
+        they stay pending, neither learned nor reported, until they outgrow it. The remote-sensing
+        detector's minimum mapping unit; on three simulated worlds 50 m² cut false alarms by
+        14–25 % with the same violations found in time (benchmarks/RESULTS.md). 0 reports any
+        size.
     max_object_area_m2, max_object_extent_m : float
         Confirmed changes larger on the ground (square metres, or metres along their longest
         side) are whole-parcel farm work or season, not a violation; they are learned at once.
@@ -176,6 +182,7 @@ class CameraParams:
     object_window_px: int = 25
     signal_window_px: int = 1
     min_area_px: int = 10
+    min_object_area_m2: float = 50.0
     max_object_area_m2: float = 3000.0
     max_object_extent_m: float = 75.0
     max_elongation: float = 4.0

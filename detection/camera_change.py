@@ -683,6 +683,9 @@ def outline_detections(
         if _surely_too_large(outline, ground, calibration, watched, params, scale):
             farm_work[region] |= component
             continue
+        if area_m2 < params.min_object_area_m2:
+            # Too small to send anyone to; it stays pending and is reported if it grows.
+            continue
         onset = datetime.fromtimestamp(int(np.median(streak_start[region][core])), tz=UTC)
         mean_score = float(score[region][component].mean())
         found.append(

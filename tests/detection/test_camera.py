@@ -319,7 +319,7 @@ def test_a_strip_beside_a_parcel_turning_over_in_the_same_frame_goes_with_it(
 ) -> None:
     # Working resolution: a parcel of its own in the background turns over whole, and a strip
     # one row past its edge (a boundary line between them) changes with it.
-    params = CameraParams(farm_work_reach_px=reach_px)
+    params = CameraParams(farm_work_reach_px=reach_px, min_object_area_m2=0.0)
     background, top, left = _parcel_on_ground(calibration, params)
     parcel = np.zeros(background.shape[:2], dtype=bool)
     strip = np.zeros_like(parcel)
@@ -348,7 +348,7 @@ def test_a_change_lying_along_a_parcel_boundary_is_not_reported(
     calibration: Calibration, first_row: int, max_edge_share: float, reported: bool
 ) -> None:
     # A 4 × 6 px change at the parcel's top edge or well inside it.
-    params = CameraParams(max_edge_share=max_edge_share)
+    params = CameraParams(max_edge_share=max_edge_share, min_object_area_m2=0.0)
     background, top, left = _parcel_on_ground(calibration, params)
     changed = np.zeros(background.shape[:2], dtype=bool)
     changed[top + first_row : top + first_row + 4, left + 17 : left + 23] = True
@@ -402,7 +402,7 @@ def test_a_change_whose_whole_parcel_turned_over_is_farm_work(
     parcel_along: float,
     reported: bool,
 ) -> None:
-    params = CameraParams(parcel_along=parcel_along)
+    params = CameraParams(parcel_along=parcel_along, min_object_area_m2=0.0)
     background, top, left = _parcel_on_ground(calibration, params)
     if parcel_known:
         calibration = _with_parcel(calibration, top, left, params)
@@ -417,6 +417,26 @@ def test_a_change_whose_whole_parcel_turned_over_is_farm_work(
 
     assert len(outlines.found) == int(reported)
     assert bool(outlines.farm_work[part].all()) is not reported
+
+
+@pytest.mark.parametrize(("min_area_m2", "reported"), [(5.0, False), (4.0, True), (0.0, True)])
+def test_a_change_under_the_minimum_mapping_unit_waits_to_grow(
+    calibration: Calibration, min_area_m2: float, reported: bool
+) -> None:
+    # A 4 × 10 px change inside the parcel: about 4.4 m² of ground at that range.
+    params = CameraParams(min_object_area_m2=min_area_m2)
+    background, top, left = _parcel_on_ground(calibration, params)
+    changed = np.zeros(background.shape[:2], dtype=bool)
+    changed[top + 6 : top + 10, left + 15 : left + 25] = True
+    matched = background + 0.2 * changed[..., None]
+
+    outlines = _outlines_of(changed, background, matched, calibration, params)
+
+    assert len(outlines.found) == int(reported)
+    assert all(4.0 < found["area_m2"] < 5.0 for found in outlines.found)
+    # Not reported yet is not dismissed: it is neither learned nor marked as reported.
+    assert bool(outlines.open_mask[changed].any()) is reported
+    assert not outlines.farm_work[changed].any()
 
 
 def _fogged(frame: NDArray[np.uint8], rows: int) -> NDArray[np.uint8]:
