@@ -160,8 +160,8 @@ def parcel_labels(
     if not parcels:
         return None
     # A preset's parcels come as one tuple of immutable geometries, rebuilt only when the
-    # farmland changes; writing the WKB of a few hundred parcels per snapshot would cost more
-    # than drawing them, so the tuple itself (held here, so its id is not reused) is the key.
+    # farmland changes. Their WKB (about 1 ms for 200 parcels) would be written anew on every
+    # snapshot, so the tuple itself is the key, held here so that its id is not reused.
     key = (_calibration_key(calibration, shape, params), id(parcels))
     held = _PARCEL_CACHE.get(key)
     if held is not None and held[0] is parcels:
@@ -472,9 +472,15 @@ def _covers_whole_parcels(
     return bool(inside[filled].sum() >= 0.6 * component.sum())
 
 
+def _parcels_or_segments(
+    parcels: NDArray[np.int32] | None, background: NDArray[np.float32]
+) -> NDArray[np.integer]:
+    return parcels if parcels is not None else _segments(background)
+
+
 def _parcel_moved_along(
     component: NDArray[np.bool_],
-    parcels: NDArray[np.int32],
+    parcels: NDArray[np.int32] | None,
     difference: NDArray[np.float32],
     roi: NDArray[np.bool_],
     share: float,
@@ -487,9 +493,9 @@ def _parcel_moved_along(
     pixels apart): if their mean colour difference from the background goes at least ``share``
     of the way along the change's own, the parcel turned over. A violation leaves the rest
     of its parcel as it was. A change filling nearly all of its parcel is left to the other
-    tests.
+    tests, and without ``parcels`` (none named) this one says no.
     """
-    if share <= 0:
+    if share <= 0 or parcels is None:
         return False
     ids, counts = np.unique(parcels[component], return_counts=True)
     parcel = ids[np.argmax(counts)]
@@ -632,8 +638,8 @@ def outline_detections(
     # otherwise homogeneous regions of the background stand in for them. Those and the
     # parcel boundaries cost more than the rest of a snapshot: they are found only once a
     # region gets as far as needing them.
-    parcels = parcel_labels(calibration, shape=candidates.shape, params=params)
-    segments = (lambda: parcels) if parcels is not None else cache(lambda: _segments(background))
+    named = cache(lambda: parcel_labels(calibration, shape=candidates.shape, params=params))
+    segments = cache(lambda: _parcels_or_segments(named(), background))
     difference = cache(lambda: matched - background)
     edges = cache(lambda: _background_edges(background, params.edge_level))
     roi = region_of_interest(calibration, shape=candidates.shape, params=params)
@@ -652,10 +658,7 @@ def outline_detections(
         if (
             context_sizes[touched].sum() > params.context_ratio * component.sum()
             or _covers_whole_parcels(whole, segments(), roi | whole, params.parcel_share)
-            or (
-                parcels is not None
-                and _parcel_moved_along(whole, parcels, difference(), roi, params.parcel_along)
-            )
+            or _parcel_moved_along(whole, named(), difference(), roi, params.parcel_along)
         ):
             # Learn the whole parcel that turned over, not only the rim that stood out.
             farm_work |= whole | np.isin(context, touched[touched > 0])
