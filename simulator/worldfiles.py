@@ -6,7 +6,7 @@ from pathlib import Path
 
 import numpy as np
 import shapely
-from shapely.geometry import Point
+from shapely.geometry import Point, Polygon
 
 from simulator.calendar import SurfaceState
 from simulator.camera import VIEW_M, control_pixels
@@ -122,8 +122,15 @@ def _write_cameras(world: World, out_dir: Path) -> None:
             farmland = in_view.intersection(cultivated)
             # The cultivated-land patches in view, as the one map holds them: the units farm
             # work acts on, which the detector tells apart from a violation on part of one.
+            # A parcel touching the view's edge meets it in lines or points too: areas only.
             in_view_parcels = [
-                parcels[i].intersection(farmland)
+                shapely.union_all(
+                    [
+                        part
+                        for part in shapely.get_parts(parcels[i].intersection(farmland))
+                        if isinstance(part, Polygon)
+                    ]
+                )
                 for i in sorted(parcel_index.query(farmland, predicate="intersects"))
             ]
             write_json(

@@ -22,6 +22,7 @@ from sqlalchemy.orm import Session
 from models.detection import DetectionSource
 from models.layer import FarmlandObservation, Layer, LayerFeature, LayerKind, LayerVersion
 from models.scene import Scene
+from service.geodata import polygonal_part
 from service.screening.screen import FARMLAND_KINDS
 from service.spatial import iter_intersecting
 
@@ -98,12 +99,13 @@ def _parcels_within(
             .where(LayerVersion.id.in_(versions), Layer.kind == LayerKind.cultivated_land)
         )
     )
+    # A parcel touching the view's edge meets it in lines or points too; only areas count.
     inside = [
-        feature.geom.intersection(geom)
+        polygonal_part(feature.geom.intersection(geom))
         for feature in features
         if feature.layer_version_id in cultivated
     ]
-    return tuple(part for part in inside if part.area > 0)
+    return tuple(part for part in inside if part is not None)
 
 
 def _versions_valid_at(

@@ -60,6 +60,7 @@ def test_calibration_files_have_the_agreed_form(tiny_world_dir: Path) -> None:
             farmland = shape(calibration["farmland"])
             parcels = [shape(parcel) for parcel in calibration["parcels"]]
             assert len(parcels) > 1
+            assert {p.geom_type for p in parcels} <= {"Polygon", "MultiPolygon"}
             assert sum(p.area for p in parcels) == pytest.approx(farmland.area, rel=1e-6)
             assert shapely.union_all(parcels).symmetric_difference(farmland).area < 1e-6 * (
                 farmland.area

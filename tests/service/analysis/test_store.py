@@ -9,7 +9,7 @@ from datetime import datetime
 from pathlib import Path
 
 import numpy as np
-from shapely.geometry import box
+from shapely.geometry import MultiPolygon, box
 from sqlalchemy import Engine, func, select
 from sqlalchemy.orm import Session
 
@@ -173,19 +173,27 @@ def test_the_farmland_in_a_view_follows_a_new_layer_version(db_session: Session)
 
 
 def test_a_view_names_its_cultivated_land_parcels_clipped_to_it(db_session: Session) -> None:
-    # Two cultivated parcels, one reaching out of the view, inside a larger basic-farmland
-    # block: the block is farmland but not a parcel of its own.
-    add_layer_version(db_session, LayerKind.cultivated_land, [PLOT, FAR_PLOT])
-    add_layer_version(db_session, LayerKind.permanent_basic_farmland, [FARMLAND])
+    # Cultivated parcels inside a larger basic-farmland block (farmland, not a parcel of its
+    # own): one inside the view, one reaching out of it, and one in two pieces, a piece inside
+    # and a piece touching the view's edge from outside, which meets the view in a line.
     view = box(120.100, 30.100, 120.1072, 30.1072)
+    inside, touching = (
+        box(120.1060, 30.1010, 120.1065, 30.1014),
+        box(120.1072, 30.1030, 120.108, 30.104),
+    )
+    add_layer_version(
+        db_session, LayerKind.cultivated_land, [PLOT, FAR_PLOT, MultiPolygon([inside, touching])]
+    )
+    add_layer_version(db_session, LayerKind.permanent_basic_farmland, [FARMLAND])
 
     seen = farmland_view(view, at=at(2024), session=db_session)
 
     assert seen.geometry is not None and seen.geometry.equals(view)
     assert sorted(round(parcel.area / 1e-8) for parcel in seen.parcels) == sorted(
-        round(parcel.area / 1e-8) for parcel in (PLOT, FAR_PLOT.intersection(view))
+        round(parcel.area / 1e-8) for parcel in (PLOT, FAR_PLOT.intersection(view), inside)
     )
     assert all(view.contains(parcel) for parcel in seen.parcels)
+    assert {parcel.geom_type for parcel in seen.parcels} <= {"Polygon", "MultiPolygon"}
 
 
 def test_camera_and_satellite_sightings_of_one_place_share_one_case(db_session: Session) -> None:
