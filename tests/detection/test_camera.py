@@ -319,6 +319,7 @@ def test_a_strip_beside_a_parcel_turning_over_in_the_same_frame_goes_with_it(
 ) -> None:
     # Working resolution: a parcel of its own in the background turns over whole, and a strip
     # one row past its edge (a boundary line between them) changes with it.
+    # These changes cover a few square metres near the tower: size is not what is tested.
     params = CameraParams(farm_work_reach_px=reach_px, min_object_area_m2=0.0)
     background, top, left = _parcel_on_ground(calibration, params)
     parcel = np.zeros(background.shape[:2], dtype=bool)
@@ -348,6 +349,7 @@ def test_a_change_lying_along_a_parcel_boundary_is_not_reported(
     calibration: Calibration, first_row: int, max_edge_share: float, reported: bool
 ) -> None:
     # A 4 × 6 px change at the parcel's top edge or well inside it.
+    # These changes cover a few square metres near the tower: size is not what is tested.
     params = CameraParams(max_edge_share=max_edge_share, min_object_area_m2=0.0)
     background, top, left = _parcel_on_ground(calibration, params)
     changed = np.zeros(background.shape[:2], dtype=bool)
@@ -402,6 +404,7 @@ def test_a_change_whose_whole_parcel_turned_over_is_farm_work(
     parcel_along: float,
     reported: bool,
 ) -> None:
+    # These changes cover a few square metres near the tower: size is not what is tested.
     params = CameraParams(parcel_along=parcel_along, min_object_area_m2=0.0)
     background, top, left = _parcel_on_ground(calibration, params)
     if parcel_known:
