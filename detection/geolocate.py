@@ -450,21 +450,24 @@ def parcels_in_image(
     of sight is empty.
     """
     footprint = ground_footprint(calibration, params=params)
-    width, height = calibration.image_size
     # All parcels at once: one projection call for every vertex instead of one a parcel.
     seen = shapely.intersection(np.asarray(calibration.parcels, dtype=object), footprint)
-    image = _transform_geometry(seen, lambda xy: lonlat_to_image(calibration, xy))
-    return list(shapely.intersection(image, box(0, 0, width, height)))
+    return list(_drawn_in_frame(calibration, seen))
 
 
 def watched_image_region(
     calibration: Calibration, *, params: GeolocateParams | None = None
 ) -> BaseGeometry:
     """:func:`watched_ground` drawn in the image, full-resolution (col, row) coordinates."""
-    ground = watched_ground(calibration, params=params)
-    image = _transform_geometry(ground, lambda xy: lonlat_to_image(calibration, xy))
+    return _drawn_in_frame(calibration, watched_ground(calibration, params=params))
+
+
+def _drawn_in_frame(calibration: Calibration, lonlat: Any) -> Any:
+    """Lon/lat geometry (or an array of them) in full-resolution image coordinates, cut to
+    the frame; geometries behind the camera must have been cut off first."""
+    image = _transform_geometry(lonlat, lambda xy: lonlat_to_image(calibration, xy))
     width, height = calibration.image_size
-    return image.intersection(box(0, 0, width, height))
+    return shapely.intersection(image, box(0, 0, width, height))
 
 
 def image_geometry_to_lonlat(calibration: Calibration, geometry: BaseGeometry) -> BaseGeometry:

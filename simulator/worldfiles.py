@@ -7,6 +7,7 @@ from pathlib import Path
 import numpy as np
 import shapely
 from shapely.geometry import Point, Polygon
+from shapely.geometry.base import BaseGeometry
 
 from simulator.calendar import SurfaceState
 from simulator.camera import VIEW_M, control_pixels
@@ -102,6 +103,14 @@ def _write_truth(world: World, out_dir: Path) -> None:
     )
 
 
+def _areas_of(geometry: BaseGeometry) -> BaseGeometry:
+    """The polygons of `geometry`: a parcel meeting the view's edge meets it in lines or
+    points too."""
+    return shapely.union_all(
+        [part for part in shapely.get_parts(geometry) if isinstance(part, Polygon)]
+    )
+
+
 def _write_cameras(world: World, out_dir: Path) -> None:
     crs = world.grid.crs
     transformer = to_lonlat(crs)
@@ -122,15 +131,8 @@ def _write_cameras(world: World, out_dir: Path) -> None:
             farmland = in_view.intersection(cultivated)
             # The cultivated-land patches in view, as the one map holds them: the units farm
             # work acts on, which the detector tells apart from a violation on part of one.
-            # A parcel touching the view's edge meets it in lines or points too: areas only.
             in_view_parcels = [
-                shapely.union_all(
-                    [
-                        part
-                        for part in shapely.get_parts(parcels[i].intersection(farmland))
-                        if isinstance(part, Polygon)
-                    ]
-                )
+                _areas_of(parcels[i].intersection(farmland))
                 for i in sorted(parcel_index.query(farmland, predicate="intersects"))
             ]
             write_json(

@@ -55,7 +55,7 @@ def farmland_features(
 ) -> list[LayerFeature]:
     """Parcels of the `kinds` layers (default: all farmland) valid at `at` that touch `geom`."""
     versions = _versions_valid_at(session, at, kinds)
-    return _features_of([version for version, _ in versions], geom, session=session)
+    return _features_of([version for version, _, _ in versions], geom, session=session)
 
 
 def farmland_view(geom: BaseGeometry, *, at: datetime, session: Session) -> FarmlandView:
@@ -74,11 +74,12 @@ def farmland_view(geom: BaseGeometry, *, at: datetime, session: Session) -> Farm
         if view is not None:
             _views.move_to_end(key)
             return view
-    features = _features_of([version for version, _ in versions], geom, session=session)
+    features = _features_of([version for version, _, _ in versions], geom, session=session)
+    cultivated = {version for version, _, kind in versions if kind == LayerKind.cultivated_land}
     view = FarmlandView(
         tuple(feature.id for feature in features),
         shapely.union_all([f.geom for f in features]).intersection(geom) if features else None,
-        _parcels_within(features, geom, session=session),
+        _parcels_within(features, geom, cultivated),
     )
     with _views_lock:
         _views[key] = view
@@ -88,17 +89,9 @@ def farmland_view(geom: BaseGeometry, *, at: datetime, session: Session) -> Farm
 
 
 def _parcels_within(
-    features: Sequence[LayerFeature], geom: BaseGeometry, *, session: Session
+    features: Sequence[LayerFeature], geom: BaseGeometry, cultivated: set[int]
 ) -> tuple[BaseGeometry, ...]:
-    """The parts inside `geom` of those `features` that belong to cultivated-land versions."""
-    versions = {feature.layer_version_id for feature in features}
-    cultivated = set(
-        session.scalars(
-            select(LayerVersion.id)
-            .join(Layer, Layer.id == LayerVersion.layer_id)
-            .where(LayerVersion.id.in_(versions), Layer.kind == LayerKind.cultivated_land)
-        )
-    )
+    """The parts inside `geom` of those `features` that belong to the `cultivated` versions."""
     # A parcel touching the view's edge meets it in lines or points too; only areas count.
     inside = [
         polygonal_part(feature.geom.intersection(geom))
@@ -110,10 +103,10 @@ def _parcels_within(
 
 def _versions_valid_at(
     session: Session, at: datetime, kinds: frozenset[LayerKind]
-) -> tuple[tuple[int, datetime], ...]:
-    """(id, import time) of the versions of the `kinds` layers in force at `at`, by id."""
+) -> tuple[tuple[int, datetime, LayerKind], ...]:
+    """(id, import time, kind) of the versions of the `kinds` layers in force at `at`, by id."""
     rows = session.execute(
-        select(LayerVersion.id, LayerVersion.imported_at)
+        select(LayerVersion.id, LayerVersion.imported_at, Layer.kind)
         .join(Layer, Layer.id == LayerVersion.layer_id)
         .where(
             Layer.kind.in_(sorted(kinds)),
@@ -122,7 +115,7 @@ def _versions_valid_at(
         )
         .order_by(LayerVersion.id)
     )
-    return tuple((version_id, imported_at) for version_id, imported_at in rows)
+    return tuple((version_id, imported_at, kind) for version_id, imported_at, kind in rows)
 
 
 def _features_of(
