@@ -18,14 +18,13 @@ from typing import Any
 from sqlalchemy.orm import Session
 
 from service.analysis.camera import (
-    CAMERA_TASK,
     analyse_camera_snapshots,
     keep_camera_state,
     read_camera_inputs,
     write_camera_outcome,
 )
 from service.analysis.tiles import TILE_TASK, analyse_tile, read_tile_inputs, write_tile_outcome
-from service.ingest.scenes import VALIDATE_TASK
+from service.ingest.scenes import CAMERA_TASK, VALIDATE_TASK
 from service.ingest.validate import validate_scene
 from service.queue import ClaimedJob
 from service.settings import Settings

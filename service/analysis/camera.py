@@ -1,10 +1,12 @@
 """The camera analysis task: a preset's new snapshots, in capture order, through the detector.
 
 The detector's memory of the view (`CameraState`) is kept in the preset's row and advances
-in the same transaction as the detections it produced. One job analyses every validated
-snapshot of its preset up to its own, oldest first, so snapshots that finish validation out
-of order are still analysed in capture order; a snapshot older than the state is refused
-as out of order, with the reason on its scene.
+in the same transaction as the detections it produced. One job analyses every received
+snapshot of its preset up to its own, oldest first, so snapshots whose jobs run out of order
+are still analysed in capture order; a snapshot older than the state is refused as out of
+order, with the reason on its scene. The detector's decode checks each snapshot as the
+validation task would (header, size, truncation), so snapshots need not be validated first:
+one that cannot be used fails its scene with the reason.
 
 Decoding the stored state costs more than analysing a snapshot, so each worker process keeps
 the states it committed (`StateCache`), by preset and state version: a job whose preset row
@@ -56,12 +58,11 @@ from service.analysis.store import (
 )
 from service.cameras.registry import calibrate
 from service.cases.workflow import lock_places
-from service.ingest.scenes import refresh_stac_item
+from service.ingest.scenes import SNAPSHOT_BANDS, refresh_stac_item
 from service.ingest.store import object_path
 from service.queue import ClaimedJob
 from service.settings import Settings
 
-CAMERA_TASK = "analyse_camera"
 CAMERA_DETECTOR_VERSION = "camera-1"
 CHIP_MARGIN_PX = 16  # working pixels of context around a detection in its chips
 # Health events that mean the ground was not actually seen in that snapshot.
@@ -73,10 +74,6 @@ CACHED_STATES = 32
 
 class StateAdvancedError(Exception):
     """Another job advanced this preset's detector state meanwhile; retrying sees its work."""
-
-
-class WaitingForValidationError(Exception):
-    """An earlier snapshot of the preset is not validated yet; analysing later keeps order."""
 
 
 PresetKey = tuple[int, datetime]  # id and creation time: an id reused later is another preset
@@ -157,13 +154,7 @@ def read_camera_inputs(session: Session, job: ClaimedJob, settings: Settings) ->
     if preset is None or camera is None:
         raise LookupError(f"the preset of scene {scene.id} no longer exists")
     pending = _pending_snapshots(session, preset.id, until=scene.acquired_at)
-    unvalidated = [s for s in pending if s.width is None and s.status == SceneStatus.received]
-    if unvalidated:
-        raise WaitingForValidationError(
-            f"snapshot {unvalidated[0].id} of the same preset, taken earlier, is not validated "
-            "yet; analysis waits so that snapshots are analysed in capture order"
-        )
-    usable = [s for s in pending if s.width is not None and s.status == SceneStatus.received]
+    usable = [s for s in pending if s.status == SceneStatus.received]
     refusal = None
     if preset.homography is None:
         refusal = (
@@ -359,7 +350,9 @@ def write_camera_outcome(
         scene = session.get(Scene, snapshot.scene_id)
         if scene is None:
             continue
-        if _record_snapshot(scene, camera, snapshot, session=session, settings=settings):
+        if _record_snapshot(
+            scene, camera, snapshot, size=inputs.image_size, session=session, settings=settings
+        ):
             seen.append(scene)
     if preset.geom is not None:
         _record_coverage(preset.geom, seen, session=session)
@@ -390,10 +383,14 @@ def _record_snapshot(
     camera: Camera,
     snapshot: SnapshotOutcome,
     *,
+    size: tuple[int, int],
     session: Session,
     settings: Settings,
 ) -> bool:
-    """Store what one snapshot found; True when it saw the ground (for coverage)."""
+    """Store what one snapshot found; True when it saw the ground (for coverage).
+
+    A snapshot the detector decoded has the preset's `size` (the decode refuses any other),
+    which validation would otherwise have recorded."""
     result = snapshot.result
     if result.rejection is not None:
         scene.status = SceneStatus.failed
@@ -407,6 +404,9 @@ def _record_snapshot(
     )
     store_detections(scene, snapshot.changes, run=run, session=session, settings=settings)
     _update_health(camera, result, scene.acquired_at)
+    if scene.width is None:
+        scene.width, scene.height = size
+        scene.bands = list(SNAPSHOT_BANDS)
     scene.status = SceneStatus.analysed
     scene.failure_reason = None
     refresh_stac_item(session=session, scene=scene)

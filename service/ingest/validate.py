@@ -3,7 +3,8 @@
 A file that cannot be used marks its scene `failed` with the reason (the job itself is done:
 retrying would not change the bytes). Unexpected errors propagate so the queue retries.
 A usable scene is queued for analysis (camera or tile) in the same transaction, snapshots
-only once their preset is calibrated.
+only once their preset is calibrated. (A calibrated preset's snapshots skip this task: their
+analysis checks them as it decodes.)
 """
 
 from __future__ import annotations
@@ -21,13 +22,13 @@ from detection.io.raster import ReadLimits, read_raster
 from detection.io.snapshot import decode_snapshot
 from models.camera import CameraPreset
 from models.scene import Scene, SceneKind, SceneStatus
-from service.ingest.scenes import refresh_stac_item
+from service.ingest.scenes import CAMERA_TASK, SNAPSHOT_BANDS, refresh_stac_item
 from service.ingest.store import STAGING, object_path
 from service.queue import ClaimedJob, enqueue
 from service.settings import Settings
 
 # The analysis task of each kind of scene (registered in service.tasks).
-ANALYSIS_TASKS = {SceneKind.camera_snapshot: "analyse_camera", SceneKind.rs_tile: "analyse_tile"}
+ANALYSIS_TASKS = {SceneKind.camera_snapshot: CAMERA_TASK, SceneKind.rs_tile: "analyse_tile"}
 
 
 class UnusableSceneError(Exception):
@@ -38,6 +39,9 @@ def validate_scene(session: Session, job: ClaimedJob, settings: Settings) -> Non
     scene = session.get(Scene, job.scene_id)
     if scene is None:
         raise LookupError(f"scene {job.scene_id} of job {job.id} no longer exists")
+    if scene.status == SceneStatus.analysed:
+        # A snapshot taken before its preset was calibrated, analysed since with a later one.
+        return
     path = object_path(settings.data_dir, scene.storage_uri)
     try:
         if scene.kind == SceneKind.camera_snapshot:
@@ -80,7 +84,7 @@ def _validate_snapshot(session: Session, scene: Scene, path: Path, settings: Set
         max_pixels=settings.max_snapshot_pixels,
     )
     scene.width, scene.height = decoded.full_size
-    scene.bands = ["red", "green", "blue"]
+    scene.bands = list(SNAPSHOT_BANDS)
 
 
 def _validate_tile(scene: Scene, path: Path, settings: Settings) -> None:

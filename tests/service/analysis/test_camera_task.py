@@ -19,7 +19,6 @@ from service.analysis import camera
 from service.analysis.camera import (
     StateAdvancedError,
     StateCache,
-    WaitingForValidationError,
     analyse_camera_snapshots,
     keep_camera_state,
     read_camera_inputs,
@@ -62,12 +61,14 @@ def snapshot(
     minutes: int,
     *,
     validated: bool = True,
+    truncated: bool = False,
 ) -> Scene:
     rng = np.random.default_rng(minutes)
     field = np.kron(rng.integers(60, 200, (18, 32, 3)), np.ones((20, 20, 1))).astype(np.uint8)
     buffer = io.BytesIO()
     Image.fromarray(field).save(buffer, format="JPEG", quality=90)
-    staged = stage_chunks([buffer.getvalue()], settings.data_dir, kind=JPEG, max_bytes=10**7)
+    data = buffer.getvalue()[: buffer.tell() // 2] if truncated else buffer.getvalue()
+    staged = stage_chunks([data], settings.data_dir, kind=JPEG, max_bytes=10**7)
     stored = commit_object(staged, settings.data_dir)
     scene = Scene(
         kind=SceneKind.camera_snapshot,
@@ -110,13 +111,22 @@ def test_a_later_job_analyses_the_earlier_snapshots_first_and_once(
     assert scenes[2].status == SceneStatus.analysed and preset.detector_state_version == 2
 
 
-def test_an_earlier_snapshot_still_in_validation_makes_the_job_wait(
+def test_snapshots_not_validated_are_checked_as_they_are_analysed_in_capture_order(
     db_session: Session, settings: Settings, preset: CameraPreset
 ) -> None:
-    snapshot(db_session, settings, preset, 0, validated=False)
-    later = snapshot(db_session, settings, preset, 10)
-    with pytest.raises(WaitingForValidationError, match="capture order"):
-        read_camera_inputs(db_session, job_for(later), settings)
+    first = snapshot(db_session, settings, preset, 0, validated=False)
+    broken = snapshot(db_session, settings, preset, 5, validated=False, truncated=True)
+    later = snapshot(db_session, settings, preset, 10, validated=False)
+    run(db_session, settings, later)
+    assert [first.status, broken.status, later.status] == [
+        SceneStatus.analysed,
+        SceneStatus.failed,
+        SceneStatus.analysed,
+    ]
+    assert (first.width, first.height, first.bands) == (*SIZE, ["red", "green", "blue"])
+    assert broken.failure_reason is not None and "truncated" in broken.failure_reason
+    assert broken.width is None  # nothing about it was read
+    assert preset.detector_state_version == 1  # one job, one state advance
 
 
 def test_a_snapshot_older_than_what_was_analysed_is_refused_with_the_reason(

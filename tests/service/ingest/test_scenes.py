@@ -9,9 +9,10 @@ import pytest
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from models.camera import Camera, CameraPreset
 from models.scene import IngestJob, JobStatus, SceneStatus
 from service.errors import InvalidInputError, NotFoundError
-from service.ingest.scenes import VALIDATE_TASK, ingest_snapshot, ingest_tile
+from service.ingest.scenes import CAMERA_TASK, VALIDATE_TASK, ingest_snapshot, ingest_tile
 from service.ingest.store import JPEG, TIFF, object_path, stage_chunks
 from service.ingest.validate import validate_scene
 from service.queue import claim
@@ -94,6 +95,29 @@ def test_unknown_camera_or_preset_is_named_in_the_error(
     with pytest.raises(NotFoundError, match=f"camera '{code}' has no preset '9'"):
         snapshot(db_session, settings, jpeg_bytes(), code, "9")
     assert list((settings.data_dir / "staging").iterdir()) == []
+
+
+def test_a_calibrated_presets_snapshot_is_queued_straight_for_analysis(
+    db_session: Session, settings: Settings
+) -> None:
+    code, preset = add_camera(db_session)
+    row = db_session.scalars(select(CameraPreset).join(Camera).where(Camera.code == code)).one()
+    row.homography = [[1.0, 0.0, 0.0], [0.0, 1.0, 0.0], [0.0, 0.0, 1.0]]
+    scene = snapshot(db_session, settings, jpeg_bytes(), code, preset).scene
+    job = db_session.scalars(select(IngestJob).where(IngestJob.scene_id == scene.id)).one()
+    assert (job.task, job.status) == (CAMERA_TASK, JobStatus.queued)
+
+
+def test_validation_leaves_a_snapshot_analysed_meanwhile_alone(
+    db_session: Session, settings: Settings
+) -> None:
+    code, preset = add_camera(db_session)
+    scene = snapshot(db_session, settings, jpeg_bytes(size=(80, 48)), code, preset).scene
+    scene.status = SceneStatus.analysed  # by a later snapshot's job, once calibrated
+    run_validation(db_session, settings, scene.id)
+    assert scene.status == SceneStatus.analysed and scene.failure_reason is None
+    jobs = db_session.scalars(select(IngestJob.task).where(IngestJob.scene_id == scene.id))
+    assert list(jobs) == [VALIDATE_TASK]  # no second analysis queued
 
 
 @pytest.mark.parametrize(
