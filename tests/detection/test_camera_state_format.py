@@ -11,11 +11,14 @@ from datetime import UTC, datetime
 import numpy as np
 import pytest
 import zstandard
+from hypothesis import given
+from hypothesis import strategies as st
 
 from detection.camera_reference import ReferenceModel
 from detection.camera_state import (
     CameraState,
     _npz,
+    _sum_along_rows,
     decode_state,
     encode_state,
 )
@@ -76,6 +79,21 @@ def assert_same(actual: CameraState, expected: CameraState) -> None:
 def test_a_state_round_trips_exactly() -> None:
     state = a_state()
     assert_same(CameraState.from_bytes(state.to_bytes()), state)
+
+
+@given(
+    rows=st.integers(1, 4),
+    cols=st.integers(1, 600),
+    seed=st.integers(0, 2**32 - 1),
+)
+def test_row_sums_undo_the_horizontal_differences_at_any_width(
+    rows: int, cols: int, seed: int
+) -> None:
+    image = np.random.default_rng(seed).integers(0, 256, (rows, cols, 3), dtype=np.uint8)
+    differences = image.copy()
+    differences[:, 1:] -= image[:, :-1]
+    _sum_along_rows(differences)
+    np.testing.assert_array_equal(differences, image)
 
 
 def test_decoded_arrays_can_be_written_like_the_ones_the_detector_makes() -> None:
