@@ -62,3 +62,6 @@ class CameraPreset(Spatial, Timestamped, Base):
     # the detections. `detector_state_version` guards against two workers advancing it at once.
     detector_state: Mapped[bytes | None] = mapped_column(LargeBinary, deferred=True)
     detector_state_version: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    # The worker process (host:pid) that wrote the state last and may still hold it decoded:
+    # the preset's next job is offered to it first.
+    state_holder: Mapped[str | None] = mapped_column(String(200))

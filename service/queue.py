@@ -6,6 +6,12 @@ share one database; on SQLite the claim runs in a short `BEGIN IMMEDIATE` transa
 job over. Every state change checks the lease owner, so a worker that lost its lease cannot
 complete or fail a job another worker now holds. Failures retry with exponential backoff and
 jitter; after `max_attempts` the job is dead, with its reason kept.
+
+A job may name a preferred worker process (e.g. the one holding its camera preset's detector
+state in memory). A worker claims the oldest job that is its own, nobody's, or has waited past
+`Affinity.limit_seconds` (its preferred worker is busy or gone); only when there is none does
+it help with others' jobs that have waited `Affinity.wait_seconds`. Under a backlog each worker
+keeps to its own jobs, and a job never waits on a vanished worker for longer than the limit.
 """
 
 from __future__ import annotations
@@ -14,7 +20,7 @@ import random
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
-from sqlalchemy import ColumnElement, Engine, func, or_, select, update
+from sqlalchemy import ColumnElement, Engine, func, or_, select, true, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -34,6 +40,14 @@ class ClaimedJob:
     max_attempts: int
     owner: str
     lease_expires_at: datetime
+
+
+@dataclass(frozen=True)
+class Affinity:
+    """How long jobs preferred by another worker process are left to it (see the module)."""
+
+    wait_seconds: float  # an idle worker helps with them after this long
+    limit_seconds: float  # after this long they come before the worker's own jobs
 
 
 @dataclass(frozen=True)
@@ -58,6 +72,7 @@ def enqueue(
     task: str,
     max_attempts: int = 5,
     run_after: datetime | None = None,
+    preferred_worker: str | None = None,
 ) -> IngestJob:
     """The job for (scene, task), created if absent: enqueueing twice never duplicates."""
     existing = _find(session, scene_id, task)
@@ -70,6 +85,7 @@ def enqueue(
         attempts=0,
         max_attempts=max_attempts,
         run_after=run_after or utcnow(),
+        preferred_worker=preferred_worker,
     )
     try:
         with session.begin_nested():
@@ -96,6 +112,32 @@ def _claimable(now: datetime) -> ColumnElement[bool]:
     )
 
 
+def _first_for(worker: str, *, waited_since: datetime) -> ColumnElement[bool]:
+    """Jobs `worker` takes before any other: its own, nobody's, and others' waiting too long."""
+    return or_(
+        IngestJob.preferred_worker.is_(None),
+        IngestJob.preferred_worker == worker,
+        IngestJob.run_after <= waited_since,
+    )
+
+
+def _claim_order(owner: str, affinity: Affinity | None, now: datetime) -> list[ColumnElement[bool]]:
+    """Conditions to look for a job under, in turn: the first that finds one wins."""
+    if affinity is None:
+        return [true()]
+    return [
+        _first_for(
+            worker_process(owner), waited_since=now - timedelta(seconds=affinity.limit_seconds)
+        ),
+        IngestJob.run_after <= now - timedelta(seconds=affinity.wait_seconds),
+    ]
+
+
+def worker_process(owner: str) -> str:
+    """The worker process ("host:pid") of a lease owner ("host:pid:thread")."""
+    return owner.rsplit(":", 1)[0]
+
+
 def claim(
     *,
     session: Session,
@@ -103,10 +145,13 @@ def claim(
     lease_seconds: float,
     tasks: list[str] | None = None,
     now: datetime | None = None,
+    affinity: Affinity | None = None,
 ) -> ClaimedJob | None:
     """Lease the next due job (or one whose lease expired) to `owner`, or None if idle.
 
-    On SQLite the session must come from `claim_session_factory`; commit right after.
+    With `affinity`, jobs preferred by another worker process are left to it for a while
+    (see the module). On SQLite the session must come from `claim_session_factory`; commit
+    right after.
     """
     now = now or utcnow()
     statement = (
@@ -120,18 +165,19 @@ def claim(
     )
     if tasks is not None:
         statement = statement.where(IngestJob.task.in_(tasks))
-    while (job := session.scalars(statement).one_or_none()) is not None:
-        if job.attempts < job.max_attempts:
-            return _lease(session, job, owner=owner, lease_seconds=lease_seconds, now=now)
-        # Its last attempt's worker died holding the lease: no attempts are left.
-        _bury(
-            session,
-            job,
-            f"lease of {job.lease_owner} expired on the last of {job.attempts} attempts; "
-            f"last error: {job.last_error or 'none'}",
-            now=now,
-        )
-        session.flush()
+    for condition in _claim_order(owner, affinity, now):
+        while (job := session.scalars(statement.where(condition)).one_or_none()) is not None:
+            if job.attempts < job.max_attempts:
+                return _lease(session, job, owner=owner, lease_seconds=lease_seconds, now=now)
+            # Its last attempt's worker died holding the lease: no attempts are left.
+            _bury(
+                session,
+                job,
+                f"lease of {job.lease_owner} expired on the last of {job.attempts} attempts; "
+                f"last error: {job.last_error or 'none'}",
+                now=now,
+            )
+            session.flush()
     return None
 
 

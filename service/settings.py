@@ -44,6 +44,11 @@ class Settings(BaseSettings):
     retry_base_seconds: float = 10.0
     retry_max_seconds: float = 3600.0
     worker_poll_seconds: float = 1.0
+    # A job preferred by one worker process (it holds the job's state in memory) is left to
+    # it: an idle worker helps with it after the first delay; after the second, every worker
+    # takes it in turn with its own jobs (its worker is busy or gone). See service.queue.
+    job_affinity_seconds: float = Field(0.5, ge=0)
+    job_affinity_limit_seconds: float = Field(30.0, ge=0)
     # Extra modules that register queue tasks when the worker starts (e.g. the analysis step).
     task_modules: list[str] = []
     # Analysis: reference rasters (GeoTIFF, operator-provided) for tiles that no earlier tile

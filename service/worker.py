@@ -35,7 +35,15 @@ from service.alerts.delivery import WebhookDeliverer
 from service.db import create_db_engine, machine_session_factory, transaction
 from service.logging import configure_logging
 from service.metrics import JOB_FAILURES, JOB_SECONDS, JOBS_DEAD
-from service.queue import ClaimedJob, claim, claim_session_factory, complete, fail, heartbeat
+from service.queue import (
+    Affinity,
+    ClaimedJob,
+    claim,
+    claim_session_factory,
+    complete,
+    fail,
+    heartbeat,
+)
 from service.settings import Settings
 from service.tasks import (
     PermanentTaskError,
@@ -85,6 +93,7 @@ class Worker:
             self.claims if self.engine.dialect.name == "sqlite" else self.sessions
         )
         self.name = f"{socket.gethostname()}:{os.getpid()}"
+        self.affinity = Affinity(settings.job_affinity_seconds, settings.job_affinity_limit_seconds)
         self.stopping = threading.Event()
 
     def stop(self) -> None:
@@ -141,6 +150,7 @@ class Worker:
                 owner=owner,
                 lease_seconds=self.settings.lease_seconds,
                 tasks=registered_tasks(),
+                affinity=self.affinity,
             )
 
     def run_job(self, job: ClaimedJob) -> JobOutcome:

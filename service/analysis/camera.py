@@ -13,6 +13,9 @@ the states it committed (`StateCache`), by preset and state version: a job whose
 still carries the version the process committed starts from memory and does not read the
 stored state at all. Any other version (another worker advanced it, or reset it) is read from
 the row. The new state is still written with the detections, so nothing depends on memory.
+The row also names the process that wrote it (`state_holder`), and the preset's next
+snapshot is queued as preferring that process (see `service.queue`): with several workers, a
+preset's jobs mostly run where its state already is.
 """
 
 from __future__ import annotations
@@ -60,7 +63,7 @@ from service.cameras.registry import calibrate
 from service.cases.workflow import lock_places
 from service.ingest.scenes import SNAPSHOT_BANDS, refresh_stac_item
 from service.ingest.store import object_path
-from service.queue import ClaimedJob
+from service.queue import ClaimedJob, worker_process
 from service.settings import Settings
 
 CAMERA_DETECTOR_VERSION = "camera-1"
@@ -358,6 +361,7 @@ def write_camera_outcome(
         _record_coverage(preset.geom, seen, session=session)
     preset.detector_state = outcome.state.data if outcome.state is not None else None
     preset.detector_state_version += 1
+    preset.state_holder = worker_process(job.owner)  # keeps it (`keep_camera_state`)
     session.flush()
 
 

@@ -137,6 +137,8 @@ def ingest_snapshot(
         kind=SceneKind.camera_snapshot,
         acquired_at=acquired_at,
         task=CAMERA_TASK if found.homography is not None else VALIDATE_TASK,
+        # The worker that advanced the preset last may still hold its state decoded.
+        preferred_worker=found.state_holder,
         camera_preset_id=found.id,
         sensor="tower-camera",
         source=source,
@@ -170,6 +172,7 @@ def ingest_tile(
         staged,
         kind=SceneKind.rs_tile,
         task=VALIDATE_TASK,
+        preferred_worker=None,
         acquired_at=acquired_at,
         camera_preset_id=None,
         sensor=sensor,
@@ -182,7 +185,13 @@ def _find_by_sha256(session: Session, sha256: str) -> Scene | None:
 
 
 def _record_scene(
-    session: Session, settings: Settings, staged: StagedObject, *, task: str, **fields: Any
+    session: Session,
+    settings: Settings,
+    staged: StagedObject,
+    *,
+    task: str,
+    preferred_worker: str | None,
+    **fields: Any,
 ) -> IngestResult:
     existing = _find_by_sha256(session, staged.sha256)
     if existing is not None:
@@ -210,7 +219,13 @@ def _record_scene(
             raise
         return IngestResult(existing, created=False)
     refresh_stac_item(session=session, scene=scene)
-    enqueue(session=session, scene_id=scene.id, task=task, max_attempts=settings.max_attempts)
+    enqueue(
+        session=session,
+        scene_id=scene.id,
+        task=task,
+        max_attempts=settings.max_attempts,
+        preferred_worker=preferred_worker,
+    )
     session.flush()
     return IngestResult(scene, created=True)
 

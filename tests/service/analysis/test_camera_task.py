@@ -89,7 +89,7 @@ def snapshot(
 
 
 def job_for(scene: Scene) -> ClaimedJob:
-    return ClaimedJob(1, scene.id, "analyse_camera", 1, 5, "w", T0)
+    return ClaimedJob(1, scene.id, "analyse_camera", 1, 5, "host:7:0", T0)
 
 
 def run(db_session: Session, settings: Settings, scene: Scene) -> None:
@@ -105,6 +105,7 @@ def test_a_later_job_analyses_the_earlier_snapshots_first_and_once(
     run(db_session, settings, scenes[1])  # its job happened to run first
     assert [s.status for s in scenes] == [SceneStatus.analysed] * 2 + [SceneStatus.received]
     assert preset.detector_state is not None and preset.detector_state_version == 1
+    assert preset.state_holder == "host:7"  # the worker process that may hold it decoded
     run(db_session, settings, scenes[0])  # nothing left to do: the state does not move
     assert preset.detector_state_version == 1
     run(db_session, settings, scenes[2])

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import random
 import uuid
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 import pytest
 from sqlalchemy.orm import Session
@@ -12,6 +12,8 @@ from sqlalchemy.orm import Session
 from models.base import utcnow
 from models.scene import IngestJob, JobStatus, SceneStatus
 from service.queue import (
+    Affinity,
+    ClaimedJob,
     backoff_seconds,
     claim,
     complete,
@@ -20,6 +22,7 @@ from service.queue import (
     heartbeat,
     queue_stats,
     requeue_dead,
+    worker_process,
 )
 from tests.service.ingest.conftest import add_placeholder_scene
 
@@ -35,6 +38,67 @@ def test_enqueue_twice_is_one_job(db_session: Session) -> None:
     second = enqueue(session=db_session, scene_id=scene.id, task="validate")
     assert first.id == second.id
     assert db_session.query(IngestJob).filter_by(scene_id=scene.id).count() == 1
+
+
+AFFINITY = Affinity(wait_seconds=2.0, limit_seconds=30.0)
+
+
+def preferred_job(session: Session, worker: str, run_after: datetime) -> int:
+    scene = add_placeholder_scene(session)
+    job = enqueue(
+        session=session, scene_id=scene.id, task=TASK, run_after=run_after, preferred_worker=worker
+    )
+    return job.id
+
+
+def claim_as(session: Session, owner: str, now: datetime) -> ClaimedJob | None:
+    return claim(
+        session=session, owner=owner, lease_seconds=LEASE, now=now, tasks=[TASK], affinity=AFFINITY
+    )
+
+
+def test_an_idle_worker_helps_with_anothers_job_once_it_has_waited(db_session: Session) -> None:
+    t0 = utcnow()
+    job_id = preferred_job(db_session, "h:1", t0)
+    assert claim_as(db_session, "h:2:0", t0) is None
+    assert claim_as(db_session, "h:2:0", t0 + timedelta(seconds=1.9)) is None
+    late = claim_as(db_session, "h:2:0", t0 + timedelta(seconds=2))
+    assert late is not None and late.id == job_id
+
+
+def test_the_preferred_worker_process_takes_its_job_at_once(db_session: Session) -> None:
+    t0 = utcnow()
+    job_id = preferred_job(db_session, "h:1", t0)
+    job = claim_as(db_session, "h:1:3", t0)
+    assert job is not None and job.id == job_id and worker_process(job.owner) == "h:1"
+
+
+def test_under_a_backlog_a_worker_takes_its_own_jobs_before_older_ones_of_others(
+    db_session: Session,
+) -> None:
+    t0 = utcnow()
+    others = preferred_job(db_session, "h:1", t0)
+    own = preferred_job(db_session, "h:2", t0 + timedelta(seconds=1))
+    now = t0 + timedelta(seconds=10)  # both waited past the wait, neither past the limit
+    first = claim_as(db_session, "h:2:0", now)
+    second = claim_as(db_session, "h:2:0", now)
+    assert (first and first.id, second and second.id) == (own, others)
+
+
+def test_a_job_past_the_limit_comes_before_the_workers_own(db_session: Session) -> None:
+    t0 = utcnow()
+    others = preferred_job(db_session, "h:1", t0)
+    preferred_job(db_session, "h:2", t0 + timedelta(seconds=1))
+    job = claim_as(db_session, "h:2:0", t0 + timedelta(seconds=30))
+    assert job is not None and job.id == others  # its worker is busy or gone
+
+
+def test_without_affinity_any_worker_takes_a_preferred_job(db_session: Session) -> None:
+    scene = add_placeholder_scene(db_session)
+    t0 = utcnow()
+    enqueue(session=db_session, scene_id=scene.id, task=TASK, run_after=t0, preferred_worker="h:1")
+    job = claim(session=db_session, owner="h:2:0", lease_seconds=LEASE, now=t0, tasks=[TASK])
+    assert job is not None
 
 
 def test_a_leased_job_is_not_claimed_again_until_its_lease_expires(db_session: Session) -> None:

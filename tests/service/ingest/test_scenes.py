@@ -103,9 +103,11 @@ def test_a_calibrated_presets_snapshot_is_queued_straight_for_analysis(
     code, preset = add_camera(db_session)
     row = db_session.scalars(select(CameraPreset).join(Camera).where(Camera.code == code)).one()
     row.homography = [[1.0, 0.0, 0.0], [0.0, 1.0, 0.0], [0.0, 0.0, 1.0]]
+    row.state_holder = "tower-host:4242"
     scene = snapshot(db_session, settings, jpeg_bytes(), code, preset).scene
     job = db_session.scalars(select(IngestJob).where(IngestJob.scene_id == scene.id)).one()
     assert (job.task, job.status) == (CAMERA_TASK, JobStatus.queued)
+    assert job.preferred_worker == "tower-host:4242"  # where the preset's state is held
 
 
 def test_validation_leaves_a_snapshot_analysed_meanwhile_alone(

@@ -12,7 +12,7 @@ from sqlalchemy.orm import Session
 from models.base import utcnow
 from models.scene import IngestJob, JobStatus, Scene, SceneStatus
 from service.db import transaction
-from service.queue import ClaimedJob, enqueue
+from service.queue import Affinity, ClaimedJob, enqueue
 from service.settings import Settings
 from service.tasks import PermanentTaskError, register
 from service.worker import Worker
@@ -84,3 +84,17 @@ def test_a_permanent_failure_dead_letters_the_job_and_fails_the_scene(worker: Wo
         scene = session.get(Scene, scene_id)
         assert scene is not None and scene.status == SceneStatus.failed
         assert "the reference scene was deleted" in (scene.failure_reason or "")
+
+
+def test_a_worker_leaves_a_fresh_job_to_the_process_it_prefers(worker: Worker) -> None:
+    worker.affinity = Affinity(wait_seconds=600.0, limit_seconds=600.0)
+    with transaction(worker.sessions) as session:
+        for preferred in ("other-host:99", worker.name):
+            scene = add_placeholder_scene(session)
+            enqueue(session=session, scene_id=scene.id, task=FLAKY, preferred_worker=preferred)
+    mine = worker.claim_next(f"{worker.name}:0")
+    assert mine is not None
+    assert worker.claim_next(f"{worker.name}:0") is None  # the other one waits for its worker
+    with transaction(worker.sessions) as session:
+        job = session.get(IngestJob, mine.id)
+        assert job is not None and job.preferred_worker == worker.name
