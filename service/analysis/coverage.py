@@ -161,11 +161,13 @@ def record_feature_observations(
     mine = (FarmlandObservation.source == str(source)) & FarmlandObservation.layer_feature_id.in_(
         ids
     )
-    session.execute(
+    moved = session.execute(
         update(FarmlandObservation)
         .where(mine, FarmlandObservation.last_observed_at < scene.acquired_at)
         .values(last_observed_at=scene.acquired_at, scene_id=scene.id)
     )
+    if moved.rowcount == len(ids):  # type: ignore[attr-defined]
+        return len(feature_ids)  # every parcel had its row: the usual case, a camera's next look
     existing = set(session.scalars(select(FarmlandObservation.layer_feature_id).where(mine)))
     missing = [feature_id for feature_id in ids if feature_id not in existing]
     if missing:

@@ -153,6 +153,25 @@ def test_parcels_remember_when_they_were_last_observed(db_session: Session) -> N
     assert last_observed(feature.id, session=db_session) == {"remote_sensing": july.acquired_at}
 
 
+def test_a_parcel_seen_for_the_first_time_beside_known_ones_gets_its_row(
+    db_session: Session,
+) -> None:
+    version = add_layer_version(db_session, LayerKind.cultivated_land, [FARMLAND, OUTSIDE])
+    known, new = db_session.scalars(
+        select(LayerFeature.id)
+        .where(LayerFeature.layer_version_id == version.id)
+        .order_by(LayerFeature.id)
+    ).all()
+    june, july, august = (add_scene(db_session, at(2025, m, 1)) for m in (6, 7, 8))
+    camera = DetectionSource.camera
+    record_feature_observations([known], source=camera, scene=june, session=db_session)
+    record_feature_observations([known, new], source=camera, scene=july, session=db_session)
+    assert last_observed(new, session=db_session) == {"camera": july.acquired_at}
+    record_feature_observations([known, new], source=camera, scene=august, session=db_session)
+    assert last_observed(known, session=db_session) == {"camera": august.acquired_at}
+    assert last_observed(new, session=db_session) == {"camera": august.acquired_at}
+
+
 def test_the_farmland_in_a_view_follows_a_new_layer_version(db_session: Session) -> None:
     old = add_layer_version(db_session, LayerKind.cultivated_land, [FARMLAND], valid_to=at(2025, 1))
     first = farmland_view(FARMLAND, at=at(2024), session=db_session)
