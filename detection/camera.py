@@ -160,6 +160,10 @@ class CameraParams:
         Pixels scoring at least this (1 = the detection threshold) keep their background, so
         an abrupt change is not learned before it can be confirmed. Off by default: at 0.4 it
         found one more violation in 61 on two simulated worlds but multiplied false alarms by 5.
+    open_release_after, open_release_share :
+        A reported change is given back to detection (so that a change built there later is
+        reported anew, a rebound) after this many consecutive snapshots in which at most this
+        share of what was seen of it still differed from the background.
     future_tolerance : timedelta
         Capture times further ahead of ``now`` are refused.
     """
@@ -202,6 +206,8 @@ class CameraParams:
         (0.6, 0.92, 1.0, 1.0),
     )
     reseed_after: int = 3
+    open_release_after: int = 6
+    open_release_share: float = 0.1
     clear_texture: float = 0.5
     hold_score: float = float("inf")
     clear_block_px: int = 16
@@ -449,6 +455,7 @@ def _after_failure(
         streak_start=np.zeros_like(state.streak_start),
         streak_colour=np.zeros_like(state.streak_colour),
         open_mask=np.zeros_like(state.open_mask),
+        open_quiet=np.zeros_like(state.open_quiet),
         failures=0,
     )
 
@@ -513,16 +520,18 @@ def _persist(
     continuing = candidates & (state.streak > 0)
     agrees = _same_colour(score.local, state.streak_colour, candidates, continuing, params)
     streak, start, colour = _next_streaks(state, agrees, candidates, hidden, score.local, timestamp)
-    confirmed = (streak >= params.persistence) & ~state.open_mask
+    open_mask, open_quiet = _release_gone(
+        state.open_mask, state.open_quiet, candidates, clear, params
+    )
+    confirmed = (streak >= params.persistence) & ~open_mask
     detections: tuple[CameraDetection, ...] = ()
-    open_mask = state.open_mask
     farm_work = np.zeros_like(candidates)
     if confirmed.sum() >= params.min_area_px:
         outlines = outline_detections(
             confirmed=confirmed,
             candidates=candidates,
             colour=score.colour,
-            open_mask=state.open_mask,
+            open_mask=open_mask,
             streak_start=start,
             score=score.score,
             matched=matched,
@@ -541,9 +550,44 @@ def _persist(
         streak_start=start,
         streak_colour=colour,
         open_mask=open_mask,
+        open_quiet=np.where(open_mask, open_quiet, np.uint8(0)),
         next_detection_id=state.next_detection_id + len(detections),
     )
     return state, detections, farm_work
+
+
+def _release_gone(
+    open_mask: NDArray[np.bool_],
+    open_quiet: NDArray[np.uint8],
+    candidates: NDArray[np.bool_],
+    clear: NDArray[np.bool_],
+    params: CameraParams,
+) -> tuple[NDArray[np.bool_], NDArray[np.uint8]]:
+    """The reported changes still standing, and each one's count of quiet snapshots.
+
+    A reported change (a connected part of `open_mask`) is quiet in a snapshot that sees at
+    least half of it clearly with at most `open_release_share` of what it sees still differing
+    from the background. Quiet snapshots are counted; a snapshot that hides it pauses the
+    count, any other resets it. After `open_release_after` quiet snapshots in a row the change
+    is gone (pulled down, the land restored) and its pixels are watched again.
+    """
+    if not open_mask.any():
+        return open_mask, open_quiet
+    labels, count = ndimage.label(open_mask)
+    flat = labels.ravel()
+    size = np.bincount(flat, minlength=count + 1)[1:]
+    seen = np.bincount(flat, weights=clear.ravel(), minlength=count + 1)[1:]
+    differing = np.bincount(flat, weights=(candidates & clear).ravel(), minlength=count + 1)[1:]
+    # A change merged with a newer one counts from the newer one's start.
+    before = np.asarray(ndimage.minimum(open_quiet, labels, np.arange(1, count + 1)))
+    looked = seen >= 0.5 * size
+    quiet = looked & (differing <= params.open_release_share * seen)
+    counts = np.where(quiet, before + 1, np.where(looked, 0, before))
+    standing = counts < params.open_release_after
+    keep = np.concatenate([[False], standing])
+    kept_counts = np.concatenate([[0], np.where(standing, np.minimum(counts, 255), 0)])
+    kept_counts = kept_counts.astype(np.uint8)
+    return keep[labels], kept_counts[labels]
 
 
 def _next_streaks(

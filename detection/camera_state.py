@@ -24,9 +24,9 @@ from detection.camera_reference import NOISE_UNITS, ReferenceModel
 # colour, and their single day background serves every time-of-day bucket until the bucket
 # has its own. Formats 1 and 2 were ``.npz`` archives; format 3 holds the same arrays as raw
 # buffers in chunks of its own container (see `encode_state`), deflated; format 4 is format 3
-# with Zstandard chunks.
-_STATE_FORMAT = 4
-_READABLE_FORMATS = (1, 2, 3, 4)
+# with Zstandard chunks; format 5 adds `open_quiet` (older states load with none counted yet).
+_STATE_FORMAT = 5
+_READABLE_FORMATS = (1, 2, 3, 4, 5)
 _NPZ_MAGIC = b"PK"
 _MAGIC = b"TXCAMST\x00"
 _HEADER = struct.Struct("<I")  # byte length of the JSON header that follows the magic
@@ -114,6 +114,9 @@ class CameraState:
         steps of two grey levels; zero where unknown (no streak, or a format 1 state).
     open_mask : ndarray of shape (rows, cols), bool
         Pixels of changes already reported; never absorbed into the background.
+    open_quiet : ndarray of shape (rows, cols), uint8
+        For each reported change (a connected part of ``open_mask``), the consecutive snapshots
+        in which it no longer differed from the background; at a threshold it is released.
     last_captured_at : datetime or None
         Capture time of the last snapshot accepted in order.
     last_mode : str
@@ -132,6 +135,7 @@ class CameraState:
     streak_start: NDArray[np.int64]
     streak_colour: NDArray[np.int8]
     open_mask: NDArray[np.bool_]
+    open_quiet: NDArray[np.uint8]
     last_captured_at: datetime | None = None
     last_mode: str = "day"
     accepted: int = 0
@@ -148,15 +152,16 @@ class CameraState:
             streak_start=np.zeros(shape, dtype=np.int64),
             streak_colour=np.zeros((*shape, 3), dtype=np.int8),
             open_mask=np.zeros(shape, dtype=bool),
+            open_quiet=np.zeros(shape, dtype=np.uint8),
         )
 
     def to_bytes(self) -> bytes:
-        """Serialise for storage between snapshots (format 4, no pickles)."""
+        """Serialise for storage between snapshots (format 5, no pickles)."""
         return encode_state(self).data
 
     @classmethod
     def from_bytes(cls, data: bytes) -> CameraState:
-        """Inverse of :meth:`to_bytes`; states of formats 1 to 3 load too."""
+        """Inverse of :meth:`to_bytes`; states of formats 1 to 4 load too."""
         return decode_state(data).state
 
 
@@ -180,7 +185,7 @@ class EncodedState:
 
 
 def encode_state(state: CameraState, reuse: Mapping[str, bytes] | None = None) -> EncodedState:
-    """Serialise `state` as format 4; chunks found in `reuse` are not compressed again.
+    """Serialise `state` as format 5; chunks found in `reuse` are not compressed again.
 
     From one snapshot to the next most of a state stays the same (one frame of each ring is
     replaced), so passing the previous `EncodedState.chunks` as `reuse` leaves only the changed
@@ -213,8 +218,8 @@ def encode_state(state: CameraState, reuse: Mapping[str, bytes] | None = None) -
 
 
 def decode_state(data: bytes) -> EncodedState:
-    """Inverse of `encode_state`; formats 1 to 3 load too (the next encoding then compresses
-    every chunk anew)."""
+    """Inverse of `encode_state`; formats 1 to 4 load too (after formats 1 to 3 the next
+    encoding compresses every chunk anew)."""
     if data.startswith(_NPZ_MAGIC):
         return EncodedState(_from_npz(data), data, {})
     if not data.startswith(_MAGIC):
@@ -290,13 +295,16 @@ def _with_meta(
     shape = meta["shape"]
     last = meta["last_captured_at"]
     assert isinstance(shape, list) and (last is None or isinstance(last, str))
+    rows_cols = (int(shape[0]), int(shape[1]))
+    quiet = arrays.get("open_quiet")  # none before format 5
     return CameraState(
-        shape=(int(shape[0]), int(shape[1])),
+        shape=rows_cols,
         references=references,
         streak=arrays["streak"],
         streak_start=arrays["streak_start"],
         streak_colour=arrays["streak_colour"],
         open_mask=arrays["open_mask"],
+        open_quiet=quiet if quiet is not None else np.zeros(rows_cols, dtype=np.uint8),
         last_captured_at=datetime.fromisoformat(last) if last else None,
         last_mode=str(meta["last_mode"]),
         accepted=int(meta["accepted"]),  # type: ignore[call-overload]
@@ -311,6 +319,7 @@ def _arrays(state: CameraState) -> dict[str, NDArray[Any]]:
         "streak_start": state.streak_start,
         "streak_colour": state.streak_colour,
         "open_mask": state.open_mask,
+        "open_quiet": state.open_quiet,
     }
     for mode, ref in state.references.items():
         arrays[f"{mode}_frames"] = ref.frames

@@ -154,6 +154,39 @@ def test_a_reported_change_is_neither_repeated_nor_absorbed(
     assert results[-1].candidates.any()
 
 
+def test_a_reported_change_that_is_gone_is_watched_again_so_a_rebound_is_reported(
+    scene: Scene, calibration: Calibration
+) -> None:
+    pad = [scene.render(noise_seed=60 + i, patches=[PATCH]) for i in range(3)]
+    gone = [scene.render(noise_seed=70 + i) for i in range(PARAMS.open_release_after)]
+    state, results = run(background(scene, 4) + pad + gone[:-1], calibration)
+    assert len(detections(results)) == 1 and state.open_mask.any()  # one quiet look short
+    state, results = run(background(scene, 4) + pad + gone, calibration)
+    assert len(detections(results)) == 1 and not state.open_mask.any()
+    again = [scene.render(noise_seed=80 + i, patches=[PATCH]) for i in range(3)]
+    state, results = run(background(scene, 4) + pad + gone + again, calibration)
+    found = detections(results)
+    assert [index for index, _ in found] == [5, 4 + 3 + len(gone) + 1]
+    rebound = found[1][1]
+    assert rebound.onset == START + timedelta(minutes=10 * (4 + 3 + len(gone)))
+    assert rebound.detection_id == found[0][1].detection_id + 1
+
+
+def test_night_frames_whose_background_learned_a_reported_change_do_not_release_it(
+    scene: Scene, calibration: Calibration
+) -> None:
+    pad = [scene.render(noise_seed=60 + i, patches=[PATCH]) for i in range(3)]
+    # The infrared background starts after the report, with the pad in it: at night the pad
+    # matches its background, which must not pass for the pad being gone (night frames are
+    # not scored for change, so they neither count nor break a reported change's quiet run).
+    night = [
+        frame.mean(axis=-1, keepdims=True).repeat(3, axis=-1).astype(np.uint8) for frame in pad
+    ]
+    nights = [night[i % 3] for i in range(PARAMS.open_release_after + 6)]
+    state, results = run(background(scene, 4) + pad + nights + pad, calibration)
+    assert len(detections(results)) == 1 and state.open_mask.any()
+
+
 def test_passing_vehicles_never_alarm(scene: Scene, calibration: Calibration) -> None:
     rng = np.random.default_rng(3)
     frames = [

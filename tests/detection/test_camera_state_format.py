@@ -1,4 +1,4 @@
-"""The stored camera state: format 4 round trips, reuses unchanged chunks, reads formats 1–3."""
+"""The stored camera state: format 5 round trips, reuses unchanged chunks, reads formats 1–4."""
 
 from __future__ import annotations
 
@@ -51,6 +51,7 @@ def a_state() -> CameraState:
         streak_start=np.where(streak > 0, 1_750_000_000, 0).astype(np.int64),
         streak_colour=rng.integers(-20, 20, (*SHAPE, 3), dtype=np.int8),
         open_mask=streak > 1,
+        open_quiet=np.where(streak > 1, 3, 0).astype(np.uint8),
         last_captured_at=datetime(2025, 5, 1, 3, 0, tzinfo=UTC),
         last_mode="ir",
         accepted=17,
@@ -63,7 +64,7 @@ def assert_same(actual: CameraState, expected: CameraState) -> None:
     for name in ("shape", "last_captured_at", "last_mode", "accepted", "next_detection_id"):
         assert getattr(actual, name) == getattr(expected, name), name
     assert actual.failures == expected.failures
-    for name in ("streak", "streak_start", "streak_colour", "open_mask"):
+    for name in ("streak", "streak_start", "streak_colour", "open_mask", "open_quiet"):
         left, right = getattr(actual, name), getattr(expected, name)
         assert left.dtype == right.dtype, name
         np.testing.assert_array_equal(left, right, err_msg=name)
@@ -158,7 +159,7 @@ def test_a_format_2_state_still_loads() -> None:
             f"{mode}_noise": ref.noise,
         }
     decoded = decode_state(_npz(arrays, level=1))
-    assert_same(decoded.state, state)
+    assert_same(decoded.state, replace(state, open_quiet=np.zeros(SHAPE, dtype=np.uint8)))
     assert decoded.chunks == {}
 
 
@@ -196,6 +197,29 @@ def as_format_3(data: bytes) -> bytes:
         entry["keys"] = [key.removeprefix("zstd:") for key in entry["keys"]]
     text = json.dumps(header | {"format": 3}).encode()
     return data[:8] + struct.pack("<I", len(text)) + text + b"".join(payload)
+
+
+def as_format_4(data: bytes) -> bytes:
+    """A format 5 state as format 4 stored it: without the reported changes' quiet counts."""
+    start = 8 + 4
+    (length,) = struct.unpack_from("<I", data, 8)
+    header = json.loads(data[start : start + length])
+    offset, payload = start + length, []
+    for name, entry in header["arrays"].items():
+        size = sum(entry["chunks"])
+        if name != "open_quiet":
+            payload.append(data[offset : offset + size])
+        offset += size
+    del header["arrays"]["open_quiet"]
+    text = json.dumps(header | {"format": 4}).encode()
+    return data[:8] + struct.pack("<I", len(text)) + text + b"".join(payload)
+
+
+def test_a_format_4_state_loads_with_no_quiet_snapshots_counted() -> None:
+    state = a_state()
+    decoded = CameraState.from_bytes(as_format_4(state.to_bytes()))
+    assert not decoded.open_quiet.any() and decoded.open_quiet.shape == SHAPE
+    assert_same(decoded, replace(state, open_quiet=np.zeros(SHAPE, dtype=np.uint8)))
 
 
 def test_a_format_3_state_still_loads_and_its_chunks_are_not_reused_as_format_4() -> None:
