@@ -83,7 +83,7 @@ class IngestJob(Timestamped, Base):
     run_after: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     lease_owner: Mapped[str | None] = mapped_column(String(200))
     # The worker process (host:pid) that should run it, e.g. the one holding a camera preset's
-    # detector state in memory; other workers take it once it has waited `job_affinity_seconds`.
+    # detector state in memory; other workers leave it to that one for a while (service.queue).
     preferred_worker: Mapped[str | None] = mapped_column(String(200))
     lease_expires_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     heartbeat_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
