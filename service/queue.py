@@ -12,6 +12,9 @@ state in memory). A worker claims the oldest job that is its own, nobody's, or h
 `Affinity.limit_seconds` (its preferred worker is busy or gone); only when there is none does
 it help with others' jobs that have waited `Affinity.wait_seconds`. Under a backlog each worker
 keeps to its own jobs, and a job never waits on a vanished worker for longer than the limit.
+
+A job that cannot run yet (it waits for another job's result) raises `NotYetError` and is put
+back with `defer`: queued again shortly, without using up an attempt.
 """
 
 from __future__ import annotations
@@ -40,6 +43,10 @@ class ClaimedJob:
     max_attempts: int
     owner: str
     lease_expires_at: datetime
+
+
+class NotYetError(Exception):
+    """The job cannot run yet: it waits for another job to finish. Deferred, not failed."""
 
 
 @dataclass(frozen=True)
@@ -236,6 +243,35 @@ def complete(*, session: Session, job: ClaimedJob, now: datetime | None = None) 
             lease_owner=None,
             lease_expires_at=None,
             updated_at=now,
+        )
+        .execution_options(synchronize_session=False)
+    )
+    return bool(result.rowcount)  # type: ignore[attr-defined]
+
+
+def defer(
+    *,
+    session: Session,
+    job: ClaimedJob,
+    reason: str,
+    delay_seconds: float,
+    now: datetime | None = None,
+) -> bool:
+    """Put a job that cannot run yet back in the queue, its attempt not counted.
+
+    False (and nothing changed) if another worker holds the job now.
+    """
+    now = now or utcnow()
+    result = session.execute(
+        update(IngestJob)
+        .where(_held(job.id, job.owner))
+        .values(
+            status=JobStatus.queued,
+            attempts=IngestJob.attempts - 1,
+            run_after=now + timedelta(seconds=delay_seconds),
+            lease_owner=None,
+            lease_expires_at=None,
+            last_error=reason,
         )
         .execution_options(synchronize_session=False)
     )

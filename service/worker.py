@@ -3,7 +3,8 @@
 Each job's effects are written in one transaction together with its completion, so they
 happen exactly once; a heartbeat thread extends the lease meanwhile. A phased task (the
 analysis) reads its inputs and computes with no write transaction open, then writes briefly.
-A failing job is recorded (retry with backoff, or dead letter) and the worker goes on.
+A failing job is recorded (retry with backoff, or dead letter) and the worker goes on; a job
+that cannot run yet (`NotYetError`) is put back for a poll interval, its attempt not counted.
 SIGTERM/SIGINT stop claiming; running jobs finish first. A worker may also run the webhook
 delivery loop in a thread of its own, so that a deployment needs no extra process for it.
 
@@ -38,9 +39,11 @@ from service.metrics import JOB_FAILURES, JOB_SECONDS, JOBS_DEAD
 from service.queue import (
     Affinity,
     ClaimedJob,
+    NotYetError,
     claim,
     claim_session_factory,
     complete,
+    defer,
     fail,
     heartbeat,
 )
@@ -62,7 +65,7 @@ class LeaseLostError(Exception):
 
 @dataclass(frozen=True)
 class JobOutcome:
-    status: str  # "done", "retry", "dead", "lease_lost"
+    status: str  # "done", "deferred", "retry", "dead", "lease_lost"
     reason: str | None = None
 
 
@@ -163,10 +166,12 @@ class Worker:
                 outcome = JobOutcome("done")
             except LeaseLostError as error:
                 outcome = JobOutcome("lease_lost", str(error))
+            except NotYetError as error:
+                outcome = self._defer(job, error)
             except Exception as error:  # a bad job must never stop the worker
                 outcome = self._record_failure(job, error)
         JOB_SECONDS.labels(job.task, outcome.status).observe(time.monotonic() - started)
-        if outcome.status != "done":
+        if outcome.status not in ("done", "deferred"):
             JOB_FAILURES.labels(job.task, _reason_label(outcome)).inc()
         log.info(
             "job finished", job=job.id, task=job.task, outcome=outcome.status, reason=outcome.reason
@@ -200,6 +205,22 @@ class Worker:
             raise LeaseLostError(
                 f"job {job.id} was taken over after the lease of {job.owner} expired"
             )
+
+    def _defer(self, job: ClaimedJob, error: NotYetError) -> JobOutcome:
+        reason = f"{type(error).__name__}: {error}"[:2000]
+        try:
+            with transaction(self.claims) as session:
+                held = defer(
+                    session=session,
+                    job=job,
+                    reason=reason,
+                    delay_seconds=self.settings.worker_poll_seconds,
+                )
+        except SQLAlchemyError as db_error:
+            # The lease will expire and the job be claimed again: it is not lost.
+            log.warning("could not defer", job=job.id, error=str(db_error).splitlines()[0])
+            return JobOutcome("retry", reason)
+        return JobOutcome("deferred", reason) if held else JobOutcome("lease_lost", reason)
 
     def _record_failure(self, job: ClaimedJob, error: Exception) -> JobOutcome:
         reason = f"{type(error).__name__}: {error}"[:2000]

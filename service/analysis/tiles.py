@@ -45,7 +45,7 @@ from service.analysis.store import (
 )
 from service.ingest.scenes import refresh_stac_item
 from service.ingest.store import STAGING, object_path
-from service.queue import ClaimedJob
+from service.queue import ClaimedJob, NotYetError
 from service.settings import Settings
 from service.spatial import iter_intersecting
 
@@ -58,8 +58,12 @@ REFERENCE_LOOKS = 6
 PARCEL_KINDS = frozenset({LayerKind.cultivated_land})
 
 
-class WaitingForValidationError(Exception):
+class WaitingForValidationError(NotYetError):
     """An earlier tile is not validated yet: it may be this tile's reference."""
+
+
+class WaitingForEarlierTileError(NotYetError):
+    """An earlier tile overlapping this one is not analysed yet (see `read_tile_inputs`)."""
 
 
 @dataclass(frozen=True)
@@ -89,6 +93,15 @@ def read_tile_inputs(session: Session, job: ClaimedJob, settings: Settings) -> T
         raise LookupError(f"scene {job.scene_id} of job {job.id} no longer exists")
     if scene.status != SceneStatus.received or scene.geom is None:
         return TileInputs(scene.id, None, None, None, [])  # analysed, or failed validation
+    # Cases are placed in acquisition order where tiles overlap: whether a detection continues
+    # a case or opens one depends on the looks before it, so with several workers a tile
+    # analysed before an earlier one would group the same detections into other cases.
+    earlier = _earlier_tile_unanalysed(scene, session=session)
+    if earlier is not None:
+        raise WaitingForEarlierTileError(
+            f"tile {earlier}, taken before tile {scene.id} and overlapping it, is not analysed "
+            "yet; tiles of one place are analysed in acquisition order"
+        )
     looks = find_reference_tiles(scene, session=session)
     reference = looks[0] if looks else None
     baseline = None if reference is not None else find_baseline(scene, settings)
@@ -151,6 +164,19 @@ def find_reference_tiles(
             if len(looks) >= limit:
                 break
     return looks
+
+
+def _earlier_tile_unanalysed(scene: Scene, *, session: Session) -> int | None:
+    """An earlier tile overlapping `scene` that is still waiting for its analysis, if any."""
+    statement = select(Scene).where(
+        Scene.kind == SceneKind.rs_tile,
+        Scene.acquired_at < scene.acquired_at,
+        Scene.status == SceneStatus.received,
+    )
+    for earlier in iter_intersecting(session, statement, Scene, scene.geom):
+        if earlier.geom.intersection(scene.geom).area > 0:  # not merely touching
+            return earlier.id
+    return None
 
 
 def _covers(reference: BaseGeometry, footprint: BaseGeometry) -> bool:

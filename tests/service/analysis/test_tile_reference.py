@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import uuid
 from datetime import UTC, datetime
+from pathlib import Path
 
 import pytest
 from shapely.geometry import box
@@ -12,7 +13,15 @@ from shapely.geometry.base import BaseGeometry
 from sqlalchemy.orm import Session
 
 from models.scene import Scene, SceneKind, SceneStatus
-from service.analysis.tiles import WaitingForValidationError, find_reference_tile
+from service.analysis.tiles import (
+    WaitingForEarlierTileError,
+    WaitingForValidationError,
+    find_reference_tile,
+    read_tile_inputs,
+)
+from service.ingest.store import object_key
+from service.queue import ClaimedJob, NotYetError
+from service.settings import Settings
 
 FOOTPRINT = box(120.00, 30.40, 120.01, 30.41)
 
@@ -23,10 +32,11 @@ def tile(
     geom: BaseGeometry | None = FOOTPRINT,
     status: SceneStatus = SceneStatus.analysed,
 ) -> Scene:
+    sha256 = hashlib.sha256(uuid.uuid4().bytes).hexdigest()
     scene = Scene(
         kind=SceneKind.rs_tile,
-        sha256=hashlib.sha256(uuid.uuid4().bytes).hexdigest(),
-        storage_uri="objects/x",
+        sha256=sha256,
+        storage_uri=object_key(sha256),
         size_bytes=1,
         media_type="image/tiff",
         acquired_at=datetime(2025, month, 16, 2, 30, tzinfo=UTC),
@@ -63,3 +73,41 @@ def test_an_earlier_tile_still_in_validation_makes_the_job_wait(db_session: Sess
     new = tile(db_session, 6, status=SceneStatus.received)
     with pytest.raises(WaitingForValidationError):
         find_reference_tile(new, session=db_session)
+
+
+# A place of its own: PostgreSQL's test database keeps other tests' committed tiles.
+PLACE = box(121.50, 31.50, 121.51, 31.51)
+
+
+def inputs_of(session: Session, scene: Scene, tmp_path: Path):  # type: ignore[no-untyped-def]
+    settings = Settings(database_url="sqlite://", data_dir=tmp_path, _env_file=None)  # type: ignore[call-arg]
+    job = ClaimedJob(1, scene.id, "analyse_tile", 1, 5, "w", datetime(2025, 1, 1, tzinfo=UTC))
+    return read_tile_inputs(session, job, settings)
+
+
+def test_a_tile_waits_for_an_earlier_overlapping_tile_to_be_analysed(
+    db_session: Session, tmp_path: Path
+) -> None:
+    earlier = tile(db_session, 2, PLACE.buffer(0.002), status=SceneStatus.received)
+    new = tile(db_session, 6, PLACE, status=SceneStatus.received)
+    with pytest.raises(WaitingForEarlierTileError, match=f"tile {earlier.id}") as waiting:
+        inputs_of(db_session, new, tmp_path)
+    assert isinstance(waiting.value, NotYetError)  # deferred, not failed
+    earlier.status = SceneStatus.analysed
+    assert inputs_of(db_session, new, tmp_path).path is not None
+
+
+@pytest.mark.parametrize(
+    ("month", "geom", "status"),
+    [
+        (2, PLACE, SceneStatus.failed),  # never to be analysed
+        (2, box(121.51, 31.50, 121.52, 31.51), SceneStatus.received),  # only touching
+        (8, PLACE, SceneStatus.received),  # later
+    ],
+)
+def test_a_tile_does_not_wait_for_tiles_that_do_not_come_before_it_here(
+    db_session: Session, tmp_path: Path, month: int, geom: BaseGeometry, status: SceneStatus
+) -> None:
+    tile(db_session, month, geom, status=status)
+    new = tile(db_session, 6, PLACE, status=SceneStatus.received)
+    assert inputs_of(db_session, new, tmp_path).path is not None

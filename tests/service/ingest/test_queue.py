@@ -17,6 +17,7 @@ from service.queue import (
     backoff_seconds,
     claim,
     complete,
+    defer,
     enqueue,
     fail,
     heartbeat,
@@ -228,3 +229,18 @@ def test_backoff_grows_exponentially_within_jitter_and_is_capped(attempt: int) -
     nominal = min(600, 10 * 2 ** (attempt - 1))
     assert min(delays) >= nominal / 2 and max(delays) <= nominal
     assert len(set(delays)) > 100  # jittered, so retries do not arrive in lockstep
+
+
+def test_a_deferred_job_is_queued_again_with_its_attempt_given_back(db_session: Session) -> None:
+    scene = add_placeholder_scene(db_session)
+    enqueue(session=db_session, scene_id=scene.id, task=TASK)
+    now = utcnow()
+    job = claim(session=db_session, owner="a", lease_seconds=LEASE, now=now, tasks=[TASK])
+    assert job is not None
+    assert defer(session=db_session, job=job, reason="waits", delay_seconds=5, now=now)
+    again = claim(session=db_session, owner="b", lease_seconds=LEASE, now=now, tasks=[TASK])
+    assert again is None  # not before its delay
+    later = now + timedelta(seconds=5)
+    again = claim(session=db_session, owner="b", lease_seconds=LEASE, now=later, tasks=[TASK])
+    assert again is not None and again.attempt == 1
+    assert not defer(session=db_session, job=job, reason="waits", delay_seconds=5, now=later)

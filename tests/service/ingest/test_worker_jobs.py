@@ -12,7 +12,7 @@ from sqlalchemy.orm import Session
 from models.base import utcnow
 from models.scene import IngestJob, JobStatus, Scene, SceneStatus
 from service.db import transaction
-from service.queue import Affinity, ClaimedJob, enqueue
+from service.queue import Affinity, ClaimedJob, NotYetError, enqueue
 from service.settings import Settings
 from service.tasks import PermanentTaskError, register
 from service.worker import Worker
@@ -21,6 +21,7 @@ from tests.service.ingest.conftest import add_placeholder_scene
 
 FLAKY = "test-flaky"
 DOOMED = "test-doomed"
+EARLY = "test-early"
 
 
 def flaky(session: Session, job: ClaimedJob, settings: Settings) -> None:
@@ -31,8 +32,13 @@ def doomed(session: Session, job: ClaimedJob, settings: Settings) -> None:
     raise PermanentTaskError("the reference scene was deleted")
 
 
+def early(session: Session, job: ClaimedJob, settings: Settings) -> None:
+    raise NotYetError("the tile taken before this one is not analysed yet")
+
+
 register(FLAKY, flaky)
 register(DOOMED, doomed)
+register(EARLY, early)
 
 
 @pytest.fixture
@@ -98,3 +104,22 @@ def test_a_worker_leaves_a_fresh_job_to_the_process_it_prefers(worker: Worker) -
     with transaction(worker.sessions) as session:
         job = session.get(IngestJob, mine.id)
         assert job is not None and job.preferred_worker == worker.name
+
+
+def test_a_job_that_cannot_run_yet_is_put_back_without_using_an_attempt(worker: Worker) -> None:
+    scene_id = queue_job(worker, EARLY)
+    before = failures(EARLY, "NotYetError")
+    for _ in range(3):  # more often than a failing job could be retried before it
+        job = worker.claim_next("w")
+        assert job is not None and job.attempt == 1
+        outcome = worker.run_job(job)
+        assert outcome.status == "deferred"
+        with transaction(worker.sessions) as session:
+            row = session.query(IngestJob).filter_by(scene_id=scene_id).one()
+            assert row.status == JobStatus.queued and row.attempts == 0
+            assert (
+                row.last_error == "NotYetError: the tile taken before this one is not analysed yet"
+            )
+            assert row.run_after > utcnow()
+            row.run_after = utcnow()  # the poll interval has passed
+    assert failures(EARLY, "NotYetError") == before  # waiting is no failure
