@@ -7,7 +7,9 @@ nodata, the earlier covering tiles before it fill in, newest first: the new tile
 with the last clear look at each pixel (`detection.rs_reference`), so a change that appeared
 under a cloud is found on the next clear tile. Both are read with `detection.io` and compared
 by `detection.raster_pair.detect_changes` with the farmland parcels, whose whole-parcel
-changes are farm work.
+changes are farm work. Tiles of one place are analysed in acquisition order (a tile waits
+while an earlier one overlapping it is unanalysed), so cases are placed alike whichever
+worker finishes first.
 """
 
 from __future__ import annotations
