@@ -571,23 +571,29 @@ def _release_gone(
     count, any other resets it. After `open_release_after` quiet snapshots in a row the change
     is gone (pulled down, the land restored) and its pixels are watched again.
     """
-    if not open_mask.any():
+    rows, cols = np.flatnonzero(open_mask.any(axis=1)), np.flatnonzero(open_mask.any(axis=0))
+    if rows.size == 0:
         return open_mask, open_quiet
-    labels, count = ndimage.label(open_mask)
-    flat = labels.ravel()
-    size = np.bincount(flat, minlength=count + 1)[1:]
-    seen = np.bincount(flat, weights=clear.ravel(), minlength=count + 1)[1:]
-    differing = np.bincount(flat, weights=(candidates & clear).ravel(), minlength=count + 1)[1:]
-    # A change merged with a newer one counts from the newer one's start.
-    before = np.asarray(ndimage.minimum(open_quiet, labels, np.arange(1, count + 1)))
-    looked = seen >= 0.5 * size
-    quiet = looked & (differing <= params.open_release_share * seen)
-    counts = np.where(quiet, before + 1, np.where(looked, 0, before))
-    standing = counts < params.open_release_after
-    keep = np.concatenate([[False], standing])
-    kept_counts = np.concatenate([[0], np.where(standing, np.minimum(counts, 255), 0)])
-    kept_counts = kept_counts.astype(np.uint8)
-    return keep[labels], kept_counts[labels]
+    # Reported changes are small and the frame is not: each change is judged in its own box.
+    top, left = rows[0], cols[0]
+    labels, _ = ndimage.label(open_mask[top : rows[-1] + 1, left : cols[-1] + 1])
+    kept, kept_counts = open_mask.copy(), np.zeros_like(open_quiet)
+    for index, (r, c) in enumerate(ndimage.find_objects(labels), start=1):
+        change = labels[r, c] == index
+        box = (slice(r.start + top, r.stop + top), slice(c.start + left, c.stop + left))
+        seen = clear[box][change]
+        differing = np.count_nonzero(candidates[box][change] & seen)
+        looked = np.count_nonzero(seen) >= 0.5 * np.count_nonzero(change)
+        # A change merged with a newer one counts from the newer one's start.
+        count = int(open_quiet[box][change].min())
+        if looked:
+            quiet = differing <= params.open_release_share * np.count_nonzero(seen)
+            count = count + 1 if quiet else 0
+        if count >= params.open_release_after:
+            kept[box][change] = False
+        else:
+            kept_counts[box][change] = min(count, 255)
+    return kept, kept_counts
 
 
 def _next_streaks(
