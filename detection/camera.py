@@ -550,7 +550,7 @@ def _persist(
         streak_start=start,
         streak_colour=colour,
         open_mask=open_mask,
-        open_quiet=np.where(open_mask, open_quiet, np.uint8(0)),
+        open_quiet=open_quiet,  # zero outside open_mask: new changes start from none
         next_detection_id=state.next_detection_id + len(detections),
     )
     return state, detections, farm_work

@@ -22,6 +22,7 @@ from __future__ import annotations
 import random
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 from sqlalchemy import ColumnElement, Engine, func, or_, select, true, update
 from sqlalchemy.exc import IntegrityError
@@ -218,13 +219,9 @@ def heartbeat(
 ) -> bool:
     """Extend the lease; False if the job is no longer ours (the lease expired and was taken)."""
     now = now or utcnow()
-    result = session.execute(
-        update(IngestJob)
-        .where(_held(job.id, job.owner))
-        .values(lease_expires_at=now + timedelta(seconds=lease_seconds), heartbeat_at=now)
-        .execution_options(synchronize_session=False)
+    return _update_held(
+        session, job, lease_expires_at=now + timedelta(seconds=lease_seconds), heartbeat_at=now
     )
-    return bool(result.rowcount)  # type: ignore[attr-defined]
 
 
 def complete(*, session: Session, job: ClaimedJob, now: datetime | None = None) -> bool:
@@ -234,19 +231,15 @@ def complete(*, session: Session, job: ClaimedJob, now: datetime | None = None) 
     effects then happen exactly once, under whichever worker completes.
     """
     now = now or utcnow()
-    result = session.execute(
-        update(IngestJob)
-        .where(_held(job.id, job.owner))
-        .values(
-            status=JobStatus.done,
-            finished_at=now,
-            lease_owner=None,
-            lease_expires_at=None,
-            updated_at=now,
-        )
-        .execution_options(synchronize_session=False)
+    return _update_held(
+        session,
+        job,
+        status=JobStatus.done,
+        finished_at=now,
+        lease_owner=None,
+        lease_expires_at=None,
+        updated_at=now,
     )
-    return bool(result.rowcount)  # type: ignore[attr-defined]
 
 
 def defer(
@@ -262,17 +255,25 @@ def defer(
     False (and nothing changed) if another worker holds the job now.
     """
     now = now or utcnow()
+    return _update_held(
+        session,
+        job,
+        status=JobStatus.queued,
+        attempts=IngestJob.attempts - 1,
+        run_after=now + timedelta(seconds=delay_seconds),
+        lease_owner=None,
+        lease_expires_at=None,
+        last_error=reason,
+        updated_at=now,
+    )
+
+
+def _update_held(session: Session, job: ClaimedJob, **values: Any) -> bool:
+    """Set `values` on the job if `job.owner` still holds it; False (nothing changed) if not."""
     result = session.execute(
         update(IngestJob)
         .where(_held(job.id, job.owner))
-        .values(
-            status=JobStatus.queued,
-            attempts=IngestJob.attempts - 1,
-            run_after=now + timedelta(seconds=delay_seconds),
-            lease_owner=None,
-            lease_expires_at=None,
-            last_error=reason,
-        )
+        .values(**values)
         .execution_options(synchronize_session=False)
     )
     return bool(result.rowcount)  # type: ignore[attr-defined]

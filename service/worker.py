@@ -207,7 +207,7 @@ class Worker:
             )
 
     def _defer(self, job: ClaimedJob, error: NotYetError) -> JobOutcome:
-        reason = f"{type(error).__name__}: {error}"[:2000]
+        reason = _reason_of(error)
         try:
             with transaction(self.claims) as session:
                 held = defer(
@@ -223,7 +223,7 @@ class Worker:
         return JobOutcome("deferred", reason) if held else JobOutcome("lease_lost", reason)
 
     def _record_failure(self, job: ClaimedJob, error: Exception) -> JobOutcome:
-        reason = f"{type(error).__name__}: {error}"[:2000]
+        reason = _reason_of(error)
         log.warning("job failed", job=job.id, task=job.task, reason=reason)
         try:
             with transaction(self.claims) as session:
@@ -245,6 +245,11 @@ class Worker:
             JOBS_DEAD.labels(job.task).inc()
             return JobOutcome("dead", reason)
         return JobOutcome("retry", reason)
+
+
+def _reason_of(error: Exception) -> str:
+    """What is recorded on the job: the exception's type and message, bounded."""
+    return f"{type(error).__name__}: {error}"[:2000]
 
 
 def _reason_label(outcome: JobOutcome) -> str:
