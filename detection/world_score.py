@@ -11,6 +11,8 @@ from shapely import STRtree
 from shapely.geometry.base import BaseGeometry
 
 M2_PER_KM2 = 1_000_000.0
+# The remote-sensing acceptance counts violations of at least this size, m².
+ACCEPTANCE_AREA_M2 = 100.0
 
 
 @dataclass(frozen=True)
@@ -245,6 +247,35 @@ def score_world(
             sum(o.detected for o in observed) / len(observed) if observed else 0.0
         ),
         median_epochs_after_onset=float(np.median(delays)) if delays else None,
+    )
+
+
+@dataclass(frozen=True)
+class SizeTally:
+    """Scored violations of at least `min_area_m2` (area on the last epoch): how many were
+    detected, how many some pair saw clear after their onset, and how many of those were
+    detected. A violation no image shows clear cannot be detected by any detector, so both
+    rates are worth reading."""
+
+    min_area_m2: float
+    violations: int
+    detected: int
+    observed: int
+    observed_detected: int
+
+
+def tally_by_size(
+    outcomes: Sequence[ViolationOutcome], *, min_area_m2: float = ACCEPTANCE_AREA_M2
+) -> SizeTally:
+    """Count `outcomes` of at least `min_area_m2` (see `SizeTally`)."""
+    large = [outcome for outcome in outcomes if outcome.area_m2 >= min_area_m2]
+    observed = [outcome for outcome in large if outcome.observed_epoch is not None]
+    return SizeTally(
+        min_area_m2=min_area_m2,
+        violations=len(large),
+        detected=sum(outcome.detected for outcome in large),
+        observed=len(observed),
+        observed_detected=sum(outcome.detected for outcome in observed),
     )
 
 

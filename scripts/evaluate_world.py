@@ -52,6 +52,7 @@ from detection.world_score import (
     TruthViolation,
     WorldScore,
     score_world,
+    tally_by_size,
 )
 from scripts.detect import cloud_free_mask, read_farmland
 
@@ -428,6 +429,8 @@ def _report(
         "violations_observed": score.violations_observed,
         "observed_detection_rate": round(score.observed_detection_rate, 3),
         "median_epochs_after_onset": score.median_epochs_after_onset,
+        # The acceptance's measure: violations of at least 100 m².
+        "large_violations": asdict(tally_by_size(score.violations)),
         "false_alarms": score.false_alarms,
         "false_alarms_per_km2_per_epoch": round(score.false_alarms_per_km2_per_epoch, 3),
         "approved_lookalikes_flagged": sum(p.approved_lookalikes for p in score.pairs),
@@ -468,6 +471,13 @@ def _summary_table(report: dict[str, Any]) -> Table:
         f"{cams['found_in_time'] + cams['found_late']}/{cams['violations']} (violation × preset)"
         if cams
         else "–",
+    )
+    large = rs["large_violations"]
+    table.add_row(
+        f"of ≥ {large['min_area_m2']:g} m²: detected; seen clear, detected",
+        f"{large['detected']}/{large['violations']}; "
+        f"{large['observed']}, {large['observed_detected']}/{large['observed']}",
+        "–",
     )
     table.add_row(
         "seen clear after onset",

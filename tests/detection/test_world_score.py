@@ -11,6 +11,7 @@ from detection.world_score import (
     PairDetections,
     TruthViolation,
     score_world,
+    tally_by_size,
 )
 
 
@@ -124,3 +125,19 @@ def test_bad_input_says_what_to_fix():
     skipping = PairDetections(before_epoch=1, after_epoch=3, objects=())
     with pytest.raises(ValueError, match="not consecutive"):
         score_world([], [], [skipping], area_km2=1.0)
+
+
+def test_the_size_tally_counts_large_violations_and_those_seen_clear():
+    small = TruthViolation("V3", "soil_piling", 1, 60.0, box(300, 300, 306, 310))
+    hidden = {"V2": 0.1}
+    pairs = [
+        pair(1, clear_fraction=hidden),
+        pair(2, suspected(5, 5), suspected(302, 302), clear_fraction=hidden),
+    ]
+    score = score_world([SHED, POND, small], [], pairs, area_km2=1.0)
+    tally = tally_by_size(score.violations)
+    assert (tally.min_area_m2, tally.violations, tally.detected) == (100.0, 2, 1)
+    # The pond was hidden on its only pair: it counts, but not as seen.
+    assert (tally.observed, tally.observed_detected) == (1, 1)
+    everything = tally_by_size(score.violations, min_area_m2=0.0)
+    assert (everything.violations, everything.detected) == (3, 2)

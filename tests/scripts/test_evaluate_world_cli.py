@@ -53,6 +53,11 @@ def test_json_scores_both_halves_with_one_row_per_truth_violation(world_dir: Pat
     assert 0.0 <= rs["benign_flagged_share"] <= 1.0
     assert rs["benign_events"] > 0
     assert 0 <= rs["violations_observed"] <= rs["violations_scored"]
+    large = rs["large_violations"]
+    at_least_100 = [row for row in rs["violations"] if row["scored"] and row["area_m2"] >= 100]
+    assert large["violations"] == len(at_least_100)
+    assert large["detected"] == sum(row["detected"] for row in at_least_100)
+    assert large["observed_detected"] <= large["observed"] <= large["violations"]
     cameras = report["cameras"]
     assert cameras is not None, report["cameras_note"]
     assert cameras["snapshots"] > 0 and "false_alarms_per_1000_snapshots" in cameras
