@@ -19,6 +19,7 @@ from shapely.geometry.base import BaseGeometry
 from skimage.segmentation import felzenszwalb
 
 from detection.camera_reference import gray, upsample_field
+from detection.filters import box_mean
 from detection.geolocate import (
     Calibration,
     ground_area_m2,
@@ -232,7 +233,7 @@ def _edge_change(difference: NDArray[np.float32]) -> NDArray[np.float32]:
     np.subtract(difference[:, 1:], difference[:, :-1], out=across)
     np.abs(across, out=across)
     gradient[1:, :] += np.abs(np.diff(difference, axis=0))
-    return ndimage.uniform_filter(gradient, size=5)
+    return box_mean(gradient, 5)
 
 
 def _block_texture(gray_image: NDArray[np.float32], block: int) -> NDArray[np.float32]:
@@ -296,7 +297,7 @@ def _local_difference(
     if smooth > 1:
         # Averaging the signed difference before taking its length lets frame noise cancel
         # while an object's change, the same sign over all its pixels, keeps its full size.
-        local = ndimage.uniform_filter(local, size=(smooth, smooth, 1), mode="nearest")
+        local = box_mean(local, smooth, mode="nearest")
     return difference, local
 
 
@@ -376,7 +377,7 @@ def score_change(
     # or whose residual keeps varying after lighting matching (parcel edges under evening
     # light and haze), need more to count; both are noisy per pixel, so they are pooled.
     variability = params.noise_factor * spread + params.residual_factor * noise
-    pooled = ndimage.uniform_filter(variability, 5)
+    pooled = box_mean(variability, 5)
     colour_score = params.colour_threshold + pooled
     np.divide(residual, colour_score, out=colour_score)
     # The plain difference has no halo around an object: it draws the outlines and shows how
@@ -389,7 +390,7 @@ def score_change(
     score = np.minimum(colour_score, structure_score, out=structure_score)
     score *= 0.5
     score += colour_score
-    score = ndimage.uniform_filter(score.astype(np.float32, copy=False), size=3)
+    score = box_mean(score.astype(np.float32, copy=False), 3)
     # Pixels near the edge of the registered content see the fill through the filters.
     inner = _inset(valid, 4)
     roi = region_of_interest(calibration, shape=score.shape, params=params) & inner

@@ -7,10 +7,12 @@ from functools import lru_cache
 
 import numpy as np
 from numpy.typing import NDArray
-from scipy import fft, ndimage
+from scipy import fft
 from skimage.feature import ORB, match_descriptors
 from skimage.measure import ransac
 from skimage.transform import ProjectiveTransform, warp
+
+from detection.filters import box_mean, gaussian
 
 
 @dataclass(frozen=True)
@@ -57,8 +59,8 @@ class Registration:
 def structure_image(gray: NDArray[np.float32]) -> NDArray[np.float32]:
     """High-pass a grayscale image (rows, cols) so that exposure and haze do not steer alignment."""
     # Band-pass: the fine end drops sensor noise and aliasing that half a pixel decorrelates.
-    detail = ndimage.gaussian_filter(gray, 1.0)
-    detail -= ndimage.uniform_filter(gray, size=9)
+    detail = gaussian(gray, 1.0)
+    detail -= box_mean(gray, 9)
     detail /= float(detail.std()) + 1e-6
     return detail.astype(np.float32, copy=False)
 

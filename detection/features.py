@@ -11,12 +11,8 @@ import numpy as np
 from scipy import ndimage
 
 from detection import fused
+from detection.filters import TRUNCATE, gaussian
 
-#: Gaussian kernels reach this many sigmas (scipy's default truncate).
-TRUNCATE = 4.0
-# The detector runs its tiles on threads of its own (`rs_tiles.each_window`); OpenCV's own
-# threads inside each filter would only contend with them for the same cores.
-cv2.setNumThreads(1)
 #: Smoothing of the grey image before its edges are taken, and of the edge-strength change,
 #: in pixels.
 EDGE_SIGMA_PX = 1.0
@@ -77,25 +73,6 @@ def spectral_indices(image: np.ndarray, roles: Sequence[str | None]) -> dict[str
     if "swir1" in band and "nir" in band:
         out["built"] = _ratio(band["swir1"], band["nir"])
     return out
-
-
-def gaussian(image: np.ndarray, sigma: float, output: np.ndarray | None = None) -> np.ndarray:
-    """`scipy.ndimage.gaussian_filter(image, sigma)` (mode "reflect", `TRUNCATE` sigmas).
-
-    A 2-D float32 image goes through OpenCV's separable filter with the same kernel and
-    border: several times faster, equal up to float32 rounding (a few 1e-7). Other images,
-    and one no wider than the kernel's radius, go through SciPy.
-
-    For the unsupervised score only: a trained model's features stay on SciPy's filter, as
-    the model was trained on them (rounding this small still moved its cross-validated F1).
-    """
-    radius = int(TRUNCATE * sigma + 0.5)
-    if image.dtype != np.float32 or image.ndim != 2 or min(image.shape) <= radius:
-        return ndimage.gaussian_filter(image, sigma, output=output, truncate=TRUNCATE)
-    size = 2 * radius + 1
-    return cv2.GaussianBlur(
-        image, (size, size), sigma, dst=output, sigmaY=sigma, borderType=cv2.BORDER_REFLECT
-    )
 
 
 #: The unsupervised score is filtered on a grid of every second pixel: its Gaussian scales

@@ -1,4 +1,4 @@
-"""`features.gaussian`: SciPy's Gaussian filter, through OpenCV where it can be."""
+"""`filters.gaussian` and `filters.box_mean`: SciPy's filters, through OpenCV where they can be."""
 
 from __future__ import annotations
 
@@ -6,7 +6,8 @@ import numpy as np
 import pytest
 from scipy import ndimage
 
-from detection.features import edge_strength, gaussian
+from detection.features import edge_strength
+from detection.filters import box_mean, gaussian
 
 RNG = np.random.default_rng(20261129)
 
@@ -48,3 +49,33 @@ def test_the_trained_models_edge_strength_is_scipys_expression() -> None:
     smooth = ndimage.gaussian_filter(gray, 1.0)
     expected = np.hypot(ndimage.sobel(smooth, axis=0), ndimage.sobel(smooth, axis=1)) / 8.0
     np.testing.assert_array_equal(edge_strength(gray), expected)
+
+
+@pytest.mark.parametrize("mode", ["reflect", "nearest"])
+@pytest.mark.parametrize("size", [3, 5, 9])
+@pytest.mark.parametrize("shape", [(64, 48), (17, 130), (30, 41, 3)])
+def test_box_means_match_scipy_to_float32_rounding(
+    mode: str, size: int, shape: tuple[int, ...]
+) -> None:
+    image = RNG.random(shape, dtype=np.float32)
+    sizes = (size, size) + (1,) * (len(shape) - 2)
+    expected = ndimage.uniform_filter(image, size=sizes, mode=mode)
+    got = box_mean(image, size, mode=mode)
+    assert got.dtype == np.float32 and got.shape == shape
+    # Borders included: "reflect" is abc|cba, "nearest" repeats the edge pixel.
+    np.testing.assert_allclose(got, expected, rtol=1e-6, atol=1e-6)
+
+
+@pytest.mark.parametrize(
+    ("image", "size"),
+    [
+        (RNG.random((40, 40)), 5),  # float64
+        (RNG.random((40, 40), dtype=np.float32), 4),  # even: SciPy centres it its own way
+        (RNG.random((3, 40), dtype=np.float32), 9),  # narrower than the box's half width
+        (RNG.random((20, 20, 6), dtype=np.float32), 3),  # more bands than OpenCV's channels
+    ],
+)
+def test_what_opencv_is_not_given_is_scipys_box_mean_exactly(image: np.ndarray, size: int) -> None:
+    sizes = (size, size) + (1,) * (image.ndim - 2)
+    expected = ndimage.uniform_filter(image, size=sizes, mode="reflect")
+    np.testing.assert_array_equal(box_mean(image, size), expected)
