@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
 import io
 import json
 import struct
@@ -14,6 +13,7 @@ from datetime import datetime
 from typing import Any
 
 import numpy as np
+import xxhash
 import zstandard
 from numpy.typing import NDArray
 
@@ -338,9 +338,16 @@ def _split(array: NDArray[Any]) -> Iterator[NDArray[Any]]:
 
 
 def _chunk_key(chunk: NDArray[Any]) -> str:
-    """The chunk's content key in this format (a format 3 chunk never matches it)."""
-    digest = hashlib.sha256(chunk.data.cast("B")).hexdigest()
-    return f"zstd:{chunk.dtype.str}{list(chunk.shape)}:{digest}"
+    """The chunk's content key in this format (a format 3 chunk never matches it).
+
+    Every chunk of the state is keyed on every write, ~7 MB for a 1080p preset: XXH3's 128
+    bits take 0.3 ms where SHA-256 took 4.8. A key only picks which compressed bytes of the
+    same preset's previous state to reuse, and the content behind it is the detector's own
+    arrays (medians and rings of decoded frames), not bytes a sender chooses. Keys of older
+    writes (SHA-256) never match, so the first write after them compresses every chunk.
+    """
+    digest = xxhash.xxh3_128_hexdigest(chunk.data.cast("B"))
+    return f"zstd:{chunk.dtype.str}{list(chunk.shape)}:xxh3-{digest}"
 
 
 def _is_image(chunk: NDArray[Any]) -> bool:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import struct
 import zlib
@@ -17,7 +18,9 @@ from hypothesis import strategies as st
 from detection.camera_reference import ReferenceModel
 from detection.camera_state import (
     CameraState,
+    _arrays,
     _npz,
+    _split,
     _sum_along_rows,
     decode_state,
     encode_state,
@@ -230,3 +233,28 @@ def test_a_format_3_state_still_loads_and_its_chunks_are_not_reused_as_format_4(
     again = encode_state(decoded.state, reuse=decoded.chunks)
     assert again.data == encode_state(state).data
     assert_same(CameraState.from_bytes(again.data), state)
+
+
+def with_sha256_keys(data: bytes) -> bytes:
+    """A format 5 state as it was written before its chunks were keyed by XXH3: the same
+    chunks under keys of the SHA-256 of their raw content."""
+    start = 8 + 4
+    (length,) = struct.unpack_from("<I", data, 8)
+    header = json.loads(data[start : start + length])
+    arrays = _arrays(decode_state(data).state)
+    for name, entry in header["arrays"].items():
+        entry["keys"] = [
+            f"zstd:{chunk.dtype.str}{list(chunk.shape)}:{hashlib.sha256(chunk.data).hexdigest()}"
+            for chunk in _split(arrays[name])
+        ]
+    text = json.dumps(header).encode()
+    return data[:8] + struct.pack("<I", len(text)) + text + data[start + length :]
+
+
+def test_a_state_keyed_by_sha256_loads_and_is_written_anew() -> None:
+    state = a_state()
+    older = decode_state(with_sha256_keys(state.to_bytes()))
+    assert_same(older.state, state)
+    assert older.chunks and not set(older.chunks) & set(encode_state(state).chunks)
+    again = encode_state(older.state, reuse=older.chunks)
+    assert again.data == encode_state(state).data
