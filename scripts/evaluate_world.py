@@ -474,9 +474,9 @@ def _summary_table(report: dict[str, Any]) -> Table:
     )
     large = rs["large_violations"]
     table.add_row(
-        f"of ≥ {large['min_area_m2']:g} m²: detected; seen clear, detected",
+        f"violations of ≥ {large['min_area_m2']:g} m² detected",
         f"{large['detected']}/{large['violations']}; "
-        f"{large['observed']}, {large['observed_detected']}/{large['observed']}",
+        f"{large['observed_detected']}/{large['observed']} of those seen clear",
         "–",
     )
     table.add_row(

@@ -69,6 +69,7 @@ def test_table_names_the_violations_and_the_yardsticks(world_dir: Path):
     result = runner.invoke(app, ["evaluate", "world", str(world_dir), "--no-cameras"])
     assert result.exit_code == 0, result.output
     assert "km² / epoch" in result.output and "farm work flagged" in result.output
+    assert "violations of ≥ 100 m² detected" in result.output
     for violation_id in truth_ids(world_dir):
         assert violation_id in result.output
     assert "not requested" in result.output
