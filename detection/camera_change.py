@@ -19,6 +19,7 @@ from shapely.geometry.base import BaseGeometry
 from skimage.segmentation import felzenszwalb
 
 from detection.camera_reference import gray, upsample_field
+from detection.decide import dilate
 from detection.filters import box_mean
 from detection.geolocate import (
     Calibration,
@@ -502,7 +503,7 @@ def _parcel_moved_along(
     parcel = ids[np.argmax(counts)]
     if parcel == 0:
         return False
-    rest = (parcels == parcel) & roi & ~ndimage.binary_dilation(component, iterations=2)
+    rest = (parcels == parcel) & roi & ~dilate(component, 2)
     if rest.sum() < _MIN_PARCEL_REST_PX:
         return False
     inside = difference[component].mean(axis=0)
@@ -521,7 +522,7 @@ def _background_edges(background: NDArray[np.float32], level: float) -> NDArray[
     gradient[:, 1:] = np.abs(np.diff(brightness, axis=1))
     gradient[1:, :] = np.maximum(gradient[1:, :], np.abs(np.diff(brightness, axis=0)))
     threshold = max(level, 3.0 * float(np.median(gradient)))
-    return ndimage.binary_dilation(gradient >= threshold, iterations=1)
+    return dilate(gradient >= threshold, 1)
 
 
 def _plain_change_regions(
@@ -547,7 +548,7 @@ def _beside(mask: NDArray[np.bool_], reach_px: int) -> NDArray[np.bool_]:
     """`mask` grown by `reach_px` pixels (an empty mask when `reach_px` is 0)."""
     if reach_px <= 0 or not mask.any():
         return np.zeros_like(mask)
-    return ndimage.binary_dilation(mask, iterations=reach_px)
+    return dilate(mask, reach_px)
 
 
 def _rows_eroded(outline: BaseGeometry, rows: float) -> BaseGeometry:
@@ -705,5 +706,5 @@ def outline_detections(
             }
         )
         full[region] |= component
-        open_mask |= ndimage.binary_dilation(full, iterations=2)
+        open_mask |= dilate(full, 2)
     return Outlines(found=found, open_mask=open_mask, farm_work=farm_work)

@@ -116,3 +116,18 @@ def test_remove_small_keeps_components_of_at_least_mmu_pixels(mmu_px: int) -> No
     assert kept[1, 5] == (mmu_px <= 1)
     assert kept[4:7, 4:6].all() == (mmu_px <= 6)
     assert kept.sum() == sum(size for size in (5, 1, 6) if size >= mmu_px)
+
+
+@pytest.mark.parametrize("iterations", [1, 2, 5])
+@pytest.mark.parametrize("shape", [(40, 60), (7, 90)])
+def test_dilation_equals_scipys_edges_included(iterations: int, shape: tuple[int, int]) -> None:
+    mask = RNG.random(shape) > 0.95
+    mask[0, :3] = mask[-1, -2:] = True  # on the edges: nothing may grow in from outside
+    got = decide.dilate(mask, iterations)
+    assert got.dtype == bool
+    np.testing.assert_array_equal(got, ndimage.binary_dilation(mask, iterations=iterations))
+
+
+def test_dilation_needs_at_least_one_step() -> None:
+    with pytest.raises(ValueError, match="at least 1"):
+        decide.dilate(np.ones((3, 3), dtype=bool), 0)
