@@ -378,7 +378,7 @@ def score_change(
     # or whose residual keeps varying after lighting matching (parcel edges under evening
     # light and haze), need more to count; both are noisy per pixel, so they are pooled.
     variability = params.noise_factor * spread + params.residual_factor * noise
-    pooled = box_mean(variability, 5)
+    pooled: NDArray[np.float32] = box_mean(variability, 5)
     colour_score = params.colour_threshold + pooled
     np.divide(residual, colour_score, out=colour_score)
     # The plain difference has no halo around an object: it draws the outlines and shows how
