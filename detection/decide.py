@@ -142,7 +142,8 @@ def grow_within(seeds: np.ndarray, candidates: np.ndarray, steps: int) -> np.nda
 def dilate(mask: np.ndarray, iterations: int) -> np.ndarray:
     """`ndimage.binary_dilation(mask, iterations=iterations)`: `mask` grown `iterations`
     (≥ 1) times by the 4-neighbourhood, SciPy's default; nothing grows in from beyond the
-    image's edge. Forty times faster than SciPy on a camera frame."""
+    image's edge. On a 270 × 480 camera mask, 0.02–0.06 ms against SciPy's 1.4–2.8 ms
+    for 1–4 steps."""
     if iterations < 1:
         raise ValueError(f"iterations must be at least 1, got {iterations}")
     grown = cv2.dilate(
