@@ -18,6 +18,14 @@ MIN_INVARIANT_FRACTION = 0.1
 MIN_GAIN = 0.2
 #: Gains outside this range mean the regression fitted change, not light.
 PLAUSIBLE_GAIN = (0.5, 2.0)
+#: Over truly invariant pixels each band at one date rises with the same band at the other.
+#: A correlation within this many standard errors of zero (or below it) says the set holds
+#: no such relation in that band, so its line fits change. Seen where most of a scene changes
+#: alike between the dates (crops greening from June to July): IR-MAD, blind to any linear
+#: relation, calls the change itself invariant, and the near infrared of that "invariant"
+#: decile anticorrelates. A weak positive correlation is kept: a narrow invariant range under
+#: sensor noise gives one.
+UNRELATED_STANDARD_ERRORS = 3.0
 
 
 @dataclass(frozen=True)
@@ -135,10 +143,15 @@ def fit_normalisation(
     invariant = probability > invariant_probability
     if invariant.mean() < MIN_INVARIANT_FRACTION:
         invariant = probability >= np.quantile(probability, 1.0 - MIN_INVARIANT_FRACTION)
-    gain, offset = np.ones(bands), np.zeros(bands)
+    gain, offset, correlation = np.ones(bands), np.zeros(bands), np.ones(bands)
     for band in range(bands):
-        gain[band], offset[band] = _robust_line(after[invariant, band], before[invariant, band])
-    if np.any((gain < PLAUSIBLE_GAIN[0]) | (gain > PLAUSIBLE_GAIN[1])):
+        x, y = after[invariant, band], before[invariant, band]
+        gain[band], offset[band] = _robust_line(x, y)
+        correlation[band] = _correlation(x, y)
+    implausible = (gain < PLAUSIBLE_GAIN[0]) | (gain > PLAUSIBLE_GAIN[1])
+    # Pearson's r of n unrelated samples has a standard error of about 1/√n.
+    unrelated = correlation <= UNRELATED_STANDARD_ERRORS / np.sqrt(max(int(invariant.sum()), 1))
+    if np.any(implausible | unrelated):
         # The "invariant" pixels were not (much change, or another sensor): a gain fitted on
         # them would fit the change itself, so compare the dates as they are.
         gain, offset = np.ones(bands), np.zeros(bands)
@@ -168,6 +181,15 @@ def _robust_line(x: np.ndarray, y: np.ndarray) -> tuple[float, float]:
     if keep.sum() > 2:
         gain, offset = _major_axis(x[keep], y[keep])
     return gain, offset
+
+
+def _correlation(x: np.ndarray, y: np.ndarray) -> float:
+    """Pearson's r of x and y: 1 when both are constant (an offset fits them exactly), 0 when
+    only one is (no line to speak of)."""
+    spread_x, spread_y = float(np.std(x)), float(np.std(y))
+    if spread_x == 0 or spread_y == 0:
+        return 1.0 if spread_x == spread_y else 0.0
+    return float(np.mean((x - x.mean()) * (y - y.mean())) / (spread_x * spread_y))
 
 
 def _major_axis(x: np.ndarray, y: np.ndarray) -> tuple[float, float]:
