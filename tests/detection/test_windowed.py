@@ -9,6 +9,7 @@ from typing import Any
 import numpy as np
 import pytest
 import rasterio
+from rasterio.env import get_gdal_config
 
 from detection import rs_tiles
 from detection.errors import InvalidRasterError
@@ -81,6 +82,30 @@ def test_nan_in_float_windows_is_nodata(tmp_path: Path) -> None:
     assert isinstance(lazy, WindowedRaster) and lazy.nodata is not None
     assert np.argwhere(lazy.nodata[:, :]).tolist() == [[10, 20]]
     assert lazy.array[10:11, 20:21].tolist() == [[[0.0] * 4]]
+
+
+def test_a_read_holds_a_bounded_block_cache_and_gives_the_default_back(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Every block of a read is decoded once, so GDAL's default cache (5 % of RAM) would only
+    # hold memory: a sampling read of a 20000² image kept 1.2 GB of blocks.
+    lazy = open_raster(write_geotiff(tmp_path / "u.tif", field_scene(64, 64)), limits=TINY)
+    assert isinstance(lazy, WindowedRaster)
+    seen: list[int] = []
+    read_block = windowed.WindowedArray._read_block
+
+    def spy(self: windowed.WindowedArray, *args: Any) -> Any:
+        seen.append(get_gdal_config("GDAL_CACHEMAX"))
+        return read_block(self, *args)
+
+    monkeypatch.setattr(windowed.WindowedArray, "_read_block", spy)
+    default = 512 * 1024**2
+    with rasterio.Env(GDAL_CACHEMAX=default):
+        lazy.array[::3, ::3]
+        after = get_gdal_config("GDAL_CACHEMAX")
+
+    assert seen and all(cache == windowed.MIN_BLOCK_CACHE_BYTES for cache in seen)
+    assert after == default
 
 
 def test_integer_files_without_nodata_need_no_mask(tmp_path: Path) -> None:
