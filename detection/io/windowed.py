@@ -8,6 +8,7 @@ bounded by the detector's tiles and its whole-grid score and mask, not by the im
 from __future__ import annotations
 
 import warnings
+from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -69,10 +70,7 @@ class WindowedArray:
         """(pixels, nodata) of `key`: float32 (rows, cols, bands) and bool (rows, cols)."""
         rows, cols = (part.indices(size) for part, size in zip(key, self.shape, strict=False))
         try:
-            with (
-                rasterio.Env(GDAL_CACHEMAX=self._block_cache_bytes(cols)),
-                rasterio.open(self.path, driver="GTiff") as src,
-            ):
+            with self._block_cache(rows, cols), rasterio.open(self.path, driver="GTiff") as src:
                 parts = [
                     self._read_block(src, rows, cols, top, bottom) for top, bottom in _strips(rows)
                 ]
@@ -90,16 +88,22 @@ class WindowedArray:
         nodata = np.concatenate([n for _, n in parts]) if len(parts) > 1 else parts[0][1]
         return pixels, nodata
 
-    def _block_cache_bytes(self, cols: tuple[int, int, int]) -> int:
-        """GDAL's block cache for one read: the blocks under a strip, twice over.
+    def _block_cache(
+        self, rows: tuple[int, int, int], cols: tuple[int, int, int]
+    ) -> AbstractContextManager[object]:
+        """GDAL's block cache for a sampling read: the blocks under a strip, twice over.
 
-        A read decodes each block it needs once, so a larger cache only holds memory: at
-        GDAL's default (5 % of RAM) a sampling read of a 20000² image held 1.2 GB of blocks
-        until it closed the file.
+        A strided read decodes every block it spans once, so a larger cache only holds
+        memory: at GDAL's default (5 % of RAM) a sampling read of a 20000² image held 1.2 GB
+        of blocks until it closed the file. The cache size is process-wide, so a plain
+        window (the detector's tiles, read side by side on threads, a few blocks each) leaves
+        it alone.
         """
+        if rows[2] == 1 and cols[2] == 1:
+            return nullcontext()
         width = max(cols[1] - cols[0], 1)
         strip = STRIP_ROWS * width * self.shape[2] * np.dtype(np.float32).itemsize
-        return max(MIN_BLOCK_CACHE_BYTES, 2 * strip)
+        return rasterio.Env(GDAL_CACHEMAX=max(MIN_BLOCK_CACHE_BYTES, 2 * strip))
 
     def _read_block(
         self,
