@@ -111,7 +111,7 @@ def bounding_box(mask: np.ndarray, margin: int = 0) -> tuple[slice, slice]:
 
 # Binary morphology through OpenCV on 0/1 bytes, equal to SciPy's (border value 0, as
 # `scipy.ndimage`'s default) and many times faster on a decision window. One thread per
-# call, as in `detection.features`: the detector runs its windows on threads of its own.
+# call, as in `detection.filters`: the detector runs its windows on threads of its own.
 cv2.setNumThreads(1)
 _CROSS = CONNECTIVITY.astype(np.uint8)
 #: OpenCV's name for CONNECTIVITY: 4 (the cross) or 8 (the full square).

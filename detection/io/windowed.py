@@ -91,7 +91,8 @@ class WindowedArray:
     def _block_cache(
         self, rows: tuple[int, int, int], cols: tuple[int, int, int]
     ) -> AbstractContextManager[object]:
-        """GDAL's block cache for a sampling read: the blocks under a strip, twice over.
+        """GDAL's block cache for a sampling read: the blocks under a strip, twice over
+        (sized at float32, at least the stored samples' width).
 
         A strided read decodes every block it spans once, so a larger cache only holds
         memory: at GDAL's default (5 % of RAM) a sampling read of a 20000² image held 1.2 GB
