@@ -13,16 +13,18 @@ import pickle
 import zlib
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import NamedTuple
+from typing import TYPE_CHECKING, NamedTuple
 
 import numpy as np
 from scipy import ndimage
-from sklearn.ensemble import HistGradientBoostingClassifier
 
 from detection import features
 from detection.errors import DetectionError
 from detection.radiometry import fit_normalisation_with
 from detection.rs_params import RasterDetectorParams
+
+if TYPE_CHECKING:
+    from sklearn.ensemble import HistGradientBoostingClassifier
 
 #: Bump when the features, the file layout or what the scores mean change: older files are
 #: refused, not misread. 3: trained on change-enriched samples (`CHANGED_SHARE`), so scores
@@ -176,6 +178,10 @@ class Committee:
 
 def fit_committee(x: np.ndarray, y: np.ndarray, *, seed: int = 0) -> Committee:
     """`COMMITTEE_SIZE` gradient-boosted fits on all of (x, y), random states seed, seed + 1…"""
+    # Imported here: scikit-learn costs a process ~100 MB, and only fitting needs it named
+    # (a stored model imports it as it unpickles).
+    from sklearn.ensemble import HistGradientBoostingClassifier
+
     return Committee(
         [
             HistGradientBoostingClassifier(
