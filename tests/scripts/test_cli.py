@@ -1,0 +1,49 @@
+"""The `tianxun` entry point: sub-commands built from their modules only when asked for."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import textwrap
+
+from typer.testing import CliRunner
+
+from scripts.cli import LAZY_COMMANDS, _registered, app
+
+
+def test_each_lazy_command_is_what_its_modules_register_and_none_is_left_out() -> None:
+    for name, modules in LAZY_COMMANDS.items():
+        assert name in _registered(modules), f"{modules} register no {name!r}"
+    registered = {name for modules in set(LAZY_COMMANDS.values()) for name in _registered(modules)}
+    assert registered == set(LAZY_COMMANDS)
+
+
+def test_a_command_imports_only_its_own_modules() -> None:
+    # A fresh interpreter: this test process has imported everything already.
+    script = textwrap.dedent(
+        """
+        import sys
+        from typer.testing import CliRunner
+        from scripts.cli import app
+        result = CliRunner().invoke(app, ["detect", "--help"])
+        assert result.exit_code == 0, result.output
+        assert "scripts.detect" in sys.modules
+        print(sorted(m for m in ("scripts.worker", "scripts.backfill", "scripts.simulate",
+                                 "distributed", "sklearn", "fastapi") if m in sys.modules))
+        """
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, check=True
+    )
+    assert done.stdout.strip() == "[]"
+
+
+def test_help_lists_every_command_and_a_typo_is_answered_with_the_lazy_ones() -> None:
+    listed = CliRunner().invoke(app, ["--help"])
+    assert listed.exit_code == 0
+    for name in [*LAZY_COMMANDS, "serve", "db"]:
+        assert name in listed.output
+
+    typo = CliRunner().invoke(app, ["detec"])
+    assert typo.exit_code == 2
+    assert "Did you mean 'detect'" in typo.output
