@@ -15,9 +15,9 @@ from service.settings import Settings
 
 #: Sub-commands defined in other modules, by the modules whose `register(app)` adds them.
 #: Each is imported only when one of its commands runs or help lists them: every module
-#: brings its own part of the scientific stack, and all of them together cost a process
-#: about 90 MB resident and 1.5 s of CPU before any work (a worker, or `tianxun detect` at
-#: 20000², whose memory target is 2 GB, should not carry the others').
+#: brings its own part of the scientific stack. All of them cost a process ~490 MB resident
+#: and ~3.5 s of CPU before any work, `tianxun detect` alone ~310 MB and ~2 s (its memory
+#: target at 20000² is 2 GB; benchmarks/RESULTS.md).
 LAZY_COMMANDS: dict[str, tuple[str, ...]] = {
     "audit": ("scripts.clients",),
     "backfill": ("scripts.backfill",),
