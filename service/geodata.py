@@ -24,16 +24,15 @@ from pyogrio.errors import DataLayerError, DataSourceError
 from pyproj import CRS, Transformer
 from pyproj.exceptions import CRSError
 from shapely.geometry import MultiPolygon, Polygon
-from shapely.geometry.base import BaseGeometry
 
 from service.errors import InvalidInputError
+from service.spatial import POLYGONAL, polygonal_part
 
 # GDAL picks the driver from the content, not the name; anything else (CSV, VRT, ...) is refused.
 DRIVER_FORMATS = {"GeoJSON": "GeoJSON", "GPKG": "GeoPackage", "ESRI Shapefile": "Shapefile"}
 # Files a Shapefile is made of; all of them feed its checksum.
 SHAPEFILE_PARTS = (".shp", ".shx", ".dbf", ".prj", ".cpg")
 WGS84 = CRS.from_epsg(4326)
-POLYGONAL = (Polygon, MultiPolygon)
 # Degrees a feature may lie beyond its CRS's area of use (UTM zones are used past their edges).
 AREA_OF_USE_MARGIN = 5.0
 # With pyarrow, GDAL streams the file in one pass; without it, batches skip ahead (slower).
@@ -358,20 +357,6 @@ def _misplaced(crs: CRS, x: float, y: float) -> str:
 
 def _refuse(source: VectorSource, index: int, fid: Any, problem: str) -> None:
     raise GeodataError(f"{source.name}: feature #{index} (fid {fid}) {problem}")
-
-
-def polygonal_part(geom: BaseGeometry) -> Polygon | MultiPolygon | None:
-    """The areas of `geom` (a valid geometry), dropping lines and points; None if no area."""
-    if isinstance(geom, POLYGONAL):
-        return None if geom.is_empty else geom
-    polygons = [
-        part for part in shapely.get_parts(geom) if isinstance(part, Polygon) and not part.is_empty
-    ]
-    if not polygons:
-        return None
-    # A union, not a bare MultiPolygon: pieces of a collection may share edges.
-    merged = shapely.union_all(polygons)
-    return merged if isinstance(merged, POLYGONAL) else polygonal_part(merged)
 
 
 def file_checksum(source: VectorSource) -> str:

@@ -14,13 +14,15 @@ from typing import Any
 
 import shapely
 from pyproj import CRS, Transformer
-from shapely.geometry import box
+from shapely.geometry import MultiPolygon, Polygon, box
 from shapely.geometry.base import BaseGeometry
 from shapely.prepared import prep
 from sqlalchemy import ColumnElement, Float, Integer, Select, column, func, select, table
 from sqlalchemy.orm import Session
 
 from models.geo import SRID, rtree_name
+
+POLYGONAL = (Polygon, MultiPolygon)
 
 M2_PER_MU = 10_000 / 15  # 1 mu = 666.67 m²
 
@@ -135,3 +137,17 @@ def area_m2(geom: BaseGeometry, area_crs: str) -> float:
 
 def m2_to_mu(m2: float) -> float:
     return m2 / M2_PER_MU
+
+
+def polygonal_part(geom: BaseGeometry) -> Polygon | MultiPolygon | None:
+    """The areas of `geom` (a valid geometry), dropping lines and points; None if no area."""
+    if isinstance(geom, POLYGONAL):
+        return None if geom.is_empty else geom
+    polygons = [
+        part for part in shapely.get_parts(geom) if isinstance(part, Polygon) and not part.is_empty
+    ]
+    if not polygons:
+        return None
+    # A union, not a bare MultiPolygon: pieces of a collection may share edges.
+    merged = shapely.union_all(polygons)
+    return merged if isinstance(merged, POLYGONAL) else polygonal_part(merged)

@@ -22,9 +22,8 @@ from sqlalchemy.orm import Session
 from models.detection import DetectionSource
 from models.layer import FarmlandObservation, Layer, LayerFeature, LayerKind, LayerVersion
 from models.scene import Scene
-from service.geodata import polygonal_part
 from service.screening.screen import FARMLAND_KINDS
-from service.spatial import iter_intersecting
+from service.spatial import iter_intersecting, polygonal_part
 
 # Views whose farmland is kept in memory: a camera preset asks for its own view with every
 # snapshot, and the answer only changes when a farmland layer gets a new version.

@@ -8,7 +8,7 @@ import shapely
 from shapely.geometry import MultiPolygon, Polygon, box
 from shapely.geometry.base import BaseGeometry
 
-from service.geodata import polygonal_part
+from service.spatial import polygonal_part
 
 
 @dataclass(frozen=True)
