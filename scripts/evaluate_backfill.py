@@ -265,6 +265,13 @@ def _summary_table(report: dict[str, Any]) -> Table:
     )
     for reason, count in score["missed_by_reason"].items():
         table.add_row(f"  {reason}", str(count))
+    seen_verdict = "met" if score["target_met_over_seen"] else "not met"
+    table.add_row(
+        "dated by what the images show",
+        f"{score['onset_within_one_epoch_of_first_look']}/{score['seen_clear_after_onset']} "
+        f"seen clear after onset (within one epoch of onset, or of the first clear look "
+        f"where cloud hid it; target {score['target_share']:.0%}: {seen_verdict})",
+    )
     table.add_row("found, in one case only", f"{score['found_in_one_case']}/{score['found']}")
     table.add_row(
         "cases",

@@ -139,6 +139,19 @@ class BackfillScore:
         total = len(self.violations)
         return total > 0 and self.found_with_onset >= TARGET_SHARE * total
 
+    @property
+    def seen_clear(self) -> int:
+        """Violations some date showed the detector clear after their onset."""
+        return sum(v.missed_because != NEVER_SEEN_CLEAR for v in self.violations)
+
+    @property
+    def target_met_over_seen(self) -> bool:
+        """The target read over what the imagery shows: dated within one epoch of the onset,
+        or of the first clear look where cloud hid it, over the violations seen clear after
+        their onset. No dating from these images can reach the others."""
+        seen = self.seen_clear
+        return seen > 0 and self.found_with_first_look >= TARGET_SHARE * seen
+
     def as_json(self, dates: Sequence[date]) -> dict[str, Any]:
         total = len(self.violations)
 
@@ -155,6 +168,8 @@ class BackfillScore:
             "onset_within_one_epoch_of_first_look": self.found_with_first_look,
             "target_share": TARGET_SHARE,
             "target_met": self.target_met,
+            "seen_clear_after_onset": self.seen_clear,
+            "target_met_over_seen": self.target_met_over_seen,
             "missed_by_reason": dict(
                 Counter(v.missed_because for v in self.violations if v.missed_because).most_common()
             ),

@@ -175,3 +175,25 @@ def test_a_case_is_judged_by_its_likeliest_onset_where_the_trace_gave_one() -> N
     assert rows["hidden"]["first_visible"] == "2025-05-01"
     assert rows["hidden"]["likeliest_onset"] == "2025-04-01"
     assert rows["untraced"]["likeliest_onset"] == rows["untraced"]["first_visible"]
+
+
+def test_the_target_over_what_images_show_leaves_out_the_unseen_and_counts_hidden_onsets() -> None:
+    # Ten violations with their onset on epoch 2: one never seen clear after it, one whose
+    # onset cloud hid (dated within one epoch of its first clear look), eight dated.
+    truth = [violation(f"V{i}", 100 * i, onset=2) for i in range(10)]
+    clear = all_clear(*truth)
+    for epoch in EPOCHS:
+        clear[epoch]["V8"] = 0.0 if epoch in (2, 3) else 1.0
+        clear[epoch]["V9"] = 0.0 if epoch >= 2 else 1.0
+    dated = [case(f"C{i}", 100 * i, first_visible=2) for i in range(8)]
+    hidden = case("C8", 800, first_visible=5)  # +3 from onset, +1 from the first look
+
+    with_hidden = score_backfill(truth, [*dated, hidden], [], clear_fraction=clear)
+    without = score_backfill(truth, dated, [], clear_fraction=clear)
+
+    assert (with_hidden.found_with_onset, with_hidden.seen_clear) == (8, 9)
+    assert not with_hidden.target_met  # 8 of 10
+    assert with_hidden.target_met_over_seen  # 9 of the 9 seen
+    assert not without.target_met_over_seen  # 8 of the 9 seen
+    report = with_hidden.as_json([date(2025, 1, 1) + timedelta(days=30 * e) for e in range(10)])
+    assert report["seen_clear_after_onset"] == 9 and report["target_met_over_seen"] is True
