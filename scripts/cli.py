@@ -15,8 +15,8 @@ from service.settings import Settings
 
 #: Sub-commands defined in other modules, by the modules whose `register(app)` adds them.
 #: Each is imported only when one of its commands runs or help lists them: every module
-#: brings its own part of the scientific stack. All of them cost a process ~490 MB resident
-#: and ~3.5 s of CPU before any work, `tianxun detect` alone ~310 MB and ~2 s (its memory
+#: brings its own part of the scientific stack. All of them cost a process ~500 MB resident
+#: and ~3.8 s of CPU before any work, `tianxun detect` alone ~315 MB and ~1.9 s (its memory
 #: target at 20000² is 2 GB; benchmarks/RESULTS.md).
 LAZY_COMMANDS: dict[str, tuple[str, ...]] = {
     "audit": ("scripts.clients",),

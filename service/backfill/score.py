@@ -141,7 +141,8 @@ class BackfillScore:
 
     @property
     def seen_clear(self) -> int:
-        """Violations some date showed the detector clear after their onset."""
+        """Violations not missed as never seen clear after their onset (a found one counts
+        however cloudy its dates were: a case over it is what an image showed)."""
         return sum(v.missed_because != NEVER_SEEN_CLEAR for v in self.violations)
 
     @property
