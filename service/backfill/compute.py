@@ -249,11 +249,16 @@ def _trace_one(task: TraceTask, dates: list[DatedScene], crops: list[_Crop | Non
         for i, (d, crop) in enumerate(zip(dates, crops, strict=True))
     )
     after, before = _onset(looks, reference)
+    like_it_throughout = after is None  # no look before the reference unlike the violation
     after, before = _held_to_first_sighting(after, before, crops, reference)
     after, before = _earlier_stages(after, before, crops)
     before, unchanged = _first_departure(after, before, crops)
     standing = _standing_since(crops, reference)
-    if standing is not None and standing[1] < before:  # a first stage the comparisons missed
+    if standing is not None and standing[0] is None and not like_it_throughout:
+        # A run from the first look dates the case on it only when the comparisons agree
+        # that every earlier look already showed the violation: two witnesses, each alone.
+        standing = None
+    if standing is not None and standing[1] < before:  # a stage the comparisons set aside
         after, before = standing
         unchanged = after
     chips = _chips(crops, after, before)
@@ -368,10 +373,10 @@ def _first_departure(
     return before, unchanged
 
 
-def _standing_since(crops: list[_Crop | None], reference: int) -> tuple[int, int] | None:
+def _standing_since(crops: list[_Crop | None], reference: int) -> tuple[int | None, int] | None:
     """The last look where the outline blended into the field around it, and the first of the
     unbroken run of looks after it, up to the reference, where the outline stood out from that
-    field (None: no such run).
+    field (None: no such run; None as the first: the run reaches back to the first look).
 
     Each look is judged on its own date, against the violation's own surroundings, not against
     another date: a pile, a pit or a slab stands out from the crop or soil around it whatever
@@ -380,9 +385,11 @@ def _standing_since(crops: list[_Crop | None], reference: int) -> tuple[int, int
     on a bare field) blends in and ends the run: that look is no evidence either way, so the
     bracket from the comparisons stands unless the run reaches an earlier date. Looks that do
     not show the place (cloud, its margin, a missing file) neither break nor extend the run.
-    A run over more than `MAX_STANDING_LOOKS` looks before the reference, or from the first
-    look, says nothing: the detector compares every date and would have sighted a violation
-    standing that long, so it is more likely the place itself (a strip of another crop).
+    A run over more than `MAX_STANDING_LOOKS` looks before the reference says nothing: the
+    detector compares every date and would have sighted a violation standing that long, so
+    it is more likely the place itself (a strip of another crop). A shorter run that reaches
+    back to the first clear look is what a violation standing before the imagery began
+    leaves: no earlier look could show the change, so no comparison could sight it.
     """
     first = _stands_out(crops[reference])
     if first is None or first < STANDS_OUT_FRACTION:
@@ -397,7 +404,7 @@ def _standing_since(crops: list[_Crop | None], reference: int) -> tuple[int, int
         if fraction < STANDS_OUT_FRACTION or taken == MAX_STANDING_LOOKS:
             return None
         earliest, taken = index, taken + 1
-    return None  # standing from the first look: it may predate the imagery
+    return None, earliest  # standing from the first look: it may predate the imagery
 
 
 def _stands_out(crop: _Crop | None) -> float | None:

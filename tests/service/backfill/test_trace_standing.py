@@ -70,3 +70,32 @@ def test_a_run_standing_out_longer_than_a_late_sighting_leaves_the_bracket(
     assert result.onset_after is not None and result.onset_before is not None
     assert result.onset_after.acquired_at == dates[4].acquired_at
     assert result.onset_before.acquired_at == dates[5].acquired_at
+
+
+def test_a_pile_standing_from_the_first_look_is_dated_on_it(world: World, tmp_path: Path) -> None:
+    # The pile is on every date and sighted only on date 3 (say, when its cover changed).
+    # No earlier look can show it coming, so no comparison could have sighted it sooner; it
+    # stands out from the field on every look and every look is like it: it stood on the
+    # first look, and the likeliest onset is that look.
+    dates, outline = _pile_dates(world, tmp_path, [FINAL_SIDE_PX] * 5)
+
+    [result] = trace_cases(dates, [TraceTask(1, outline, dates[3].acquired_at)])
+
+    assert result.onset_after is None
+    assert result.onset_before is not None and result.onset_likeliest is not None
+    assert result.onset_before.acquired_at == dates[0].acquired_at
+    assert result.onset_likeliest.acquired_at == dates[0].acquired_at
+
+
+def test_a_run_from_the_first_look_leaves_the_bracket_when_a_comparison_disagrees(
+    world: World, tmp_path: Path
+) -> None:
+    # A smaller pile on date 0 stands out as the full one does on dates 1–3, but compared
+    # with the pile sighted on date 3 it is unlike it: the comparisons do not say the pile
+    # stood from the first look, so the run alone does not date it there.
+    dates, outline = _pile_dates(world, tmp_path, [5] + [FINAL_SIDE_PX] * 4)
+
+    [result] = trace_cases(dates, [TraceTask(1, outline, dates[3].acquired_at)])
+
+    assert result.onset_before is not None
+    assert result.onset_before.acquired_at != dates[0].acquired_at
