@@ -52,6 +52,7 @@ STANDS_OUT_FRACTION = 0.15  # of the outline: a first stage a third of its final
 BLENDS_IN_FRACTION = 0.05  # of the outline at most: it looks like the field around it
 MAX_STANDING_LOOKS = 3  # earlier looks the run of standing-out looks may take the onset back over
 MIN_SURROUNDING_PX = 50  # clear pixels around the outline to take their median and spread
+BLENDS_IN = "blends_in"  # a look like the violation only as the field around it was too
 MIN_FIT_CLEAR_FRACTION = 0.5  # of a tile clear on both dates, to fit their radiometry tile-wide
 
 
@@ -137,7 +138,9 @@ class TraceTask:
 class DateLook:
     scene_id: int
     acquired_at: datetime
-    state: str  # "differs" (not there yet / gone), "same" (standing), "unclear", "unobserved"
+    # "differs" (not there yet / gone), "same" (standing), "blends_in" (like the violation,
+    # but so was the field around it), "unclear", "unobserved"
+    state: str
     changed_fraction: float | None
 
 
@@ -244,13 +247,16 @@ def _trace_one(task: TraceTask, dates: list[DatedScene], crops: list[_Crop | Non
         return TraceResult(task.case_id, looks, None, None, None)
     ref_crop = crops[reference]
     assert ref_crop is not None
+    ref_stands_out = (_stands_out(ref_crop) or 0.0) >= STANDS_OUT_FRACTION
     looks = tuple(
-        _look(d, "same", 0.0) if i == reference else _compare_look(d, crop, ref_crop)
+        _look(d, "same", 0.0)
+        if i == reference
+        else _compare_look(d, crop, ref_crop, ref_stands_out)
         for i, (d, crop) in enumerate(zip(dates, crops, strict=True))
     )
     after, before = _onset(looks, reference)
     like_it_throughout = after is None  # no look before the reference unlike the violation
-    after, before = _held_to_first_sighting(after, before, crops, reference)
+    after, before = _held_to_first_sighting(after, before, crops, looks, reference)
     after, before = _earlier_stages(after, before, crops)
     before, unchanged = _first_departure(after, before, crops)
     standing = _standing_since(crops, reference)
@@ -298,7 +304,11 @@ def _onset(looks: tuple[DateLook, ...], reference: int) -> tuple[int | None, int
 
 
 def _held_to_first_sighting(
-    after: int | None, before: int, crops: list[_Crop | None], reference: int
+    after: int | None,
+    before: int,
+    crops: list[_Crop | None],
+    looks: tuple[DateLook, ...],
+    reference: int,
 ) -> tuple[int | None, int]:
     """Keep looks "the same as the violation" from dating it before the last look its first
     sighting was compared with.
@@ -309,11 +319,13 @@ def _held_to_first_sighting(
     last clear look and with the parcels. A crop around the outline that looks the same as the
     violation says less: a pit or a pile of soil looks like the bare field of another season.
     The walk may still end on that last look (one look the detector missed); one that passes
-    it stops there, with that look the last unchanged one. An earlier stage of a violation
-    that grew is still found by the step comparisons of `_earlier_stages`.
+    it stops there, with that look the last unchanged one. So does a walk that passes over a
+    last look on which the place only blended into a field like the violation: that look
+    does not show the violation, and the detector saw it come after it. An earlier stage of a
+    violation that grew is still found by the step comparisons of `_earlier_stages`.
     """
     seen = _previous_clear(crops, reference)
-    if seen is None or before >= seen:
+    if seen is None or (before >= seen and looks[seen].state != BLENDS_IN):
         return after, before
     return seen, reference
 
@@ -519,12 +531,19 @@ def _look(dated: DatedScene, state: str, fraction: float | None) -> DateLook:
     return DateLook(dated.scene_id, dated.acquired_at, state, fraction)
 
 
-def _compare_look(dated: DatedScene, crop: _Crop | None, reference: _Crop) -> DateLook:
+def _compare_look(
+    dated: DatedScene, crop: _Crop | None, reference: _Crop, reference_stands_out: bool
+) -> DateLook:
     """Does the place on this date look like the violation (the reference) or not?
 
     Only the pixels the detector compared count: one near a cloud on either date is never
     called change, and counting it as unchanged would make a date that saw nothing of the
     place look like the violation already standing.
+
+    A look like a violation that stands out from its field on the reference, on which the
+    outline blends into the field around it, is `BLENDS_IN` rather than the same: the whole
+    field looked like the violation then (a flooded paddy like a pond, a bare field like a
+    pile of soil), which says nothing of whether the violation was there.
     """
     if crop is None or not crop.observed:
         return _look(dated, "unobserved", None)
@@ -535,7 +554,16 @@ def _compare_look(dated: DatedScene, crop: _Crop | None, reference: _Crop) -> Da
     if changed is None:
         return _look(dated, "unclear", None)
     fraction = float(changed[crop.inside & compared].mean())
-    return _look(dated, _state_of(fraction), fraction)
+    state = _state_of(fraction)
+    if state == "same" and reference_stands_out and _blends_in(crop):
+        state = BLENDS_IN
+    return _look(dated, state, fraction)
+
+
+def _blends_in(crop: _Crop) -> bool:
+    """Does the outline look like the field around it on this date (see `_stands_out`)?"""
+    fraction = _stands_out(crop)
+    return fraction is not None and fraction <= BLENDS_IN_FRACTION
 
 
 def _compared(crop: _Crop, other: _Crop) -> np.ndarray:

@@ -11,6 +11,7 @@ from service.backfill.compute import AROUND_PX, TraceTask, trace_cases
 from tests.service.backfill.conftest import World
 from tests.service.backfill.test_trace_growth import (
     SIDE_PX,
+    STACK_BANDS,
     _clear_corner,
     _cover_around,
     _dates,
@@ -112,6 +113,27 @@ def test_a_first_stage_amid_disturbed_surroundings_is_dated_by_standing_out(
     [result] = trace_cases(dates, [TraceTask(1, outline, reference_at=dates[6].acquired_at)])
 
     assert [look.state for look in result.looks[2:5]] == ["differs", "unclear", "unobserved"]
+    assert result.onset_after is not None and result.onset_before is not None
+    assert result.onset_after.acquired_at == dates[2].acquired_at
+    assert result.onset_before.acquired_at == dates[3].acquired_at
+    assert result.onset_likeliest is not None
+    assert result.onset_likeliest.acquired_at == dates[3].acquired_at
+
+
+def test_a_look_like_the_violation_only_because_the_field_was_too_is_unclear(
+    world: World, tmp_path: Path
+) -> None:
+    # On date 2 the field all around the place is bare, of the stack's own colour: the place
+    # looks like the stack that stands on date 3, but it blends into a field that looks the
+    # same (a flooded paddy looks like a pond). That look shows nothing of the stack, and the
+    # detector sighted it against that look on date 3: it came after date 2.
+    dates, outline = _dates(world, tmp_path, [0, 0, 0, SIDE_PX])
+    corner = _clear_corner(Path(dates[0].path))
+    _cover_around(Path(dates[2].path), corner, AROUND_PX + 8, STACK_BANDS)
+
+    [result] = trace_cases(dates, [TraceTask(1, outline, reference_at=dates[3].acquired_at)])
+
+    assert result.looks[2].state == "blends_in"
     assert result.onset_after is not None and result.onset_before is not None
     assert result.onset_after.acquired_at == dates[2].acquired_at
     assert result.onset_before.acquired_at == dates[3].acquired_at
