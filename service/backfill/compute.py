@@ -319,15 +319,22 @@ def _held_to_first_sighting(
     last clear look and with the parcels. A crop around the outline that looks the same as the
     violation says less: a pit or a pile of soil looks like the bare field of another season.
     The walk may still end on that last look (one look the detector missed); one that passes
-    it stops there, with that look the last unchanged one. So does a walk that passes over a
-    last look on which the place only blended into a field like the violation: that look
-    does not show the violation, and the detector saw it come after it. An earlier stage of a
-    violation that grew is still found by the step comparisons of `_earlier_stages`.
+    it stops there, with that look the last unchanged one. So does a walk that passes over
+    looks up to that last one on which the place only blended into a field like the
+    violation (`BLENDS_IN`): they are no more evidence of it than looks the same as it. An
+    earlier stage of a violation that grew is still found by the step comparisons of
+    `_earlier_stages`.
     """
     seen = _previous_clear(crops, reference)
-    if seen is None or (before >= seen and looks[seen].state != BLENDS_IN):
+    if seen is None or before == seen:
         return after, before
-    return seen, reference
+    if before < seen:
+        return seen, reference
+    # No look up to `seen` like the violation; one that blended into its field still was.
+    passed = range(0 if after is None else after + 1, seen + 1)
+    if any(looks[index].state == BLENDS_IN for index in passed):
+        return seen, reference
+    return after, before
 
 
 def _earlier_stages(
