@@ -330,7 +330,7 @@ def _held_to_first_sighting(
         return after, before
     if before < seen:
         return seen, reference
-    # No look up to `seen` like the violation; one that blended into its field still was.
+    # No look up to `seen` compared the same as the violation; one that blends in counts so.
     passed = range(0 if after is None else after + 1, seen + 1)
     if any(looks[index].state == BLENDS_IN for index in passed):
         return seen, reference
