@@ -10,6 +10,7 @@ import zlib
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from datetime import datetime
+from functools import cached_property
 from typing import Any
 
 import numpy as np
@@ -29,6 +30,8 @@ _STATE_FORMAT = 5
 _READABLE_FORMATS = (1, 2, 3, 4, 5)
 _NPZ_MAGIC = b"PK"
 _MAGIC = b"TXCAMST\x00"
+# A state's header alone, its chunks kept apart by content key (`EncodedState.manifest`).
+_MANIFEST_MAGIC = b"TXCAMMF\x00"
 _HEADER = struct.Struct("<I")  # byte length of the JSON header that follows the magic
 # The state is written after every analysed batch of a preset, and read whole whenever the
 # worker that takes the preset's next batch does not hold it already, so both directions are
@@ -169,19 +172,36 @@ class CameraState:
 class EncodedState:
     """A serialised state, and its chunks by content for reuse by the next `encode_state`.
 
+    It is stored either whole (`data`) or as a `manifest` with the chunks kept apart by key,
+    so that storage holding the previous state writes only the chunks that changed.
+
     Attributes
     ----------
     state : CameraState
-        What ``data`` holds.
-    data : bytes
-        The stored form.
+        What the encoding holds.
+    header : bytes
+        JSON: the state's scalars and, per array, its dtype, shape and chunks (keys, lengths).
+    keys : tuple of str
+        The chunks in the order the whole form holds them (a key may repeat).
     chunks : mapping of str to bytes
-        Compressed chunk by content key (dtype, shape and SHA-256 of the raw chunk).
+        Compressed chunk by content key (dtype, shape and digest of the raw chunk).
     """
 
     state: CameraState
-    data: bytes
+    header: bytes
+    keys: tuple[str, ...]
     chunks: Mapping[str, bytes]
+
+    @cached_property
+    def data(self) -> bytes:
+        """The whole stored form: header, then every chunk."""
+        chunks = (self.chunks[key] for key in self.keys)
+        return b"".join([_MAGIC, _HEADER.pack(len(self.header)), self.header, *chunks])
+
+    @property
+    def manifest(self) -> bytes:
+        """The stored form without its chunks; `decode_state` reads it back given `chunks`."""
+        return b"".join([_MANIFEST_MAGIC, _HEADER.pack(len(self.header)), self.header])
 
 
 def encode_state(state: CameraState, reuse: Mapping[str, bytes] | None = None) -> EncodedState:
@@ -195,7 +215,7 @@ def encode_state(state: CameraState, reuse: Mapping[str, bytes] | None = None) -
     reuse = reuse or {}
     meta = _meta(state)
     entries: dict[str, dict[str, object]] = {}
-    payload: list[bytes] = []
+    order: list[str] = []
     chunks: dict[str, bytes] = {}
     for name, array in _arrays(state).items():
         keys, lengths = [], []
@@ -203,9 +223,9 @@ def encode_state(state: CameraState, reuse: Mapping[str, bytes] | None = None) -
             key = _chunk_key(chunk)
             compressed = reuse.get(key) or chunks.get(key) or _compress(chunk)
             chunks[key] = compressed
-            payload.append(compressed)
             keys.append(key)
             lengths.append(len(compressed))
+        order += keys
         entries[name] = {
             "dtype": array.dtype.str,
             "shape": list(array.shape),
@@ -213,38 +233,74 @@ def encode_state(state: CameraState, reuse: Mapping[str, bytes] | None = None) -
             "keys": keys,
         }
     header = json.dumps(meta | {"arrays": entries}).encode()
-    data = b"".join([_MAGIC, _HEADER.pack(len(header)), header, *payload])
-    return EncodedState(state, data, chunks)
+    return EncodedState(state, header, tuple(order), chunks)
 
 
-def decode_state(data: bytes) -> EncodedState:
-    """Inverse of `encode_state`; formats 1 to 4 load too (after formats 1 to 3 the next
-    encoding compresses every chunk anew)."""
+def decode_state(data: bytes, chunks: Mapping[str, bytes] | None = None) -> EncodedState:
+    """Inverse of `encode_state`: from the whole form, or from a manifest and its `chunks` by
+    key. Formats 1 to 4 load too (after formats 1 to 3 the next encoding compresses every chunk
+    anew; formats 1 and 2 come back encoded as format 5)."""
     if data.startswith(_NPZ_MAGIC):
-        return EncodedState(_from_npz(data), data, {})
-    if not data.startswith(_MAGIC):
+        return encode_state(_from_npz(data))
+    if data.startswith(_MAGIC):
+        header, payload = _header(data, _MAGIC)
+        meta = _meta_of(header)
+        parts = _inline_chunks(meta, data, offset=len(data) - len(payload))
+    elif data.startswith(_MANIFEST_MAGIC):
+        header, _ = _header(data, _MANIFEST_MAGIC)
+        meta = _meta_of(header)
+        parts = _chunks_by_key(meta, chunks or {})
+    else:
         raise ValueError("not a camera state: start the preset from an empty state")
-    offset = len(_MAGIC) + _HEADER.size
-    (length,) = _HEADER.unpack_from(data, len(_MAGIC))
-    meta = json.loads(data[offset : offset + length])
-    _check_format(meta)
-    offset += length
     arrays: dict[str, NDArray[Any]] = {}
-    chunks: dict[str, bytes] = {}
-    view = memoryview(data)
+    order: list[str] = []
     for name, entry in meta["arrays"].items():
-        parts = []
-        for size, key in zip(entry["chunks"], entry["keys"], strict=True):
-            compressed = bytes(view[offset : offset + size])
-            offset += size
-            chunks[key] = compressed
-            parts.append(compressed)
+        keys = list(entry["keys"])
+        order += keys
         arrays[name] = _joined(
-            parts, np.dtype(entry["dtype"]), tuple(entry["shape"]), state_format=meta["format"]
+            [parts[key] for key in keys],
+            np.dtype(entry["dtype"]),
+            tuple(entry["shape"]),
+            state_format=meta["format"],
         )
     references = _references(meta, arrays.__getitem__, lambda mode: arrays[f"{mode}_noise"])
     state = _with_meta(meta, references, arrays)
-    return EncodedState(state, data, chunks)
+    return EncodedState(state, header, tuple(order), parts)
+
+
+def _header(data: bytes, magic: bytes) -> tuple[bytes, memoryview]:
+    """The JSON header after `magic`, and what follows it."""
+    offset = len(magic) + _HEADER.size
+    (length,) = _HEADER.unpack_from(data, len(magic))
+    return data[offset : offset + length], memoryview(data)[offset + length :]
+
+
+def _meta_of(header: bytes) -> dict[str, Any]:
+    meta = json.loads(header)
+    _check_format(meta)
+    return dict(meta)
+
+
+def _inline_chunks(meta: Mapping[str, Any], data: bytes, *, offset: int) -> dict[str, bytes]:
+    """The chunks of the whole form, laid out after its header in the header's order."""
+    view = memoryview(data)
+    chunks: dict[str, bytes] = {}
+    for entry in meta["arrays"].values():
+        for size, key in zip(entry["chunks"], entry["keys"], strict=True):
+            chunks[key] = bytes(view[offset : offset + size])
+            offset += size
+    return chunks
+
+
+def _chunks_by_key(meta: Mapping[str, Any], stored: Mapping[str, bytes]) -> dict[str, bytes]:
+    keys = {key for entry in meta["arrays"].values() for key in entry["keys"]}
+    missing = keys - stored.keys()
+    if missing:
+        raise ValueError(
+            f"{len(missing)} of the camera state's {len(keys)} chunks are missing: start the "
+            "preset from an empty state"
+        )
+    return {key: stored[key] for key in keys}
 
 
 def _references(

@@ -56,12 +56,30 @@ class CameraPreset(Spatial, Timestamped, Base):
     calibrated_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     # The ground the preset can actually see (its viewshed), for coverage and blind spots.
     geom: Mapped[BaseGeometry | None] = mapped_column(Geometry("POLYGON"), nullable=True)
-    # The camera detector's memory of this view between snapshots (CameraState.to_bytes()).
-    # It lives in the row, not a file, so that it commits in the same transaction as the
-    # detections it led to: a job that is rolled back or re-run never sees a state ahead of
-    # the detections. `detector_state_version` guards against two workers advancing it at once.
+    # The camera detector's memory of this view between snapshots: its manifest
+    # (`EncodedState.manifest`), the chunks in `camera_state_chunk`; states stored whole
+    # (`CameraState.to_bytes()`) before that table existed still load. It lives in the
+    # database, not a file, so that it commits in the same transaction as the detections it
+    # led to: a job that is rolled back or re-run never sees a state ahead of the detections.
+    # `detector_state_version` guards against two workers advancing it at once.
     detector_state: Mapped[bytes | None] = mapped_column(LargeBinary, deferred=True)
     detector_state_version: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
     # The worker process (host:pid) that wrote the state last and may still hold it decoded:
     # the preset's next job is offered to it first.
     state_holder: Mapped[str | None] = mapped_column(String(200))
+
+
+class CameraStateChunk(Base):
+    """One compressed chunk of a preset's detector state, by content key.
+
+    A snapshot replaces one frame of a background's ring and its statistics, about a quarter
+    of a 1080p preset's ~2 MB state: kept apart by key, only those chunks are written again.
+    """
+
+    __tablename__ = "camera_state_chunk"
+
+    preset_id: Mapped[int] = mapped_column(
+        BigId, ForeignKey("camera_preset.id", ondelete="CASCADE"), primary_key=True
+    )
+    key: Mapped[str] = mapped_column(String(200), primary_key=True)
+    data: Mapped[bytes] = mapped_column(LargeBinary)

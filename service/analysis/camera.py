@@ -23,6 +23,7 @@ from __future__ import annotations
 import dataclasses
 import threading
 from collections import OrderedDict
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -60,6 +61,7 @@ from service.analysis.store import (
     store_png,
 )
 from service.cameras.registry import calibrate
+from service.cameras.state import store_state, stored_chunks
 from service.cases.workflow import lock_places
 from service.ingest.scenes import SNAPSHOT_BANDS, refresh_stac_item
 from service.ingest.store import object_path
@@ -126,6 +128,7 @@ class CameraInputs:
     image_size: tuple[int, int]
     control_points: list[dict[str, Any]]
     state: bytes | None  # as stored; not read when `cached` holds it
+    state_chunks: Mapping[str, bytes]  # the stored chunks `state` names, when it is read
     state_version: int
     farmland: BaseGeometry | None
     snapshots: list[PendingSnapshot]
@@ -169,6 +172,7 @@ def read_camera_inputs(session: Session, job: ClaimedJob, settings: Settings) ->
     version = preset.detector_state_version
     # Only a job that will advance the state takes it from the cache (and then owns it).
     cached = STATES.take(key, version) if usable and refusal is None else None
+    read_state = bool(usable) and cached is None
     view = (
         farmland_view(preset.geom, at=scene.acquired_at, session=session)
         if preset.geom is not None
@@ -181,7 +185,8 @@ def read_camera_inputs(session: Session, job: ClaimedJob, settings: Settings) ->
         image_size=(preset.image_width, preset.image_height),
         control_points=list(preset.control_points),
         # A deferred column: the stored state is only fetched when it is needed.
-        state=preset.detector_state if usable and cached is None else None,
+        state=preset.detector_state if read_state else None,
+        state_chunks=stored_chunks(preset.id, session=session) if read_state else {},
         state_version=version,
         farmland=view.geometry if view is not None else None,
         snapshots=[
@@ -221,7 +226,7 @@ def analyse_camera_snapshots(inputs: CameraInputs, settings: Settings) -> Camera
         return CameraOutcome(refused, None, [])
     previous = inputs.cached
     if previous is None and inputs.state is not None:
-        previous = decode_state(inputs.state)
+        previous = decode_state(inputs.state, inputs.state_chunks)
     state = previous.state if previous is not None else None
     outcomes = []
     for snapshot in inputs.snapshots:
@@ -338,7 +343,11 @@ def write_camera_outcome(
         return
     if not outcome.snapshots:
         return
-    preset = session.get(CameraPreset, inputs.preset_id, populate_existing=True)
+    # Locked until commit (on PostgreSQL), so that of two jobs advancing one preset the
+    # second sees the first's version and retries instead of overwriting it.
+    preset = session.get(
+        CameraPreset, inputs.preset_id, populate_existing=True, with_for_update=True
+    )
     if preset is None or preset.detector_state_version != inputs.state_version:
         raise StateAdvancedError(
             f"the detector state of preset {inputs.preset_id} advanced while this job computed"
@@ -359,7 +368,7 @@ def write_camera_outcome(
             seen.append(scene)
     if preset.geom is not None:
         _record_coverage(preset.geom, seen, session=session)
-    preset.detector_state = outcome.state.data if outcome.state is not None else None
+    store_state(preset, outcome.state, session=session)
     preset.detector_state_version += 1
     preset.state_holder = worker_process(job.owner)  # keeps it (`keep_camera_state`)
     session.flush()

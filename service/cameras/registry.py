@@ -25,6 +25,7 @@ from detection.geolocate import (
 )
 from models.base import utcnow
 from models.camera import Camera, CameraPreset
+from service.cameras.state import store_state
 from service.cases.workflow import jurisdiction_for
 from service.errors import InvalidInputError, NotFoundError
 
@@ -137,7 +138,7 @@ def register_preset(
     if not created and (
         (row.image_width, row.image_height) != tuple(image_size) or row.control_points != points
     ):
-        row.detector_state = None
+        store_state(row, None, session=session)
         row.detector_state_version += 1
     row.image_width, row.image_height = image_size
     row.control_points = points

@@ -25,6 +25,7 @@ from service.analysis.camera import (
     write_camera_outcome,
 )
 from service.cameras.registry import register_camera, register_preset
+from service.cameras.state import load_state
 from service.ingest.store import JPEG, commit_object, stage_chunks
 from service.queue import ClaimedJob
 from service.settings import Settings
@@ -163,8 +164,9 @@ def run_and_commit(db_session: Session, settings: Settings, scene: Scene) -> Non
 
 def stored_state(db_session: Session, preset: CameraPreset) -> CameraState:
     db_session.refresh(preset)
-    assert preset.detector_state is not None
-    return CameraState.from_bytes(preset.detector_state)
+    state = load_state(preset, session=db_session)
+    assert state is not None
+    return state
 
 
 def snapshots_in(state: CameraState) -> int:

@@ -1,0 +1,55 @@
+"""Where a preset's camera detector state is stored: a manifest in its row, chunks by key apart.
+
+From one snapshot to the next a state changes in a few chunks (one frame of a background's
+ring and its statistics), so writing only the chunks that changed, and deleting the ones no
+longer used, writes about a quarter of what storing the whole state in the row did. Chunks
+and manifest change in the caller's transaction, with the detections the state led to.
+"""
+
+from __future__ import annotations
+
+from sqlalchemy import delete, insert, select
+from sqlalchemy.orm import Session
+
+from detection.camera_state import CameraState, EncodedState, decode_state
+from models.camera import CameraPreset, CameraStateChunk
+
+
+def stored_chunks(preset_id: int, *, session: Session) -> dict[str, bytes]:
+    """The preset's stored chunks by key (none for a state stored whole, or none at all)."""
+    rows = session.execute(
+        select(CameraStateChunk.key, CameraStateChunk.data).where(
+            CameraStateChunk.preset_id == preset_id
+        )
+    )
+    return {key: data for key, data in rows}
+
+
+def load_state(preset: CameraPreset, *, session: Session) -> CameraState | None:
+    """The preset's stored state, decoded; None when it has none."""
+    if preset.detector_state is None:
+        return None
+    return decode_state(preset.detector_state, stored_chunks(preset.id, session=session)).state
+
+
+def store_state(preset: CameraPreset, state: EncodedState | None, *, session: Session) -> None:
+    """Make `state` the preset's stored state (None forgets it), writing only new chunks."""
+    present = set(
+        session.scalars(select(CameraStateChunk.key).where(CameraStateChunk.preset_id == preset.id))
+    )
+    wanted = state.chunks if state is not None else {}
+    unused = present - wanted.keys()
+    if unused:
+        session.execute(
+            delete(CameraStateChunk).where(
+                CameraStateChunk.preset_id == preset.id, CameraStateChunk.key.in_(unused)
+            )
+        )
+    new = [
+        {"preset_id": preset.id, "key": key, "data": data}
+        for key, data in wanted.items()
+        if key not in present
+    ]
+    if new:
+        session.execute(insert(CameraStateChunk), new)
+    preset.detector_state = state.manifest if state is not None else None
