@@ -44,8 +44,8 @@ from detection.camera_state import (
     decode_state,
     encode_state,
 )
-from detection.errors import DetectionError
-from detection.geolocate import Calibration, GeolocateParams
+from detection.errors import CalibrationError, DetectionError
+from detection.geolocate import Calibration
 from detection.io.snapshot import decode_snapshot
 from models.camera import Camera, CameraHealth, CameraPreset
 from models.detection import DetectionSource
@@ -60,7 +60,7 @@ from service.analysis.store import (
     store_detections,
     store_png,
 )
-from service.cameras.registry import calibrate
+from service.cameras.registry import stored_calibration
 from service.cameras.state import store_state, stored_chunks
 from service.cases.workflow import lock_places
 from service.ingest.scenes import SNAPSHOT_BANDS, refresh_stac_item
@@ -127,6 +127,8 @@ class CameraInputs:
     camera_code: str
     image_size: tuple[int, int]
     control_points: list[dict[str, Any]]
+    homography: list[list[float]] | None  # as `register_preset` fitted it
+    rms_error_m: float | None
     state: bytes | None  # as stored; not read when `cached` holds it
     state_chunks: Mapping[str, bytes]  # the stored chunks `state` names, when it is read
     state_version: int
@@ -184,6 +186,8 @@ def read_camera_inputs(session: Session, job: ClaimedJob, settings: Settings) ->
         camera_code=camera.code,
         image_size=(preset.image_width, preset.image_height),
         control_points=list(preset.control_points),
+        homography=preset.homography,
+        rms_error_m=preset.rms_error_m,
         # A deferred column: the stored state is only fetched when it is needed.
         state=preset.detector_state if read_state else None,
         state_chunks=stored_chunks(preset.id, session=session) if read_state else {},
@@ -259,12 +263,14 @@ def _encoded(state: CameraState | None, previous: EncodedState | None) -> Encode
 
 
 def preset_calibration_from(inputs: CameraInputs) -> Calibration:
-    return calibrate(
+    if inputs.homography is None:  # refused before it gets here
+        raise CalibrationError(f"camera {inputs.camera_code!r}: the preset is not calibrated")
+    return stored_calibration(
         camera_code=inputs.camera_code,
         image_size=inputs.image_size,
         control_points=inputs.control_points,
-        # The calibration was accepted when the preset was registered; later limits keep it.
-        params=GeolocateParams(max_rms_m=float("inf")),
+        homography=inputs.homography,
+        rms_error_m=inputs.rms_error_m,
         farmland=inputs.farmland,
         parcels=inputs.parcels,
     )

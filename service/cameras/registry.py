@@ -11,17 +11,20 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
+import numpy as np
 from shapely.geometry import Point, Polygon
 from shapely.geometry.base import BaseGeometry
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from detection.errors import CalibrationError
 from detection.geolocate import (
     Calibration,
     GeolocateParams,
     fit_calibration,
     ground_footprint,
     parse_control_points,
+    utm_epsg,
 )
 from models.base import utcnow
 from models.camera import Camera, CameraPreset
@@ -159,15 +162,49 @@ def preset_calibration(
             f"preset {preset.preset!r} of camera {camera_code!r} is not calibrated: "
             f"PUT /v1/cameras/{camera_code}/presets/{preset.preset} with control points"
         )
-    calibration = calibrate(
+    return stored_calibration(
         camera_code=camera_code,
         image_size=(preset.image_width, preset.image_height),
         control_points=preset.control_points,
-        # The stored calibration was accepted when registered; later limits do not undo it.
-        params=GeolocateParams(max_rms_m=float("inf")),
+        homography=preset.homography,
+        rms_error_m=preset.rms_error_m,
         farmland=farmland,
     )
-    return calibration
+
+
+def stored_calibration(
+    *,
+    camera_code: str,
+    image_size: tuple[int, int],
+    control_points: Sequence[dict[str, Any]],
+    homography: Sequence[Sequence[float]],
+    rms_error_m: float | None,
+    farmland: BaseGeometry | None = None,
+    parcels: Sequence[BaseGeometry] = (),
+) -> Calibration:
+    """The calibration `register_preset` fitted and stored, without fitting it again.
+
+    The stored calibration was accepted when registered; later limits do not undo it. Its
+    ground CRS is the UTM zone of the control points, as when it was fitted.
+    """
+    matrix = np.asarray(homography, dtype=np.float64)
+    if matrix.shape != (3, 3) or not np.isfinite(matrix).all():
+        raise CalibrationError(
+            f"camera {camera_code!r}: the stored homography is not a finite 3×3 matrix; "
+            "register the preset's control points again"
+        )
+    points = parse_control_points(control_points)
+    lon = float(np.mean([point.lon for point in points]))
+    lat = float(np.mean([point.lat for point in points]))
+    return Calibration(
+        camera_id=camera_code,
+        image_size=(int(image_size[0]), int(image_size[1])),
+        homography=matrix,
+        epsg=utm_epsg(lon, lat),
+        rms_error_m=float(rms_error_m) if rms_error_m is not None else float("nan"),
+        farmland=farmland,
+        parcels=tuple(parcels),
+    )
 
 
 def _polygon(footprint: BaseGeometry, preset: str) -> Polygon:

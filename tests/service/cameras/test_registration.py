@@ -6,14 +6,22 @@ import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
+import numpy as np
 import pytest
 from fastapi.testclient import TestClient
 from shapely.geometry import Point, shape
 from sqlalchemy.orm import Session
 
+from detection.errors import CalibrationError
 from models.camera import CameraPreset
 from models.client import Role
-from service.cameras.registry import register_camera, register_preset
+from service.cameras.registry import (
+    calibrate,
+    preset_calibration,
+    register_camera,
+    register_preset,
+    stored_calibration,
+)
 from service.clients import create_client
 from service.db import transaction
 from service.main import create_app
@@ -153,3 +161,37 @@ def test_recalibrating_a_preset_forgets_the_detector_state(db_session: Session) 
     )
     stored = db_session.get(CameraPreset, preset.id)
     assert stored is not None and stored.detector_state is None
+
+
+def test_the_stored_calibration_is_the_one_fitted_at_registration(db_session: Session) -> None:
+    code = f"T-{uuid.uuid4().hex[:8]}"
+    register_camera(session=db_session, code=code, lon=TOWER[0], lat=TOWER[1])
+    row, _ = register_preset(
+        session=db_session,
+        camera_code=code,
+        preset="P1",
+        image_size=(WIDTH, HEIGHT),
+        control_points=control_points(),
+    )
+    db_session.expire(row)  # read back as stored, JSON and all
+    fitted = calibrate(
+        camera_code=code, image_size=(WIDTH, HEIGHT), control_points=control_points()
+    )
+    stored = preset_calibration(row, camera_code=code)
+    np.testing.assert_array_equal(stored.homography, fitted.homography)
+    assert (stored.epsg, stored.rms_error_m, stored.image_size) == (
+        fitted.epsg,
+        fitted.rms_error_m,
+        fitted.image_size,
+    )
+
+
+def test_a_stored_homography_that_is_not_a_matrix_is_refused() -> None:
+    with pytest.raises(CalibrationError, match="not a finite 3×3 matrix"):
+        stored_calibration(
+            camera_code="T-1",
+            image_size=(WIDTH, HEIGHT),
+            control_points=control_points(),
+            homography=[[1.0, 0.0], [0.0, 1.0]],
+            rms_error_m=0.5,
+        )
