@@ -58,18 +58,26 @@ class ReferenceModel:
             noise=np.zeros_like(spread),
         )
 
+    @classmethod
+    def from_frames(
+        cls, frames: NDArray[np.uint8], *, count: int, added: int, noise: NDArray[np.uint8]
+    ) -> ReferenceModel:
+        """A model whose median and spread are computed from its ring, as every model's are.
+
+        Every way a model changes keeps them functions of ``frames[:count]`` (`start`,
+        `with_frame`, and `adopting`, which writes one value into every filled frame), so a
+        stored model need not hold them.
+        """
+        median, spread = _statistics(frames[:count])
+        return cls(frames, count, added, median, spread, noise)
+
     def with_frame(self, image: NDArray[np.uint8]) -> ReferenceModel:
         """Return the model with ``image`` (rows, cols, 3) replacing the oldest frame."""
         depth = self.frames.shape[0]
         frames = self.frames.copy()
         frames[self.added % depth] = image
         count = min(self.count + 1, depth)
-        filled = frames[:count]
-        median = median_of_frames(filled)
-        deviation = np.maximum(filled, median)
-        deviation -= np.minimum(filled, median)
-        per_band = median_of_frames(deviation)
-        spread = np.maximum(np.maximum(per_band[..., 0], per_band[..., 1]), per_band[..., 2])
+        median, spread = _statistics(frames[:count])
         return ReferenceModel(frames, count, self.added + 1, median, spread, self.noise)
 
     def with_residual(
@@ -173,6 +181,16 @@ def _median_of_four(stack: NDArray[np.uint8]) -> NDArray[np.uint8]:
     lower = np.maximum(np.minimum(stack[0], stack[1]), np.minimum(stack[2], stack[3]))
     upper = np.minimum(np.maximum(stack[0], stack[1]), np.maximum(stack[2], stack[3]))
     return _mean_rounded_down(lower, upper)
+
+
+def _statistics(filled: NDArray[np.uint8]) -> tuple[NDArray[np.uint8], NDArray[np.uint8]]:
+    """Median of the filled frames, and their median absolute deviation (largest band)."""
+    median = median_of_frames(filled)
+    deviation = np.maximum(filled, median)
+    deviation -= np.minimum(filled, median)
+    per_band = median_of_frames(deviation)
+    spread = np.maximum(np.maximum(per_band[..., 0], per_band[..., 1]), per_band[..., 2])
+    return median, spread
 
 
 def median_of_frames(stack: NDArray[np.uint8]) -> NDArray[np.uint8]:

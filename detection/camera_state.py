@@ -25,9 +25,12 @@ from detection.camera_reference import NOISE_UNITS, ReferenceModel
 # colour, and their single day background serves every time-of-day bucket until the bucket
 # has its own. Formats 1 and 2 were ``.npz`` archives; format 3 holds the same arrays as raw
 # buffers in chunks of its own container (see `encode_state`), deflated; format 4 is format 3
-# with Zstandard chunks; format 5 adds `open_quiet` (older states load with none counted yet).
-_STATE_FORMAT = 5
-_READABLE_FORMATS = (1, 2, 3, 4, 5)
+# with Zstandard chunks; format 5 adds `open_quiet` (older states load with none counted yet);
+# format 6 drops each background's median and spread, computed again from its frames when
+# read (`ReferenceModel.from_frames`): they changed with every snapshot, so they were half of
+# what each write compressed.
+_STATE_FORMAT = 6
+_READABLE_FORMATS = (1, 2, 3, 4, 5, 6)
 _NPZ_MAGIC = b"PK"
 _MAGIC = b"TXCAMST\x00"
 # A state's header alone, its chunks kept apart by content key (`EncodedState.manifest`).
@@ -309,6 +312,7 @@ def _references(
     noise: Callable[[str], NDArray[Any]],
 ) -> dict[str, ReferenceModel]:
     """The backgrounds listed in `meta`, their arrays looked up by name (any format)."""
+    stored_statistics = meta["format"] < 6
     return {
         mode: ReferenceModel(
             frames=array(f"{mode}_frames"),
@@ -317,6 +321,10 @@ def _references(
             median=array(f"{mode}_median"),
             spread=array(f"{mode}_spread"),
             noise=noise(mode),
+        )
+        if stored_statistics
+        else ReferenceModel.from_frames(
+            array(f"{mode}_frames"), count=count, added=added, noise=noise(mode)
         )
         for mode, (count, added) in meta["references"].items()
     }
@@ -379,8 +387,6 @@ def _arrays(state: CameraState) -> dict[str, NDArray[Any]]:
     }
     for mode, ref in state.references.items():
         arrays[f"{mode}_frames"] = ref.frames
-        arrays[f"{mode}_median"] = ref.median
-        arrays[f"{mode}_spread"] = ref.spread
         arrays[f"{mode}_noise"] = ref.noise
     return arrays
 

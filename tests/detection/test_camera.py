@@ -25,6 +25,7 @@ from detection.camera_change import (
     parcel_labels,
     region_of_interest,
 )
+from detection.camera_reference import ReferenceModel
 from detection.geolocate import (
     Calibration,
     ground_area_m2,
@@ -40,16 +41,21 @@ PARAMS = CameraParams()
 
 
 def run(
-    frames: list[NDArray[np.uint8]], calibration: Calibration, state: CameraState | None = None
+    frames: list[NDArray[np.uint8]],
+    calibration: Calibration,
+    state: CameraState | None = None,
+    *,
+    start: int = 0,
+    params: CameraParams = PARAMS,
 ) -> tuple[CameraState, list[SnapshotResult]]:
     results = []
-    for index, frame in enumerate(frames):
+    for index, frame in enumerate(frames, start=start):
         state, result = process_snapshot(
             state,
             frame,
             START + timedelta(minutes=10 * index),
             calibration=calibration,
-            params=PARAMS,
+            params=params,
         )
         results.append(result)
     assert state is not None
@@ -306,6 +312,42 @@ def test_ploughing_a_whole_parcel_does_not_alarm(scene: Scene, calibration: Cali
     ]
     _, results = run(frames, calibration)
     assert detections(results) == []
+
+
+@pytest.mark.parametrize("reference_every", [1, 2])
+def test_every_background_stays_the_median_of_its_frames(
+    scene: Scene, calibration: Calibration, monkeypatch: pytest.MonkeyPatch, reference_every: int
+) -> None:
+    # Stored states hold the frames only and compute median and spread again when read. With
+    # a frame added less often than every snapshot, farm work learned at once (`adopting`)
+    # is what the background holds until the next frame is added.
+    params = replace(PARAMS, reference_every=reference_every)
+    adopted = []
+    adopting = ReferenceModel.adopting
+    monkeypatch.setattr(
+        ReferenceModel,
+        "adopting",
+        lambda model, image, where: adopted.append(where.sum()) or adopting(model, image, where),
+    )
+    ploughed = (0.0, 200.0, 25.0, 240.0, (0.45, 0.32, 0.2))
+    frames = (
+        background(scene, 4)
+        + [scene.render(noise_seed=80 + i, patches=[ploughed]) for i in range(6)]
+        + [scene.render(noise_seed=90 + i, patches=[ploughed, PATCH]) for i in range(4)]
+    )
+    state = None
+    found = []
+    for index, frame in enumerate(frames):
+        state, results = run([frame], calibration, state, start=index, params=params)
+        found += results[0].detections
+        for model in state.references.values():
+            again = ReferenceModel.from_frames(
+                model.frames, count=model.count, added=model.added, noise=model.noise
+            )
+            np.testing.assert_array_equal(model.median, again.median)
+            np.testing.assert_array_equal(model.spread, again.spread)
+    assert adopted  # the ploughed parcel was learned at once, in every frame
+    assert len(found) == 1  # and the patch after it was reported (an open change, kept out)
 
 
 def _parcel_on_ground(

@@ -1,4 +1,4 @@
-"""The stored camera state: format 5 round trips, reuses unchanged chunks, reads formats 1–4."""
+"""The stored camera state: format 6 round trips, reuses unchanged chunks, reads formats 1–5."""
 
 from __future__ import annotations
 
@@ -8,17 +8,21 @@ import struct
 import zlib
 from dataclasses import replace
 from datetime import UTC, datetime
+from typing import Any
 
 import numpy as np
 import pytest
 import zstandard
 from hypothesis import given
 from hypothesis import strategies as st
+from numpy.typing import NDArray
 
 from detection.camera_reference import ReferenceModel
 from detection.camera_state import (
     CameraState,
     _arrays,
+    _chunk_key,
+    _compress,
     _npz,
     _split,
     _sum_along_rows,
@@ -33,14 +37,8 @@ def reference(seed: int, *, count: int) -> ReferenceModel:
     rng = np.random.default_rng(seed)
     frames = np.zeros((5, *SHAPE, 3), dtype=np.uint8)
     frames[:count] = rng.integers(0, 256, (count, *SHAPE, 3), dtype=np.uint8)
-    return ReferenceModel(
-        frames=frames,
-        count=count,
-        added=count + 3,
-        median=rng.integers(0, 256, (*SHAPE, 3), dtype=np.uint8),
-        spread=rng.integers(0, 30, SHAPE, dtype=np.uint8),
-        noise=rng.integers(0, 60, SHAPE, dtype=np.uint8),
-    )
+    noise = rng.integers(0, 60, SHAPE, dtype=np.uint8)
+    return ReferenceModel.from_frames(frames, count=count, added=count + 3, noise=noise)
 
 
 def a_state() -> CameraState:
@@ -109,10 +107,10 @@ def test_decoded_arrays_can_be_written_like_the_ones_the_detector_makes() -> Non
 def test_reused_chunks_give_the_bytes_a_fresh_encoding_gives() -> None:
     first = encode_state(a_state())
     day = first.state.references["day"]
-    frames = day.frames.copy()
-    frames[2] = 255 - frames[2]  # one frame of the ring replaced, as each snapshot does
+    # The oldest frame of the ring replaced, as each snapshot does.
     changed = replace(
-        first.state, references={**first.state.references, "day": replace(day, frames=frames)}
+        first.state,
+        references={**first.state.references, "day": day.with_frame(255 - day.frames[2])},
     )
     reused = encode_state(changed, reuse=first.chunks)
     assert reused.data == encode_state(changed).data
@@ -122,7 +120,7 @@ def test_reused_chunks_give_the_bytes_a_fresh_encoding_gives() -> None:
 def test_a_chunk_changed_in_place_is_written_as_it_is_now() -> None:
     state = a_state()
     first = encode_state(state)
-    state.references["day"].frames[0, :10] = 0  # same array object, other content
+    state.references["day"].noise[:10] = 0  # same array object, other content
     state.streak[:] = 3
     again = encode_state(state, reuse=first.chunks)
     assert_same(CameraState.from_bytes(again.data), state)
@@ -206,6 +204,46 @@ def test_bytes_that_are_no_state_are_refused() -> None:
         CameraState.from_bytes(b"\x00" * 64)
 
 
+def statistics_of(state: CameraState) -> dict[str, NDArray[Any]]:
+    """Each background's median and spread, by their names in formats 1 to 5."""
+    arrays: dict[str, NDArray[Any]] = {}
+    for mode, ref in state.references.items():
+        arrays |= {f"{mode}_median": ref.median, f"{mode}_spread": ref.spread}
+    return arrays
+
+
+def as_format_5(data: bytes, statistics: dict[str, NDArray[Any]] | None = None) -> bytes:
+    """A format 6 state as format 5 stored it: with each background's median and spread (by
+    default its own)."""
+    start = 8 + 4
+    (length,) = struct.unpack_from("<I", data, 8)
+    header = json.loads(data[start : start + length])
+    payload = [data[start + length :]]
+    if statistics is None:
+        statistics = statistics_of(decode_state(data).state)
+    for name, array in statistics.items():
+        packed = _compress(array)
+        header["arrays"][name] = {
+            "dtype": array.dtype.str,
+            "shape": list(array.shape),
+            "chunks": [len(packed)],
+            "keys": [_chunk_key(array)],
+        }
+        payload.append(packed)
+    text = json.dumps(header | {"format": 5}).encode()
+    return data[:8] + struct.pack("<I", len(text)) + text + b"".join(payload)
+
+
+def test_a_format_5_state_loads_with_its_stored_statistics() -> None:
+    state = a_state()
+    assert_same(decode_state(as_format_5(state.to_bytes())).state, state)
+    # The stored arrays are the ones read, not ones computed from the frames.
+    stored = {name: array // 2 for name, array in statistics_of(state).items()}
+    decoded = decode_state(as_format_5(state.to_bytes(), stored)).state
+    np.testing.assert_array_equal(decoded.references["ir"].median, stored["ir_median"])
+    np.testing.assert_array_equal(decoded.references["day"].spread, stored["day_spread"])
+
+
 def as_format_3(data: bytes) -> bytes:
     """A format 4 state rewritten as format 3 stored it: the same container, deflated chunks
     under keys without the codec."""
@@ -244,14 +282,14 @@ def as_format_4(data: bytes) -> bytes:
 
 def test_a_format_4_state_loads_with_no_quiet_snapshots_counted() -> None:
     state = a_state()
-    decoded = CameraState.from_bytes(as_format_4(state.to_bytes()))
+    decoded = CameraState.from_bytes(as_format_4(as_format_5(state.to_bytes())))
     assert not decoded.open_quiet.any() and decoded.open_quiet.shape == SHAPE
     assert_same(decoded, replace(state, open_quiet=np.zeros(SHAPE, dtype=np.uint8)))
 
 
 def test_a_format_3_state_still_loads_and_its_chunks_are_not_reused_as_format_4() -> None:
     state = a_state()
-    decoded = decode_state(as_format_3(state.to_bytes()))
+    decoded = decode_state(as_format_3(as_format_5(state.to_bytes())))
     assert_same(decoded.state, state)
     assert decoded.chunks and not any(key.startswith("zstd:") for key in decoded.chunks)
     again = encode_state(decoded.state, reuse=decoded.chunks)
@@ -265,7 +303,8 @@ def with_sha256_keys(data: bytes) -> bytes:
     start = 8 + 4
     (length,) = struct.unpack_from("<I", data, 8)
     header = json.loads(data[start : start + length])
-    arrays = _arrays(decode_state(data).state)
+    state = decode_state(data).state
+    arrays = _arrays(state) | statistics_of(state)
     for name, entry in header["arrays"].items():
         entry["keys"] = [
             f"zstd:{chunk.dtype.str}{list(chunk.shape)}:{hashlib.sha256(chunk.data).hexdigest()}"
@@ -277,7 +316,7 @@ def with_sha256_keys(data: bytes) -> bytes:
 
 def test_a_state_keyed_by_sha256_loads_and_is_written_anew() -> None:
     state = a_state()
-    older = decode_state(with_sha256_keys(state.to_bytes()))
+    older = decode_state(with_sha256_keys(as_format_5(state.to_bytes())))
     assert_same(older.state, state)
     assert older.chunks and not set(older.chunks) & set(encode_state(state).chunks)
     again = encode_state(older.state, reuse=older.chunks)

@@ -34,12 +34,11 @@ def preset(db_session: Session) -> CameraPreset:
 
 
 def one_frame_replaced(encoded: EncodedState) -> EncodedState:
-    """The next state as a snapshot makes it: one frame of the day ring replaced."""
+    """The next state as a snapshot makes it: the oldest frame of the day ring replaced."""
     day = encoded.state.references["day"]
-    frames = day.frames.copy()
-    frames[1] = 255 - frames[1]
     state = replace(
-        encoded.state, references={**encoded.state.references, "day": replace(day, frames=frames)}
+        encoded.state,
+        references={**encoded.state.references, "day": day.with_frame(255 - day.frames[1])},
     )
     return encode_state(state, reuse=encoded.chunks)
 
