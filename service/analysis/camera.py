@@ -135,6 +135,9 @@ class CameraInputs:
     farmland: BaseGeometry | None
     snapshots: list[PendingSnapshot]
     parcels: tuple[BaseGeometry, ...] = ()  # the cultivated-land parcels in view
+    # The farmland parcels in view at the job's own capture time, for its coverage.
+    view_at: datetime | None = None
+    view_parcel_ids: tuple[int, ...] = ()
     refusal: str | None = None  # why none of them can be analysed (e.g. no calibration)
     cached: EncodedState | None = None  # the state of `state_version`, from this process
 
@@ -198,6 +201,8 @@ def read_camera_inputs(session: Session, job: ClaimedJob, settings: Settings) ->
             for s in usable
         ],
         parcels=view.parcels if view is not None else (),
+        view_at=scene.acquired_at,
+        view_parcel_ids=view.feature_ids if view is not None else (),
         refusal=refusal,
         cached=cached,
     )
@@ -373,7 +378,7 @@ def write_camera_outcome(
         ):
             seen.append(scene)
     if preset.geom is not None:
-        _record_coverage(preset.geom, seen, session=session)
+        _record_coverage(preset.geom, seen, inputs=inputs, session=session)
     store_state(preset, outcome.state, session=session)
     preset.detector_state_version += 1
     preset.state_holder = worker_process(job.owner)  # keeps it (`keep_camera_state`)
@@ -432,14 +437,23 @@ def _record_snapshot(
     return not ({event.kind for event in result.health} & BLIND)
 
 
-def _record_coverage(view: BaseGeometry, scenes: list[Scene], *, session: Session) -> None:
+def _record_coverage(
+    view: BaseGeometry, scenes: list[Scene], *, inputs: CameraInputs, session: Session
+) -> None:
     """Mark the view's farmland as seen by the last of `scenes` (capture order) that saw it.
 
-    One batch of snapshots makes one write per parcel, not one per snapshot.
+    One batch of snapshots makes one write per parcel, not one per snapshot. The parcels in
+    view at the job's own capture time were read with its inputs (a layer version imported
+    since then counts from the next snapshot on); other times are looked up.
     """
     latest: dict[int, Scene] = {}
     for scene in scenes:
-        for feature_id in farmland_view(view, at=scene.acquired_at, session=session).feature_ids:
+        in_view = (
+            inputs.view_parcel_ids
+            if scene.acquired_at == inputs.view_at
+            else farmland_view(view, at=scene.acquired_at, session=session).feature_ids
+        )
+        for feature_id in in_view:
             latest[feature_id] = scene
     by_scene: dict[int, list[int]] = {}
     for feature_id, scene in latest.items():

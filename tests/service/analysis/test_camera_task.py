@@ -9,11 +9,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 from PIL import Image
+from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from detection.camera_state import CameraState
 from models.camera import CameraPreset
-from models.layer import LayerKind
+from models.layer import LayerFeature, LayerKind
 from models.scene import Scene, SceneKind, SceneStatus
 from service.analysis import camera
 from service.analysis.camera import (
@@ -24,6 +25,7 @@ from service.analysis.camera import (
     read_camera_inputs,
     write_camera_outcome,
 )
+from service.analysis.coverage import last_observed
 from service.cameras.registry import register_camera, register_preset
 from service.cameras.state import load_state
 from service.ingest.store import JPEG, commit_object, stage_chunks
@@ -63,9 +65,13 @@ def snapshot(
     *,
     validated: bool = True,
     truncated: bool = False,
+    view: int | None = None,
 ) -> Scene:
-    rng = np.random.default_rng(minutes)
+    """A snapshot at T0 + `minutes` of a random field; of the same field as other snapshots
+    given the same `view` (each still a distinct file)."""
+    rng = np.random.default_rng(minutes if view is None else view)
     field = np.kron(rng.integers(60, 200, (18, 32, 3)), np.ones((20, 20, 1))).astype(np.uint8)
+    field[0, 0, 0] = minutes % 256
     buffer = io.BytesIO()
     Image.fromarray(field).save(buffer, format="JPEG", quality=90)
     data = buffer.getvalue()[: buffer.tell() // 2] if truncated else buffer.getvalue()
@@ -241,3 +247,24 @@ def test_the_detector_is_given_the_cultivated_parcels_in_the_view(
     assert len(inputs.parcels) == 1
     assert inputs.parcels[0].symmetric_difference(in_view).area < 1e-3 * in_view.area
     assert camera.preset_calibration_from(inputs).parcels == inputs.parcels
+
+
+def test_the_farmland_in_view_is_marked_seen_by_the_latest_snapshot_of_a_batch(
+    db_session: Session, settings: Settings, preset: CameraPreset
+) -> None:
+    assert preset.geom is not None
+    in_view = preset.geom.centroid.buffer(0.0002)
+    add_layer_version(db_session, LayerKind.cultivated_land, [in_view, OUTSIDE])
+    parcel = db_session.scalars(
+        select(LayerFeature.id).order_by(LayerFeature.id.desc()).limit(2)
+    ).all()
+    scenes = [snapshot(db_session, settings, preset, m, view=1) for m in (0, 10, 20)]
+
+    run(db_session, settings, scenes[1])  # analyses the first two: the job's own time is known
+    assert {scene.status for scene in scenes[:2]} == {SceneStatus.analysed}
+    seen = {feature: last_observed(feature, session=db_session) for feature in parcel}
+    assert sorted(seen.values(), key=len) == [{}, {"camera": scenes[1].acquired_at}]
+    run(db_session, settings, scenes[2])
+    assert {"camera": scenes[2].acquired_at} in [
+        last_observed(feature, session=db_session) for feature in parcel
+    ]
