@@ -24,6 +24,7 @@ import json
 import math
 import os
 import queue
+import re
 import shutil
 import struct
 import subprocess
@@ -89,6 +90,8 @@ class Load:
     behind_seconds: float = 0.0  # how late the last upload left against its schedule
     # By process: api, workers, and this benchmark (its upload clients and poller).
     cpu_seconds: dict[str, float] = field(default_factory=dict)
+    # Camera jobs by where their preset's state came from (memory, database, none).
+    state_reads: dict[str, int] = field(default_factory=dict)
 
 
 # --- world, database and processes ----------------------------------------------------------
@@ -166,10 +169,13 @@ def load(world: Path, clones: int, settings: Settings, sessions: sessionmaker[Se
 def start_processes(
     url: str, data_dir: Path, port: int, workers: int
 ) -> list[subprocess.Popen[bytes]]:
+    metrics_dir = data_dir / "prometheus"  # /metrics sums the workers' counters from here
+    metrics_dir.mkdir(parents=True, exist_ok=True)
     env = {
         **os.environ,
         "TIANXUN_DATABASE_URL": url,
         "TIANXUN_DATA_DIR": str(data_dir),
+        "PROMETHEUS_MULTIPROC_DIR": str(metrics_dir),
         "PYTHONUNBUFFERED": "1",
     }
     logs = OUT / "bench_ingest-logs"
@@ -374,6 +380,7 @@ def run_once(
             "workers": sum(cpu_seconds(process) for process in processes[1:]) - started["workers"],
             "benchmark": time.process_time() - own_cpu,
         }
+        result.state_reads = state_reads(f"http://127.0.0.1:{port}")
     finally:
         stop.set()
         if observer.is_alive():
@@ -382,6 +389,13 @@ def run_once(
     retries, failures, cases = outcomes(sessions)
     engine.dispose()
     return Run(backend, rate, len(frames), result, drained, drain, retries, failures, cases)
+
+
+def state_reads(api: str) -> dict[str, int]:
+    """The workers' `tianxun_camera_state_reads_total` counters, by source."""
+    text = httpx.get(f"{api}/metrics", timeout=30).text
+    found = re.findall(r'^tianxun_camera_state_reads_total\{source="(\w+)"\} (\S+)$', text, re.M)
+    return {source: int(float(value)) for source, value in found}
 
 
 def wait_drained(load: Load, seconds: float) -> float | None:
@@ -487,6 +501,12 @@ def report(runs: list[Run], *, command: str, environment: str, workers: int, pol
             lines.append(f"Jobs retried, by last error: {dict(run.retries.most_common(5))}.")
         if run.failures:
             lines.append(f"Scenes failed, by reason: {dict(run.failures.most_common(5))}.")
+        reads = run.load.state_reads
+        lines.append(
+            f"Camera jobs by where the preset's detector state came from: {reads.get('memory', 0)}"
+            f" from the worker's memory, {reads.get('database', 0)} read from the database, "
+            f"{reads.get('none', 0)} first snapshots of a preset."
+        )
         lines.append("")
     return "\n".join(lines)
 

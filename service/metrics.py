@@ -42,6 +42,12 @@ JOB_FAILURES = Counter(
 JOBS_DEAD = Counter(
     "tianxun_jobs_dead_total", "Jobs moved to the dead letter by this process.", ["task"]
 )
+CAMERA_STATE_READS = Counter(
+    "tianxun_camera_state_reads_total",
+    "Camera job attempts by where the preset's detector state came from: memory (this worker "
+    "process wrote it last), database (read and decoded), or none (a preset's first snapshot).",
+    ["source"],
+)
 SCENES_INGESTED = Counter(
     "tianxun_scenes_ingested_total",
     "Accepted uploads, by scene kind and whether the bytes were new.",

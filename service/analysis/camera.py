@@ -65,6 +65,7 @@ from service.cameras.state import store_state, stored_chunks
 from service.cases.workflow import lock_places
 from service.ingest.scenes import SNAPSHOT_BANDS, refresh_stac_item
 from service.ingest.store import object_path
+from service.metrics import CAMERA_STATE_READS
 from service.queue import ClaimedJob, worker_process
 from service.settings import Settings
 
@@ -177,7 +178,11 @@ def read_camera_inputs(session: Session, job: ClaimedJob, settings: Settings) ->
     version = preset.detector_state_version
     # Only a job that will advance the state takes it from the cache (and then owns it).
     cached = STATES.take(key, version) if usable and refusal is None else None
-    read_state = bool(usable) and cached is None
+    # A deferred column: the stored state is only fetched when it is needed.
+    stored = preset.detector_state if usable and cached is None else None
+    if usable and refusal is None:
+        source = "memory" if cached is not None else "database" if stored is not None else "none"
+        CAMERA_STATE_READS.labels(source).inc()
     view = (
         farmland_view(preset.geom, at=scene.acquired_at, session=session)
         if preset.geom is not None
@@ -191,9 +196,8 @@ def read_camera_inputs(session: Session, job: ClaimedJob, settings: Settings) ->
         control_points=list(preset.control_points),
         homography=preset.homography,
         rms_error_m=preset.rms_error_m,
-        # A deferred column: the stored state is only fetched when it is needed.
-        state=preset.detector_state if read_state else None,
-        state_chunks=stored_chunks(preset.id, session=session) if read_state else {},
+        state=stored,
+        state_chunks=stored_chunks(preset.id, session=session) if stored is not None else {},
         state_version=version,
         farmland=view.geometry if view is not None else None,
         snapshots=[
