@@ -9,6 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 from PIL import Image
+from prometheus_client import REGISTRY
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
@@ -193,6 +194,30 @@ def test_the_next_job_of_a_preset_starts_from_the_state_this_process_committed(
     state = stored_state(db_session, preset)
     assert (snapshots_in(state), state.last_captured_at) == (1, later.acquired_at)
     assert preset.detector_state_version == 2
+
+
+def state_reads() -> dict[str, float]:
+    return {
+        source: REGISTRY.get_sample_value("tianxun_camera_state_reads_total", {"source": source})
+        or 0.0
+        for source in ("none", "memory", "database")
+    }
+
+
+def test_each_job_counts_where_its_state_came_from(
+    db_session: Session, settings: Settings, preset: CameraPreset, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    before = state_reads()
+    run_and_commit(db_session, settings, snapshot(db_session, settings, preset, 0))
+    run_and_commit(db_session, settings, snapshot(db_session, settings, preset, 10))
+    monkeypatch.setattr(camera, "STATES", StateCache(4))  # another process
+    run_and_commit(db_session, settings, snapshot(db_session, settings, preset, 20))
+    after = state_reads()
+    assert {source: after[source] - before[source] for source in after} == {
+        "none": 1,
+        "memory": 1,
+        "database": 1,
+    }
 
 
 def test_the_state_in_memory_is_not_used_once_another_worker_advanced_it(
