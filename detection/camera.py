@@ -37,7 +37,13 @@ from detection.camera_register import (
     warp_image,
     warp_valid_mask,
 )
-from detection.camera_state import CameraDetection, CameraState, HealthEvent, SnapshotResult
+from detection.camera_state import (
+    CameraDetection,
+    CameraState,
+    HealthEvent,
+    References,
+    SnapshotResult,
+)
 from detection.geolocate import Calibration, GeolocateParams
 from detection.io.snapshot import InvalidSnapshotError, decode_snapshot
 
@@ -320,7 +326,7 @@ def process_snapshot(
         reference = state.references.get("day")
     if reference is None:
         started = ReferenceModel.start(image, depth=params.reference_depth)
-        state = replace(state, references={**state.references, mode: started})
+        state = replace(state, references=state.references | {mode: started})
         return state, SnapshotResult(captured_at, health=health, registration="reference")
     return _analyse(state, frame, captured_at, reference, mode, health, calibration, params)
 
@@ -450,7 +456,7 @@ def _after_failure(
     fresh = ReferenceModel.start(image, depth=params.reference_depth)
     return replace(
         state,
-        references={mode: fresh},
+        references=References({mode: fresh}),
         streak=np.zeros_like(state.streak),
         streak_start=np.zeros_like(state.streak_start),
         streak_colour=np.zeros_like(state.streak_colour),
@@ -498,7 +504,7 @@ def _absorb(
             keep |= held if adopt is None else held & ~adopt
         frame[keep] = reference.median[keep]
         reference = reference.with_frame(frame)
-    return replace(state, references={**state.references, mode: reference})
+    return replace(state, references=state.references | {mode: reference})
 
 
 def _persist(

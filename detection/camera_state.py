@@ -101,6 +101,86 @@ class SnapshotResult:
 
 
 @dataclass(frozen=True)
+class _StoredReference:
+    """A background as stored: its arrays' header entries and compressed chunks."""
+
+    count: int
+    added: int
+    entries: Mapping[str, Mapping[str, Any]]  # by array name ("day_frames", ...)
+    parts: Mapping[str, bytes]  # compressed chunk by key
+    state_format: int
+
+    def decode(self, mode: str) -> ReferenceModel:
+        arrays = {
+            name: _joined(
+                [self.parts[key] for key in entry["keys"]],
+                np.dtype(entry["dtype"]),
+                tuple(entry["shape"]),
+                state_format=self.state_format,
+            )
+            for name, entry in self.entries.items()
+        }
+        return _references(
+            {"format": self.state_format, "references": {mode: [self.count, self.added]}},
+            arrays.__getitem__,
+            lambda mode: arrays[f"{mode}_noise"],
+        )[mode]
+
+
+class References(Mapping[str, ReferenceModel]):
+    """A state's backgrounds by mode; those read from storage are decoded when first used.
+
+    A preset keeps one background per illumination mode and time of day, and a snapshot uses
+    one of them: a state read from storage decodes only that one, and writes the others back
+    as the chunks they were read from.
+    """
+
+    def __init__(
+        self,
+        models: Mapping[str, ReferenceModel] | None = None,
+        stored: Mapping[str, _StoredReference] | None = None,
+    ) -> None:
+        self._models = dict(models or {})
+        self._stored = {m: s for m, s in (stored or {}).items() if m not in self._models}
+        self._order = [*(stored or {}), *(m for m in self._models if m not in (stored or {}))]
+
+    def __getitem__(self, mode: str) -> ReferenceModel:
+        model = self._models.get(mode)
+        if model is None:
+            model = self._stored[mode].decode(mode)  # KeyError for an unknown mode
+            self._models[mode] = model
+            del self._stored[mode]
+        return model
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._order)
+
+    def __len__(self) -> int:
+        return len(self._order)
+
+    def __or__(self, other: Mapping[str, ReferenceModel]) -> References:
+        """These backgrounds with `other`'s added or replacing them, none decoded meanwhile."""
+        merged = References({**self._models, **other}, self._stored)
+        merged._order = [*self._order, *(m for m in other if m not in self._order)]
+        return merged
+
+    def sizes(self) -> dict[str, tuple[int, int]]:
+        """(count, added) of every background, decoded or not."""
+        return {
+            mode: (self._models[mode].count, self._models[mode].added)
+            if mode in self._models
+            else (self._stored[mode].count, self._stored[mode].added)
+            for mode in self._order
+        }
+
+    def decoded(self) -> dict[str, ReferenceModel]:
+        return {mode: self._models[mode] for mode in self._order if mode in self._models}
+
+    def undecoded(self) -> dict[str, _StoredReference]:
+        return {mode: self._stored[mode] for mode in self._order if mode in self._stored}
+
+
+@dataclass(frozen=True)
 class CameraState:
     """Everything the detector remembers about one preset between snapshots.
 
@@ -108,7 +188,8 @@ class CameraState:
     ----------
     shape : tuple of int
         Working resolution (rows, cols).
-    references : dict of str to ReferenceModel
+    references : References
+        Mapping of str to ReferenceModel (a plain mapping given is wrapped).
         Background per illumination mode ("day", "ir"), or with time-of-day buckets per
         bucket of daylight ("day_morning", "day_midday", "day_evening").
     streak : ndarray of shape (rows, cols), uint8
@@ -136,7 +217,7 @@ class CameraState:
     """
 
     shape: tuple[int, int]
-    references: dict[str, ReferenceModel]
+    references: References
     streak: NDArray[np.uint8]
     streak_start: NDArray[np.int64]
     streak_colour: NDArray[np.int8]
@@ -148,12 +229,16 @@ class CameraState:
     next_detection_id: int = 1
     failures: int = 0
 
+    def __post_init__(self) -> None:
+        if not isinstance(self.references, References):
+            object.__setattr__(self, "references", References(self.references))
+
     @classmethod
     def empty(cls, shape: tuple[int, int]) -> CameraState:
         """A state with no background yet for working resolution (rows, cols)."""
         return cls(
             shape=shape,
-            references={},
+            references=References(),
             streak=np.zeros(shape, dtype=np.uint8),
             streak_start=np.zeros(shape, dtype=np.int64),
             streak_colour=np.zeros((*shape, 3), dtype=np.int8),
@@ -162,12 +247,12 @@ class CameraState:
         )
 
     def to_bytes(self) -> bytes:
-        """Serialise for storage between snapshots (format 5, no pickles)."""
+        """Serialise for storage between snapshots (format 6, no pickles)."""
         return encode_state(self).data
 
     @classmethod
     def from_bytes(cls, data: bytes) -> CameraState:
-        """Inverse of :meth:`to_bytes`; states of formats 1 to 4 load too."""
+        """Inverse of :meth:`to_bytes`; states of formats 1 to 5 load too."""
         return decode_state(data).state
 
 
@@ -208,19 +293,30 @@ class EncodedState:
 
 
 def encode_state(state: CameraState, reuse: Mapping[str, bytes] | None = None) -> EncodedState:
-    """Serialise `state` as format 5; chunks found in `reuse` are not compressed again.
+    """Serialise `state` as format 6; chunks found in `reuse` are not compressed again.
 
-    From one snapshot to the next most of a state stays the same (one frame of each ring is
+    From one snapshot to the next most of a state stays the same (one frame of a ring is
     replaced), so passing the previous `EncodedState.chunks` as `reuse` leaves only the changed
     chunks to compress. A chunk is reused by the digest of its content, never by identity, so
-    an array changed in place is still written as it is now.
+    an array changed in place is still written as it is now. Backgrounds read in this format
+    and not used since are written as they were read, without decoding them.
     """
     reuse = reuse or {}
+    as_read = _as_read(state.references)
+    arrays = _arrays(state)
     meta = _meta(state)
     entries: dict[str, dict[str, object]] = {}
     order: list[str] = []
     chunks: dict[str, bytes] = {}
-    for name, array in _arrays(state).items():
+    for name in _array_names(state):
+        stored = as_read.get(name)
+        if stored is not None:
+            entry = stored.entries[name]
+            chunks |= {key: stored.parts[key] for key in entry["keys"]}
+            entries[name] = dict(entry)
+            order += entry["keys"]
+            continue
+        array = arrays[name]
         keys, lengths = [], []
         for chunk in _split(array):
             key = _chunk_key(chunk)
@@ -239,6 +335,18 @@ def encode_state(state: CameraState, reuse: Mapping[str, bytes] | None = None) -
     return EncodedState(state, header, tuple(order), chunks)
 
 
+def _as_read(references: References) -> dict[str, _StoredReference]:
+    """The undecoded backgrounds that can be written as read, by array name; backgrounds of
+    older formats are decoded here, to be written anew."""
+    as_read: dict[str, _StoredReference] = {}
+    for mode, stored in references.undecoded().items():
+        if stored.state_format == _STATE_FORMAT:
+            as_read |= dict.fromkeys(stored.entries, stored)
+        else:
+            references[mode]  # decodes it
+    return as_read
+
+
 def decode_state(data: bytes, chunks: Mapping[str, bytes] | None = None) -> EncodedState:
     """Inverse of `encode_state`: from the whole form, or from a manifest and its `chunks` by
     key. Formats 1 to 4 load too (after formats 1 to 3 the next encoding compresses every chunk
@@ -255,20 +363,41 @@ def decode_state(data: bytes, chunks: Mapping[str, bytes] | None = None) -> Enco
         parts = _chunks_by_key(meta, chunks or {})
     else:
         raise ValueError("not a camera state: start the preset from an empty state")
+    stored = _stored_references(meta, parts)
+    of_references = {name for reference in stored.values() for name in reference.entries}
     arrays: dict[str, NDArray[Any]] = {}
     order: list[str] = []
     for name, entry in meta["arrays"].items():
         keys = list(entry["keys"])
         order += keys
+        if name in of_references:
+            continue
         arrays[name] = _joined(
             [parts[key] for key in keys],
             np.dtype(entry["dtype"]),
             tuple(entry["shape"]),
             state_format=meta["format"],
         )
-    references = _references(meta, arrays.__getitem__, lambda mode: arrays[f"{mode}_noise"])
-    state = _with_meta(meta, references, arrays)
+    state = _with_meta(meta, References(stored=stored), arrays)
     return EncodedState(state, header, tuple(order), parts)
+
+
+_REFERENCE_ARRAYS = ("frames", "median", "spread", "noise")
+
+
+def _stored_references(
+    meta: Mapping[str, Any], parts: Mapping[str, bytes]
+) -> dict[str, _StoredReference]:
+    """Each background's arrays in `meta`, to be decoded when first used."""
+    stored = {}
+    for mode, (count, added) in meta["references"].items():
+        names = [f"{mode}_{suffix}" for suffix in _REFERENCE_ARRAYS]
+        entries = {name: meta["arrays"][name] for name in names if name in meta["arrays"]}
+        used = {key for entry in entries.values() for key in entry["keys"]}
+        stored[mode] = _StoredReference(
+            count, added, entries, {key: parts[key] for key in used}, meta["format"]
+        )
+    return stored
 
 
 def _header(data: bytes, magic: bytes) -> tuple[bytes, memoryview]:
@@ -339,7 +468,7 @@ def _meta(state: CameraState) -> dict[str, object]:
         "accepted": state.accepted,
         "next_detection_id": state.next_detection_id,
         "failures": state.failures,
-        "references": {m: [r.count, r.added] for m, r in state.references.items()},
+        "references": {m: list(size) for m, size in state.references.sizes().items()},
     }
 
 
@@ -353,7 +482,7 @@ def _check_format(meta: Mapping[str, object]) -> None:
 
 def _with_meta(
     meta: Mapping[str, object],
-    references: dict[str, ReferenceModel],
+    references: Mapping[str, ReferenceModel],
     arrays: Mapping[str, NDArray[Any]],
 ) -> CameraState:
     shape = meta["shape"]
@@ -363,7 +492,7 @@ def _with_meta(
     quiet = arrays.get("open_quiet")  # none before format 5
     return CameraState(
         shape=rows_cols,
-        references=references,
+        references=references if isinstance(references, References) else References(references),
         streak=arrays["streak"],
         streak_start=arrays["streak_start"],
         streak_colour=arrays["streak_colour"],
@@ -377,15 +506,19 @@ def _with_meta(
     )
 
 
+_STATE_ARRAYS = ("streak", "streak_start", "streak_colour", "open_mask", "open_quiet")
+
+
+def _array_names(state: CameraState) -> list[str]:
+    """Every array a state of this format stores, in the order it stores them."""
+    modes = [f"{mode}_{kind}" for mode in state.references for kind in ("frames", "noise")]
+    return [*_STATE_ARRAYS, *modes]
+
+
 def _arrays(state: CameraState) -> dict[str, NDArray[Any]]:
-    arrays: dict[str, NDArray[Any]] = {
-        "streak": state.streak,
-        "streak_start": state.streak_start,
-        "streak_colour": state.streak_colour,
-        "open_mask": state.open_mask,
-        "open_quiet": state.open_quiet,
-    }
-    for mode, ref in state.references.items():
+    """The state's arrays by stored name; of its backgrounds, the decoded ones."""
+    arrays: dict[str, NDArray[Any]] = {name: getattr(state, name) for name in _STATE_ARRAYS}
+    for mode, ref in state.references.decoded().items():
         arrays[f"{mode}_frames"] = ref.frames
         arrays[f"{mode}_noise"] = ref.noise
     return arrays

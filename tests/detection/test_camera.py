@@ -26,6 +26,7 @@ from detection.camera_change import (
     region_of_interest,
 )
 from detection.camera_reference import ReferenceModel
+from detection.camera_state import decode_state
 from detection.geolocate import (
     Calibration,
     ground_area_m2,
@@ -253,6 +254,25 @@ def test_state_survives_a_round_trip_between_snapshots(
         )
     assert len(result.detections) == 1
     assert result.detections[0].onset == START + timedelta(minutes=50)
+
+
+def test_a_day_snapshot_leaves_the_stored_night_background_undecoded(
+    scene: Scene, calibration: Calibration
+) -> None:
+    day = background(scene, 5)
+    night = [f.mean(axis=-1, keepdims=True).repeat(3, axis=-1).astype(np.uint8) for f in day]
+    state, _ = run(day[:3] + night[:3], calibration)
+    restored = decode_state(state.to_bytes()).state
+    assert set(restored.references.undecoded()) == {"day", "ir"}
+    restored, result = process_snapshot(
+        restored, day[4], START + timedelta(hours=1), calibration=calibration, params=PARAMS
+    )
+    assert result.registration and not result.rejection
+    assert set(restored.references.undecoded()) == {"ir"}
+    np.testing.assert_array_equal(
+        CameraState.from_bytes(restored.to_bytes()).references["ir"].frames,
+        state.references["ir"].frames,
+    )
 
 
 def test_out_of_order_and_future_snapshots_are_refused(

@@ -155,6 +155,37 @@ def test_a_manifest_missing_a_chunk_is_refused() -> None:
         decode_state(stored.manifest, chunks=kept)
 
 
+def test_a_background_read_is_decoded_only_when_used() -> None:
+    stored = encode_state(a_state())
+    decoded = decode_state(stored.data)
+    assert set(decoded.state.references.undecoded()) == {"day", "ir"}
+    assert encode_state(decoded.state, reuse=decoded.chunks).data == stored.data
+    assert set(decoded.state.references.undecoded()) == {"day", "ir"}  # written as read
+    day = decoded.state.references["day"]
+    assert set(decoded.state.references.undecoded()) == {"ir"}
+    next_state = replace(
+        decoded.state, references=decoded.state.references | {"day": day.with_frame(day.median)}
+    )
+    assert set(next_state.references.undecoded()) == {"ir"}
+    again = decode_state(encode_state(next_state, reuse=decoded.chunks).data).state
+    assert_same(
+        again,
+        replace(
+            stored.state,
+            references=next_state.references.decoded() | {"ir": stored.state.references["ir"]},
+        ),
+    )
+
+
+def test_a_background_of_an_older_format_is_written_anew_in_this_one() -> None:
+    state = a_state()
+    older = decode_state(as_format_5(state.to_bytes()))
+    assert set(older.state.references.undecoded()) == {"day", "ir"}
+    again = encode_state(older.state, reuse=older.chunks)
+    assert again.data == state.to_bytes()  # no median or spread: both computed again
+    assert_same(decode_state(again.data).state, state)
+
+
 def test_a_format_2_state_still_loads() -> None:
     state = a_state()
     meta = {
@@ -304,7 +335,8 @@ def with_sha256_keys(data: bytes) -> bytes:
     (length,) = struct.unpack_from("<I", data, 8)
     header = json.loads(data[start : start + length])
     state = decode_state(data).state
-    arrays = _arrays(state) | statistics_of(state)
+    statistics = statistics_of(state)  # decodes every background
+    arrays = _arrays(state) | statistics
     for name, entry in header["arrays"].items():
         entry["keys"] = [
             f"zstd:{chunk.dtype.str}{list(chunk.shape)}:{hashlib.sha256(chunk.data).hexdigest()}"
