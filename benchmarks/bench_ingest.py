@@ -40,7 +40,7 @@ from typing import Annotated
 import httpx
 import numpy as np
 import typer
-from sqlalchemy import func, select
+from sqlalchemy import func, select, text
 from sqlalchemy.orm import Session, sessionmaker
 
 from benchmarks.bench_alerts import free_port, wait_http
@@ -90,6 +90,8 @@ class Load:
     behind_seconds: float = 0.0  # how late the last upload left against its schedule
     # By process: api, workers, and this benchmark (its upload clients and poller).
     cpu_seconds: dict[str, float] = field(default_factory=dict)
+    # PostgreSQL server processes serving this benchmark's own queries (the poller's).
+    own_backends: set[int] = field(default_factory=set)
     # Camera jobs by where their preset's state came from (memory, database, none).
     state_reads: dict[str, int] = field(default_factory=dict)
 
@@ -191,8 +193,41 @@ def start_processes(
 
 def cpu_seconds(process: subprocess.Popen[bytes]) -> float:
     """User + system CPU time the process has used so far (Linux /proc)."""
-    fields = Path(f"/proc/{process.pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return _pid_cpu_seconds(process.pid) or 0.0
+
+
+def _pid_cpu_seconds(pid: int) -> float | None:
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except (FileNotFoundError, ProcessLookupError):
+        return None  # exited meanwhile
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def postgres_cpu_seconds() -> dict[int, float]:
+    """CPU seconds used so far by each PostgreSQL server process on this machine, by pid."""
+    used = {}
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit() and _comm(entry) == "postgres":
+            seconds = _pid_cpu_seconds(int(entry.name))
+            if seconds is not None:
+                used[int(entry.name)] = seconds
+    return used
+
+
+def _comm(entry: Path) -> str:
+    try:
+        return (entry / "comm").read_text().strip()
+    except OSError:
+        return ""
+
+
+def database_cpu_seconds(before: dict[int, float], *, own: set[int]) -> tuple[float, float]:
+    """What the server processes used since `before` (processes started since count whole):
+    for the service, and for the benchmark's own connections (`own`)."""
+    used = {pid: seconds - before.get(pid, 0.0) for pid, seconds in postgres_cpu_seconds().items()}
+    mine = sum(seconds for pid, seconds in used.items() if pid in own)
+    return sum(used.values()) - mine, mine
 
 
 def wait_settled(
@@ -303,6 +338,8 @@ def observe(
                     load.analysed.setdefault(scene_id, now)
                 for scene_id in cased:
                     load.in_case.setdefault(scene_id, now)
+            if session.get_bind().dialect.name == "postgresql":
+                load.own_backends.add(int(session.scalar(text("SELECT pg_backend_pid()"))))
             if now >= next_depth:
                 load.depth.append((now, *queue_depth(session)))
                 next_depth = now + 1.0
@@ -370,15 +407,22 @@ def run_once(
         wait_http(f"http://127.0.0.1:{port}/readyz", seconds=120)
         started = wait_settled(processes)
         own_cpu = time.process_time()
+        server_cpu = postgres_cpu_seconds() if backend == "postgresql" else {}
         observer.start()
         send(
             frames, api=f"http://127.0.0.1:{port}", key=key, rate=rate, clients=clients, load=result
         )
         drained = wait_drained(result, drain)
+        database, poller = (
+            database_cpu_seconds(server_cpu, own=result.own_backends)
+            if backend == "postgresql"
+            else (0.0, 0.0)
+        )
         result.cpu_seconds = {
             "api": cpu_seconds(processes[0]) - started["api"],
             "workers": sum(cpu_seconds(process) for process in processes[1:]) - started["workers"],
-            "benchmark": time.process_time() - own_cpu,
+            "benchmark": time.process_time() - own_cpu + poller,
+            "database": database,
         }
         result.state_reads = state_reads(f"http://127.0.0.1:{port}")
     finally:
@@ -459,7 +503,8 @@ def report(runs: list[Run], *, command: str, environment: str, workers: int, pol
         "",
         "| backend | target /s | sent | accepted /s | 503s | analysed | queue empty after "
         "last upload | accepted → analysed p50 / p95 / max s | accepted → case visible: "
-        "snapshots, p50 / p95 / max s | cases | CPU ms per snapshot: API, workers, benchmark |",
+        "snapshots, p50 / p95 / max s | cases | CPU ms per snapshot: API, workers, database "
+        "server, benchmark |",
         "|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for run in runs:
@@ -474,7 +519,7 @@ def report(runs: list[Run], *, command: str, environment: str, workers: int, pol
         )
         cpu = ", ".join(
             f"{1000 * load.cpu_seconds.get(p, 0) / max(1, len(load.accepted)):.0f}"
-            for p in ("api", "workers", "benchmark")
+            for p in ("api", "workers", "database", "benchmark")
         )
         lines.append(
             f"| {run.backend} | {run.rate:g} | {run.uploads} | "
@@ -488,8 +533,10 @@ def report(runs: list[Run], *, command: str, environment: str, workers: int, pol
         "load starts once the API answers /readyz and every process has settled (finished "
         "importing and connecting, idling). CPU per snapshot: user + system time of the "
         "processes from then to the end ÷ accepted snapshots; 2 dedicated cores would sustain "
-        "about 2000 ÷ (API + workers) snapshots/s. The benchmark's own CPU (upload clients and "
-        "poller) is spent on the same two cores.",
+        "about 2000 ÷ (API + workers + database server) snapshots/s. The database server is "
+        "PostgreSQL's processes (all of this machine's but those serving the benchmark's "
+        "poller; 0 for SQLite, which runs inside the others); the benchmark's own CPU (upload "
+        "clients, poller and its server process) is spent on the same two cores.",
         "",
     ]
     for run in runs:
