@@ -36,12 +36,12 @@ _MAGIC = b"TXCAMST\x00"
 # A state's header alone, its chunks kept apart by content key (`EncodedState.manifest`).
 _MANIFEST_MAGIC = b"TXCAMMF\x00"
 _HEADER = struct.Struct("<I")  # byte length of the JSON header that follows the magic
-# The state is written after every analysed batch of a preset, and read whole whenever the
-# worker that takes the preset's next batch does not hold it already, so both directions are
-# paid per job. Images are differenced from their left neighbour (small numbers that code
-# short); the masks and streaks are mostly zeros. On the ~2 MB state of a 1080p preset
-# Zstandard at level 1 compressed 3.6 times and decompressed 7 times faster than deflate's
-# Huffman coding (format 3), to about the same size.
+# The state's changed chunks are written after every analysed batch of a preset, and the state
+# is read whenever the worker that takes the preset's next batch does not hold it already, so
+# both directions are paid per job. Images are differenced from their left neighbour (small
+# numbers that code short); the masks and streaks are mostly zeros. On the ~2 MB state of a
+# 1080p preset (format 3) Zstandard at level 1 compressed 3.6 times and decompressed 7 times
+# faster than deflate's Huffman coding, to about the same size.
 _ZSTD_LEVEL = 1
 
 
@@ -123,7 +123,7 @@ class _StoredReference:
         return _references(
             {"format": self.state_format, "references": {mode: [self.count, self.added]}},
             arrays.__getitem__,
-            lambda mode: arrays[f"{mode}_noise"],
+            lambda name: arrays[f"{name}_noise"],
         )[mode]
 
 
@@ -349,8 +349,8 @@ def _as_read(references: References) -> dict[str, _StoredReference]:
 
 def decode_state(data: bytes, chunks: Mapping[str, bytes] | None = None) -> EncodedState:
     """Inverse of `encode_state`: from the whole form, or from a manifest and its `chunks` by
-    key. Formats 1 to 4 load too (after formats 1 to 3 the next encoding compresses every chunk
-    anew; formats 1 and 2 come back encoded as format 5)."""
+    key. Formats 1 to 5 load too (formats 1 and 2 come back encoded in the current format;
+    after format 3 the next encoding compresses every chunk anew)."""
     if data.startswith(_NPZ_MAGIC):
         return encode_state(_from_npz(data))
     if data.startswith(_MAGIC):

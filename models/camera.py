@@ -72,8 +72,8 @@ class CameraPreset(Spatial, Timestamped, Base):
 class CameraStateChunk(Base):
     """One compressed chunk of a preset's detector state, by content key.
 
-    A snapshot replaces one frame of a background's ring and its statistics, about a quarter
-    of a 1080p preset's ~2 MB state: kept apart by key, only those chunks are written again.
+    A snapshot replaces one frame of a background's ring and its noise estimate, about a fifth
+    of a 1080p preset's ~1.2 MB state: kept apart by key, only those chunks are written again.
     """
 
     __tablename__ = "camera_state_chunk"

@@ -1,9 +1,9 @@
 """Where a preset's camera detector state is stored: a manifest in its row, chunks by key apart.
 
 From one snapshot to the next a state changes in a few chunks (one frame of a background's
-ring and its statistics), so writing only the chunks that changed, and deleting the ones no
-longer used, writes about a quarter of what storing the whole state in the row did. Chunks
-and manifest change in the caller's transaction, with the detections the state led to.
+ring and its noise estimate), so writing only the chunks that changed, and deleting the ones
+no longer used, writes about a fifth of the state. Chunks and manifest change in the caller's
+transaction, with the detections the state led to.
 """
 
 from __future__ import annotations
