@@ -88,7 +88,8 @@ class Load:
     lock: threading.Lock = field(default_factory=threading.Lock)
     send_seconds: float = 0.0
     behind_seconds: float = 0.0  # how late the last upload left against its schedule
-    # By process: api, workers, and this benchmark (its upload clients and poller).
+    # By process: api, workers, database (PostgreSQL's server processes), and this benchmark
+    # (its upload clients and poller, with the poller's server process).
     cpu_seconds: dict[str, float] = field(default_factory=dict)
     # PostgreSQL server processes serving this benchmark's own queries (the poller's).
     own_backends: set[int] = field(default_factory=set)
@@ -437,8 +438,8 @@ def run_once(
 
 def state_reads(api: str) -> dict[str, int]:
     """The workers' `tianxun_camera_state_reads_total` counters, by source."""
-    text = httpx.get(f"{api}/metrics", timeout=30).text
-    found = re.findall(r'^tianxun_camera_state_reads_total\{source="(\w+)"\} (\S+)$', text, re.M)
+    body = httpx.get(f"{api}/metrics", timeout=30).text
+    found = re.findall(r'^tianxun_camera_state_reads_total\{source="(\w+)"\} (\S+)$', body, re.M)
     return {source: int(float(value)) for source, value in found}
 
 
