@@ -49,6 +49,11 @@ class Settings(BaseSettings):
     # takes it in turn with its own jobs (its worker is busy or gone). See service.queue.
     job_affinity_seconds: float = Field(0.5, ge=0)
     job_affinity_limit_seconds: float = Field(30.0, ge=0)
+    # Camera detector states a worker process keeps, by preset, for the preset's next job
+    # (6–9 MB each for a 1080p preset with a day and a night background); a preset whose state
+    # is not kept is read back from the database. `tianxun_camera_state_reads_total` tells
+    # how often each happens.
+    camera_states_cached: int = Field(32, ge=0)
     # Extra modules that register queue tasks when the worker starts (e.g. the analysis step).
     task_modules: list[str] = []
     # Analysis: reference rasters (GeoTIFF, operator-provided) for tiles that no earlier tile

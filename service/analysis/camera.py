@@ -73,9 +73,6 @@ CAMERA_DETECTOR_VERSION = "camera-1"
 CHIP_MARGIN_PX = 16  # working pixels of context around a detection in its chips
 # Health events that mean the ground was not actually seen in that snapshot.
 BLIND = frozenset({"no_signal", "obstructed", "moved"})
-# Presets whose decoded state a worker process keeps; a 1080p preset's state (two backgrounds
-# of 5 frames at 1/4) takes about 10 MB of memory with its compressed form.
-CACHED_STATES = 32
 
 
 class StateAdvancedError(Exception):
@@ -97,6 +94,11 @@ class StateCache:
         self._entries: OrderedDict[PresetKey, tuple[int, EncodedState]] = OrderedDict()
         self._lock = threading.Lock()
 
+    def resize(self, capacity: int) -> None:
+        with self._lock:
+            self.capacity = capacity
+            self._trim()
+
     def take(self, key: PresetKey, version: int) -> EncodedState | None:
         """The state committed as `version`, if this process holds it; forgets the entry."""
         with self._lock:
@@ -107,11 +109,14 @@ class StateCache:
         with self._lock:
             self._entries[key] = (version, state)
             self._entries.move_to_end(key)
-            while len(self._entries) > self.capacity:
-                self._entries.popitem(last=False)
+            self._trim()
+
+    def _trim(self) -> None:
+        while len(self._entries) > self.capacity:
+            self._entries.popitem(last=False)
 
 
-STATES = StateCache(CACHED_STATES)
+STATES = StateCache(Settings.model_fields["camera_states_cached"].default)
 
 
 @dataclass(frozen=True)
@@ -176,6 +181,7 @@ def read_camera_inputs(session: Session, job: ClaimedJob, settings: Settings) ->
         )
     key = (preset.id, preset.created_at)
     version = preset.detector_state_version
+    STATES.resize(settings.camera_states_cached)  # the process's setting: the same every job
     # Only a job that will advance the state takes it from the cache (and then owns it).
     cached = STATES.take(key, version) if usable and refusal is None else None
     # A deferred column: the stored state is only fetched when it is needed.

@@ -220,6 +220,18 @@ def test_each_job_counts_where_its_state_came_from(
     }
 
 
+def test_a_worker_keeps_as_many_states_as_its_settings_say(
+    db_session: Session, settings: Settings, preset: CameraPreset, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(camera, "STATES", StateCache(32))
+    run_and_commit(db_session, settings, snapshot(db_session, settings, preset, 0))
+    later = snapshot(db_session, settings, preset, 10)
+    none_kept = settings.model_copy(update={"camera_states_cached": 0})
+    inputs = read_camera_inputs(db_session, job_for(later), none_kept)
+    assert inputs.cached is None and inputs.state is not None  # read back from the database
+    assert camera.STATES.capacity == 0
+
+
 def test_the_state_in_memory_is_not_used_once_another_worker_advanced_it(
     db_session: Session, settings: Settings, preset: CameraPreset, monkeypatch: pytest.MonkeyPatch
 ) -> None:
