@@ -95,6 +95,7 @@ class Load:
     own_backends: set[int] = field(default_factory=set)
     # Camera jobs by where their preset's state came from (memory, database, none).
     state_reads: dict[str, int] = field(default_factory=dict)
+    peak_rss_mb: dict[str, float] = field(default_factory=dict)  # by process kind, the largest
 
 
 # --- world, database and processes ----------------------------------------------------------
@@ -426,6 +427,10 @@ def run_once(
             "database": database,
         }
         result.state_reads = state_reads(f"http://127.0.0.1:{port}")
+        result.peak_rss_mb = {
+            "api": peak_rss_mb(processes[0]),
+            "worker": max(peak_rss_mb(process) for process in processes[1:]),
+        }
     finally:
         stop.set()
         if observer.is_alive():
@@ -434,6 +439,14 @@ def run_once(
     retries, failures, cases = outcomes(sessions)
     engine.dispose()
     return Run(backend, rate, len(frames), result, drained, drain, retries, failures, cases)
+
+
+def peak_rss_mb(process: subprocess.Popen[bytes]) -> float:
+    """The process's peak resident memory so far (VmHWM), MiB."""
+    for line in Path(f"/proc/{process.pid}/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024
+    return 0.0
 
 
 def state_reads(api: str) -> dict[str, int]:
@@ -553,7 +566,9 @@ def report(runs: list[Run], *, command: str, environment: str, workers: int, pol
         lines.append(
             f"Camera jobs by where the preset's detector state came from: {reads.get('memory', 0)}"
             f" from the worker's memory, {reads.get('database', 0)} read from the database, "
-            f"{reads.get('none', 0)} first snapshots of a preset."
+            f"{reads.get('none', 0)} first snapshots of a preset. Peak resident memory: API "
+            f"{run.load.peak_rss_mb.get('api', 0):.0f} MiB, largest worker "
+            f"{run.load.peak_rss_mb.get('worker', 0):.0f} MiB."
         )
         lines.append("")
     return "\n".join(lines)
