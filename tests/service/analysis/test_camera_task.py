@@ -292,16 +292,16 @@ def test_the_farmland_in_view_is_marked_seen_by_the_latest_snapshot_of_a_batch(
     assert preset.geom is not None
     in_view = preset.geom.centroid.buffer(0.0002)
     add_layer_version(db_session, LayerKind.cultivated_land, [in_view, OUTSIDE])
-    parcel = db_session.scalars(
+    features = db_session.scalars(  # the parcel in view and the one outside it
         select(LayerFeature.id).order_by(LayerFeature.id.desc()).limit(2)
     ).all()
     scenes = [snapshot(db_session, settings, preset, m, view=1) for m in (0, 10, 20)]
 
     run(db_session, settings, scenes[1])  # analyses the first two: the job's own time is known
     assert {scene.status for scene in scenes[:2]} == {SceneStatus.analysed}
-    seen = {feature: last_observed(feature, session=db_session) for feature in parcel}
+    seen = {feature: last_observed(feature, session=db_session) for feature in features}
     assert sorted(seen.values(), key=len) == [{}, {"camera": scenes[1].acquired_at}]
     run(db_session, settings, scenes[2])
     assert {"camera": scenes[2].acquired_at} in [
-        last_observed(feature, session=db_session) for feature in parcel
+        last_observed(feature, session=db_session) for feature in features
     ]
