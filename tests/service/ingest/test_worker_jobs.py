@@ -22,6 +22,7 @@ from tests.service.ingest.conftest import add_placeholder_scene
 FLAKY = "test-flaky"
 DOOMED = "test-doomed"
 EARLY = "test-early"
+DONE = "test-done"
 
 
 def flaky(session: Session, job: ClaimedJob, settings: Settings) -> None:
@@ -36,6 +37,11 @@ def early(session: Session, job: ClaimedJob, settings: Settings) -> None:
     raise NotYetError("the tile taken before this one is not analysed yet")
 
 
+def done(session: Session, job: ClaimedJob, settings: Settings) -> None:
+    return None
+
+
+register(DONE, done)
 register(FLAKY, flaky)
 register(DOOMED, doomed)
 register(EARLY, early)
@@ -123,3 +129,47 @@ def test_a_job_that_cannot_run_yet_is_put_back_without_using_an_attempt(worker: 
             assert row.run_after > utcnow()
             row.run_after = utcnow()  # the poll interval has passed
     assert failures(EARLY, "NotYetError") == before  # waiting is no failure
+
+
+def job_row(worker: Worker, scene_id: int) -> IngestJob:
+    with worker.sessions() as session:
+        return session.query(IngestJob).filter_by(scene_id=scene_id).one()
+
+
+def test_completing_a_job_claims_the_next_one_in_the_same_transaction(worker: Worker) -> None:
+    first, second = queue_job(worker, DONE), queue_job(worker, DONE)
+    job = worker.claim_next("w")
+    assert job is not None and job.scene_id == first
+    claims = []
+    claim_transactions = worker.claims
+    worker.claims = lambda: claims.append(1) or claim_transactions()  # type: ignore[assignment]
+    assert worker.run_job(job).status == "done"
+    row = job_row(worker, second)
+    assert row.status == JobStatus.running and row.lease_owner == "w"  # claimed, committed
+    following = worker.claim_next("w")
+    assert following is not None and following.scene_id == second
+    assert claims == []  # neither the completion nor the hand-over opened a claim of its own
+    assert worker.run_job(following).status == "done"
+    assert worker.claim_next("w") is None
+
+
+def test_a_stopping_worker_claims_nothing_with_its_last_completion(worker: Worker) -> None:
+    queue_job(worker, DONE)
+    second = queue_job(worker, DONE)
+    job = worker.claim_next("w")
+    assert job is not None
+    worker.stop()
+    assert worker.run_job(job).status == "done"
+    assert job_row(worker, second).status == JobStatus.queued
+
+
+def test_a_job_claimed_but_not_started_goes_back_when_its_thread_stops(worker: Worker) -> None:
+    queue_job(worker, DONE)
+    second = queue_job(worker, DONE)
+    job = worker.claim_next("w")
+    assert job is not None and worker.run_job(job).status == "done"
+    assert job_row(worker, second).status == JobStatus.running
+    worker._put_back_claimed("w")  # what the thread's loop does as it stops
+    row = job_row(worker, second)
+    assert row.status == JobStatus.queued and row.attempts == 0 and row.lease_owner is None
+    assert row.run_after <= utcnow()  # due at once, for another worker
