@@ -155,13 +155,16 @@ class Worker:
         if held is not None:
             return held
         with transaction(self.claims) as session:
-            return claim(
-                session=session,
-                owner=owner,
-                lease_seconds=self.settings.lease_seconds,
-                tasks=registered_tasks(),
-                affinity=self.affinity,
-            )
+            return self._claim(session, owner)
+
+    def _claim(self, session: Session, owner: str) -> ClaimedJob | None:
+        return claim(
+            session=session,
+            owner=owner,
+            lease_seconds=self.settings.lease_seconds,
+            tasks=registered_tasks(),
+            affinity=self.affinity,
+        )
 
     def run_job(self, job: ClaimedJob) -> JobOutcome:
         """Run one claimed job to an outcome; never raises for what the job does."""
@@ -220,15 +223,7 @@ class Worker:
             raise LeaseLostError(
                 f"job {job.id} was taken over after the lease of {job.owner} expired"
             )
-        if self.stopping.is_set():
-            return None
-        return claim(
-            session=session,
-            owner=job.owner,
-            lease_seconds=self.settings.lease_seconds,
-            tasks=registered_tasks(),
-            affinity=self.affinity,
-        )
+        return None if self.stopping.is_set() else self._claim(session, job.owner)
 
     def _keep_claimed(self, owner: str, job: ClaimedJob | None) -> None:
         """Hold a job claimed with a completion (now committed) for the thread's next turn."""
