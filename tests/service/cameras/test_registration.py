@@ -18,7 +18,6 @@ from models.client import Role
 from service.cameras.registry import (
     calibrate,
     preset_calibration,
-    register_camera,
     register_preset,
     stored_calibration,
 )
@@ -27,7 +26,13 @@ from service.db import transaction
 from service.main import create_app
 from service.settings import Settings
 from tests.conftest import migrate
-from tests.service.cameras.views import HEIGHT, TOWER, WIDTH, control_points
+from tests.service.cameras.views import (
+    HEIGHT,
+    TOWER,
+    WIDTH,
+    control_points,
+    registered_preset,
+)
 
 PROBLEM = "application/problem+json"
 
@@ -136,15 +141,8 @@ def test_only_administrators_register_cameras(client: TestClient) -> None:
 
 def test_recalibrating_a_preset_forgets_the_detector_state(db_session: Session) -> None:
     code = f"T-{uuid.uuid4().hex[:8]}"
-    register_camera(session=db_session, code=code, lon=TOWER[0], lat=TOWER[1])
     size = (WIDTH, HEIGHT)
-    preset, _ = register_preset(
-        session=db_session,
-        camera_code=code,
-        preset="P1",
-        image_size=size,
-        control_points=control_points(),
-    )
+    preset = registered_preset(db_session, code)
     preset.detector_state = b"learned background"
     db_session.flush()
     register_preset(
@@ -165,14 +163,7 @@ def test_recalibrating_a_preset_forgets_the_detector_state(db_session: Session) 
 
 def test_the_stored_calibration_is_the_one_fitted_at_registration(db_session: Session) -> None:
     code = f"T-{uuid.uuid4().hex[:8]}"
-    register_camera(session=db_session, code=code, lon=TOWER[0], lat=TOWER[1])
-    row, _ = register_preset(
-        session=db_session,
-        camera_code=code,
-        preset="P1",
-        image_size=(WIDTH, HEIGHT),
-        control_points=control_points(),
-    )
+    row = registered_preset(db_session, code)
     db_session.expire(row)  # read back as stored, JSON and all
     fitted = calibrate(
         camera_code=code, image_size=(WIDTH, HEIGHT), control_points=control_points()

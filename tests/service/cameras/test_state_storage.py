@@ -13,24 +13,15 @@ from sqlalchemy.orm import ORMExecuteState, Session
 
 from detection.camera_state import EncodedState, encode_state
 from models.camera import Camera, CameraPreset, CameraStateChunk
-from service.cameras.registry import register_camera, register_preset
+from service.cameras.registry import register_preset
 from service.cameras.state import load_state, store_state, stored_chunks
 from tests.detection.test_camera_state_format import a_state, assert_same
-from tests.service.cameras.views import HEIGHT, TOWER, WIDTH, control_points
+from tests.service.cameras.views import HEIGHT, WIDTH, control_points, registered_preset
 
 
 @pytest.fixture
 def preset(db_session: Session) -> CameraPreset:
-    code = f"T-{uuid.uuid4().hex[:8]}"
-    register_camera(session=db_session, code=code, lon=TOWER[0], lat=TOWER[1])
-    row, _ = register_preset(
-        session=db_session,
-        camera_code=code,
-        preset="P1",
-        image_size=(WIDTH, HEIGHT),
-        control_points=control_points(),
-    )
-    return row
+    return registered_preset(db_session, f"T-{uuid.uuid4().hex[:8]}")
 
 
 def one_frame_replaced(encoded: EncodedState) -> EncodedState:

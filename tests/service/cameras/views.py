@@ -5,6 +5,10 @@ from __future__ import annotations
 import math
 
 from pyproj import Transformer
+from sqlalchemy.orm import Session
+
+from models.camera import CameraPreset
+from service.cameras.registry import register_camera, register_preset
 
 WIDTH, HEIGHT = 1920, 1080
 TOWER = (120.02, 30.42)  # lon, lat
@@ -39,3 +43,16 @@ def control_points(
             lon, lat = _TO_LONLAT.transform(x + shift_m[index], y)
         points.append({"pixel": [col, row], "lon": lon, "lat": lat})
     return points
+
+
+def registered_preset(session: Session, code: str) -> CameraPreset:
+    """Preset P1 of a new camera `code` at the tower, calibrated from `control_points()`."""
+    register_camera(session=session, code=code, lon=TOWER[0], lat=TOWER[1])
+    preset, _ = register_preset(
+        session=session,
+        camera_code=code,
+        preset="P1",
+        image_size=(WIDTH, HEIGHT),
+        control_points=control_points(),
+    )
+    return preset
