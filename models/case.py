@@ -84,6 +84,12 @@ class Case(Spatial, Timestamped, Base):
     # The date within that bracket the change most likely began on (cloud may hide the dates
     # just before the first visible one); set by the trace.
     onset_likeliest: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    # A case that grew in places apart (a pond dug beside a building months later) also has
+    # the bracket of each place: [{"outline": GeoJSON, "first_seen": ISO, "last_unchanged",
+    # "first_visible", "likeliest_onset": ISO or null}], in order of first sighting.
+    onset_parts: Mapped[list[dict[str, Any]]] = mapped_column(
+        Json, default=list, server_default="[]"
+    )
     due_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     escalated: Mapped[bool] = mapped_column(Boolean, default=False)
     escalation_reason: Mapped[str | None] = mapped_column(Text)

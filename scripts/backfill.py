@@ -181,6 +181,13 @@ def _trace_line(result: Any) -> str:
     )
     if result.rectification is not None:
         line += f"; rectification: {result.rectification.replace('_', ' ')}"
+    for number, part in enumerate(result.parts, start=1):
+        line += (
+            f"\n  place {number} (first seen {part.reference_at.date().isoformat()}): "
+            f"last clearly unchanged {day(part.onset_after)}, "
+            f"first visible {day(part.onset_before)}, "
+            f"likeliest onset {day(part.onset_likeliest)}"
+        )
     return line
 
 

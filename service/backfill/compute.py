@@ -121,17 +121,29 @@ class DatedScene:
 
 
 @dataclass(frozen=True)
+class TracePart:
+    """One part of a case that holds several apart: its outline (lon/lat) and when the
+    first detection of it was seen."""
+
+    outline: BaseGeometry
+    reference_at: datetime
+
+
+@dataclass(frozen=True)
 class TraceTask:
     """Trace one case: its outline (lon/lat) over the dates of the scenes under it.
 
     `reference_at` is when the violation was first seen; `rectifying_since`, when set, asks
-    whether imagery after that time shows the place returned to farmland.
+    whether imagery after that time shows the place returned to farmland. `parts`, when the
+    case grew in places apart from one another (a building, and a pond dug beside it months
+    later), are each traced on their own as well.
     """
 
     case_id: int
     outline: BaseGeometry
     reference_at: datetime
     rectifying_since: datetime | None = None
+    parts: tuple[TracePart, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -157,6 +169,18 @@ class TraceResult:
     rectification: str | None = None  # "observed", "still_present" or "not_observed"
     rectification_look: DateLook | None = None
     rectification_chips: tuple[Chip, Chip] | None = None
+    parts: tuple[PartOnset, ...] = ()
+
+
+@dataclass(frozen=True)
+class PartOnset:
+    """The onset bracket of one part of a case (see `TraceTask.parts`)."""
+
+    outline: BaseGeometry
+    reference_at: datetime
+    onset_after: DateLook | None
+    onset_before: DateLook | None
+    onset_likeliest: DateLook | None
 
 
 @dataclass(eq=False)
@@ -198,17 +222,37 @@ class _Crop:
 def trace_cases(dates: Sequence[DatedScene], tasks: Sequence[TraceTask]) -> list[TraceResult]:
     """Trace every case of `tasks` over `dates` (each file is read once for all of them)."""
     ordered = sorted(dates, key=lambda d: (d.acquired_at, d.scene_id))
-    crops: dict[int, list[_Crop | None]] = {task.case_id: [] for task in tasks}
+    outlines = [o for task in tasks for o in (task.outline, *(p.outline for p in task.parts))]
+    crops: list[list[_Crop | None]] = [[] for _ in outlines]
     for index, dated in enumerate(ordered):
         try:
             raster = read_tile(dated.path)
         except (DetectionError, RasterioError):
             raster = None  # a date that cannot be read is a date without a look
         sample = _date_sample(index, raster) if raster else None
-        for task in tasks:
-            crop = _crop(raster, task.outline, sample) if raster else None
-            crops[task.case_id].append(crop)
-    return [_trace_one(task, ordered, crops[task.case_id]) for task in tasks]
+        for outline, outline_crops in zip(outlines, crops, strict=True):
+            outline_crops.append(_crop(raster, outline, sample) if raster else None)
+    results, next_crops = [], iter(crops)
+    for task in tasks:
+        result = _trace_one(task, ordered, next(next_crops))
+        parts = tuple(_trace_part(task, part, ordered, next(next_crops)) for part in task.parts)
+        results.append(dataclasses.replace(result, parts=parts))
+    return results
+
+
+def _trace_part(
+    task: TraceTask, part: TracePart, dates: list[DatedScene], crops: list[_Crop | None]
+) -> PartOnset:
+    """A part traced as a case of its own, sighted when its first detection was."""
+    alone = TraceTask(task.case_id, part.outline, part.reference_at)
+    result = _trace_one(alone, dates, crops)
+    return PartOnset(
+        part.outline,
+        part.reference_at,
+        result.onset_after,
+        result.onset_before,
+        result.onset_likeliest,
+    )
 
 
 def _date_sample(index: int, raster: Raster) -> _DateSample:

@@ -27,6 +27,7 @@ from detection.rs_params import RasterDetectorParams
 from models.backfill import BackfillRun, BackfillRunStatus, BackfillUnit, BackfillUnitStatus
 from models.base import utcnow
 from models.case import Case, CaseStatus
+from models.detection import Detection
 from models.jurisdiction import Jurisdiction
 from models.scene import Scene, SceneKind, SceneStatus
 from service.analysis.store import parameters_json
@@ -34,6 +35,7 @@ from service.analysis.tiles import REFERENCE_LOOKS, RS_DETECTOR_VERSION, tile_pa
 from service.backfill import plan
 from service.backfill.compute import (
     DatedScene,
+    TracePart,
     TraceTask,
     UnitResult,
     UnitTask,
@@ -356,7 +358,35 @@ def trace_task(case: Case, *, session: Session) -> TraceTask:
         if case.status == CaseStatus.rectifying
         else None
     )
-    return TraceTask(case.id, case.geom, case.first_seen_at, rectifying)
+    return TraceTask(
+        case.id, case.geom, case.first_seen_at, rectifying, case_parts(case, session=session)
+    )
+
+
+def case_parts(case: Case, *, session: Session) -> tuple[TracePart, ...]:
+    """The places apart within a case, when it has more than one: its detections grouped by
+    outlines that touch, each group sighted with its first detection. None for a case of one
+    place, whose whole trace is its part's."""
+    statement = (
+        select(Detection.geom, Detection.observed_at)
+        .where(Detection.case_id == case.id)
+        .order_by(Detection.observed_at, Detection.id)
+    )
+    groups: list[tuple[BaseGeometry, datetime]] = []
+    for geom, observed_at in session.execute(statement):
+        touching = [g for g in groups if g[0].intersects(geom)]
+        apart = [g for g in groups if not g[0].intersects(geom)]
+        merged = shapely.union_all([geom, *(g[0] for g in touching)])
+        first = min([observed_at, *(g[1] for g in touching)])
+        groups = [*apart, (merged, first)]
+    if len(groups) < 2:
+        return ()
+    return tuple(TracePart(outline, first) for outline, first in sorted(groups, key=_by_time))
+
+
+def _by_time(group: tuple[BaseGeometry, datetime]) -> tuple[datetime, float, float]:
+    point = group[0].representative_point()
+    return group[1], point.x, point.y
 
 
 def scenes_over(geom: BaseGeometry, *, session: Session, settings: Settings) -> list[DatedScene]:

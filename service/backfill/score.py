@@ -2,7 +2,8 @@
 
 A violation is found when a case outline touches it; its onset is dated within one epoch when
 the case's likeliest onset date (its "first visible" date where the trace gave none) falls on
-the violation's onset epoch, the one before or the one after. Every violation not found with
+the violation's onset epoch, the one before or the one after. A case that grew in places apart
+dates each violation by the place its first detection went to. Every violation not found with
 its onset so dated gets one reason, the first of: never seen clear, smaller than the mapping
 unit, not detected, detected but judged farm work, detected but screened out, found with its
 onset hidden (cloud over the onset: dated late, but within one epoch of the first date the
@@ -23,6 +24,7 @@ from datetime import date
 from typing import Any
 
 import shapely
+from shapely.geometry import shape
 from shapely.geometry.base import BaseGeometry
 from sqlalchemy import select
 from sqlalchemy.orm import Session
@@ -56,6 +58,8 @@ class CaseSeen:
     onset_after_epoch: int | None  # last clearly unchanged
     onset_before_epoch: int | None  # first visible
     onset_likeliest_epoch: int | None = None
+    # A case of places apart: each place read as a case of its own (same code), its own bracket.
+    parts: tuple[CaseSeen, ...] = ()
 
     @property
     def dated_epoch(self) -> int | None:
@@ -63,6 +67,13 @@ class CaseSeen:
         if self.onset_likeliest_epoch is not None:
             return self.onset_likeliest_epoch
         return self.onset_before_epoch
+
+    def part_over(self, place: BaseGeometry) -> CaseSeen:
+        """The part of the case that dates `place` (the one overlapping it most), or the
+        whole case when it was traced as one place."""
+        if not self.parts:
+            return self
+        return max(self.parts, key=lambda part: part.geometry.intersection(place).area)
 
 
 @dataclass(frozen=True)
@@ -223,6 +234,18 @@ def read_backfill_results(
         # GEOS refuses to intersect a self-touching polygon.
         return shapely.make_valid(shapely.transform(geometry, to_world, interleaved=False))
 
+    def on_date(iso: str | None) -> int | None:
+        return None if iso is None else _epoch_at(date.fromisoformat(iso[:10]), epoch_of)
+
+    def part(code: str, traced: Mapping[str, Any]) -> CaseSeen:
+        return CaseSeen(
+            code,
+            projected(shape(traced["outline"])),
+            on_date(traced["last_unchanged"]),
+            on_date(traced["first_visible"]),
+            on_date(traced["likeliest_onset"]),
+        )
+
     cases = [
         CaseSeen(
             c.code,
@@ -230,6 +253,7 @@ def read_backfill_results(
             epoch(c.onset_after),
             epoch(c.onset_before),
             epoch(c.onset_likeliest),
+            tuple(part(c.code, traced) for traced in c.onset_parts),
         )
         for c in session.scalars(select(Case).order_by(Case.id))
     ]
@@ -319,7 +343,8 @@ def _score_violation(
         ),
         None,
     )
-    case = _case_of(violation, cases, detections)
+    found = _case_of(violation, cases, detections)
+    case = found[0].part_over(found[1]) if found else None
     missed: str | None
     if case is None:
         missed, detail = _why_not_found(
@@ -345,18 +370,20 @@ def _score_violation(
 
 def _case_of(
     violation: TruthViolation, cases: Sequence[CaseSeen], detections: Sequence[DetectionSeen]
-) -> CaseSeen | None:
-    """The violation's case: the one its first detection (on its extent of that epoch) opened
-    or joined. A case that began elsewhere and grew over the place later, joining a neighbour,
-    does not date it; a case on the place that began earlier does, as that detection joined it.
+) -> tuple[CaseSeen, BaseGeometry] | None:
+    """The violation's case and the outline that placed it there: the case its first
+    detection (on its extent of that epoch) opened or joined, with that detection's outline.
+    A case that began elsewhere and grew over the place later, joining a neighbour, does not
+    date it; a case on the place that began earlier does, as that detection joined it.
 
     Without such a detection, the first case at the place: the earliest first-visible date
-    among the cases touching the violation (larger overlap first on a tie).
+    among the cases touching the violation (larger overlap first on a tie), with the
+    violation's own outline.
     """
     by_code = {case.code: case for case in cases}
     first_hit = min(
         (
-            (d.epoch, -d.geometry.intersection(extent).area, by_code[d.case_code])
+            (d.epoch, -d.geometry.intersection(extent).area, by_code[d.case_code], d.geometry)
             for d in detections
             if d.case_code is not None
             and d.case_code in by_code
@@ -367,7 +394,7 @@ def _case_of(
         default=None,
     )
     if first_hit is not None:
-        return first_hit[2]
+        return first_hit[2], first_hit[3]
     touching = [c for c in cases if c.geometry.intersects(violation.geometry)]
     if not touching:
         return None
@@ -377,7 +404,7 @@ def _case_of(
         overlap = case.geometry.intersection(violation.geometry).area
         return undated, case.onset_before_epoch or 0, -overlap
 
-    return min(touching, key=order)
+    return min(touching, key=order), violation.geometry
 
 
 def _why_not_found(

@@ -7,11 +7,14 @@ cases raise, unless the run asked for live alerts.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
+import shapely
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
@@ -24,7 +27,7 @@ from service.alerts.outbox import ALERT_BACKFILL
 from service.analysis.coverage import record_feature_observations
 from service.analysis.pair import Chip
 from service.analysis.store import DetectorRun, found_changes, store_detections, store_png
-from service.backfill.compute import DateLook, TraceResult, UnitResult
+from service.backfill.compute import DateLook, PartOnset, TraceResult, UnitResult
 from service.cases.events import append_event, attach_evidence
 from service.settings import Settings
 
@@ -115,9 +118,12 @@ def _record_onset(
     likeliest = (
         result.onset_likeliest.acquired_at if result.onset_likeliest else case.onset_likeliest
     )
-    if (case.onset_after, case.onset_before, case.onset_likeliest) == (after, before, likeliest):
+    parts = [_part_json(part) for part in result.parts]
+    bracket = (after, before, likeliest, parts)
+    if (case.onset_after, case.onset_before, case.onset_likeliest, case.onset_parts) == bracket:
         return False
     case.onset_after, case.onset_before, case.onset_likeliest = after, before, likeliest
+    case.onset_parts = parts
     case.version += 1
     append_event(
         case,
@@ -129,6 +135,9 @@ def _record_onset(
             "last_unchanged": _look_json(result.onset_after),
             "first_visible": _look_json(result.onset_before),
             "likeliest_onset": _look_json(result.onset_likeliest),
+            "parts": [
+                {key: value for key, value in part.items() if key != "outline"} for part in parts
+            ],
             "dates_looked_at": len(result.looks),
             "dates_observed": sum(look.state != "unobserved" for look in result.looks),
         },
@@ -204,6 +213,20 @@ def _attach_chips(
             lat=centre.y,
             note=note,
         )
+
+
+def _part_json(part: PartOnset) -> dict[str, Any]:
+    def day(look: DateLook | None) -> str | None:
+        return look.acquired_at.isoformat() if look is not None else None
+
+    return {
+        # As read back from the column (lists, not tuples), so a trace run again compares equal.
+        "outline": json.loads(shapely.to_geojson(part.outline)),
+        "first_seen": part.reference_at.isoformat(),
+        "last_unchanged": day(part.onset_after),
+        "first_visible": day(part.onset_before),
+        "likeliest_onset": day(part.onset_likeliest),
+    }
 
 
 def _look_json(look: DateLook | None) -> dict | None:

@@ -292,6 +292,7 @@ def case_read(
         onset_after=case.onset_after,
         onset_before=case.onset_before,
         onset_likeliest=case.onset_likeliest,
+        onset_parts=case.onset_parts or [],
         due_at=case.due_at,
         overdue=case.status in OPEN_STATUSES and case.due_at is not None and case.due_at < now,
         escalated=case.escalated,

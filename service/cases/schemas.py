@@ -65,6 +65,18 @@ class CommentCreate(_Input):
     text: str = Field(min_length=1, max_length=4000, description="The comment, plain text.")
 
 
+class OnsetPartRead(BaseModel):
+    """The traced onset of one place within a case that grew in places apart."""
+
+    outline: dict[str, Any] = Field(description="The place, GeoJSON geometry in lon/lat.")
+    first_seen: datetime = Field(description="When the first detection of this place was seen.")
+    last_unchanged: datetime | None = Field(description="Last date it was clearly unchanged.")
+    first_visible: datetime | None = Field(description="First date its change is visible.")
+    likeliest_onset: datetime | None = Field(
+        description="Date within that bracket its change most likely began on."
+    )
+
+
 class CaseRead(BaseModel):
     id: int
     code: str
@@ -86,6 +98,11 @@ class CaseRead(BaseModel):
     onset_likeliest: datetime | None = Field(
         description="Date within that bracket the change most likely began on, when traced: "
         "cloud may hide the dates just before the first visible one."
+    )
+    onset_parts: list[OnsetPartRead] = Field(
+        description="When the case holds places apart that began at different times (a pond "
+        "dug beside a building months later), the traced onset of each, in order of first "
+        "sighting; empty for a case of one place, or one not traced."
     )
     due_at: datetime | None
     overdue: bool = Field(description="Still open after its deadline for the current state.")

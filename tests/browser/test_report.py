@@ -9,7 +9,7 @@ from typing import Any
 
 import httpx
 import pypdf
-from shapely.geometry import shape
+from shapely.geometry import mapping, shape
 
 from models import Case, Detection, LayerHit
 from models.detection import ChangeType, DetectionSource, Screening
@@ -115,3 +115,46 @@ def test_a_report_without_a_key_asks_for_one_and_an_unknown_case_says_so(
     page.goto(f"{live_service.url}/cases/{other}/report")
     page.wait_for_selector("body[data-loaded='true']")
     assert "cannot be shown" in page.locator("#report-error").inner_text()
+
+
+def test_a_case_of_places_apart_reports_when_each_began(
+    live_service: LiveService, new_page: Callable[[], Any]
+) -> None:
+    case_id = live_service.world.case_ids["a3"]
+    engine = create_db_engine(live_service.settings.database_url)
+    with transaction(create_session_factory(engine)) as session:
+        case = session.get_one(Case, case_id)
+        outline = mapping(case.geom.geoms[0])
+        case.onset_parts = [
+            place(outline, "2024-03-01", "2024-01-05", "2024-02-04", "2024-02-04"),
+            place(outline, "2024-08-01", "2024-06-03", "2024-07-03", None),
+        ]
+    engine.dispose()
+
+    page = new_page()
+    sign_in(page, live_service, "inspector_a")
+    page.goto(f"{live_service.url}/cases/{case_id}/report")
+    page.wait_for_selector("body[data-loaded='true']")
+
+    rows = page.locator("#report table").first.locator("tbody tr").all_inner_texts()
+    assert [row.split("\t") for row in rows] == [
+        ["1", "2024-03-01 00:00 UTC", "2024-01-05 00:00 UTC", "2024-02-04 00:00 UTC",
+         "2024-02-04 00:00 UTC"],
+        ["2", "2024-08-01 00:00 UTC", "2024-06-03 00:00 UTC", "2024-07-03 00:00 UTC", "—"],
+    ]  # fmt: skip
+    assert "When each place began" in page.locator("#report").inner_text()
+
+
+def place(
+    outline: dict[str, Any], first_seen: str, after: str, before: str, likeliest: str | None
+) -> dict[str, Any]:
+    def utc(day: str | None) -> str | None:
+        return f"{day}T00:00:00+00:00" if day else None
+
+    return {
+        "outline": outline,
+        "first_seen": utc(first_seen),
+        "last_unchanged": utc(after),
+        "first_visible": utc(before),
+        "likeliest_onset": utc(likeliest),
+    }

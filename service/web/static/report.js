@@ -160,6 +160,15 @@ function facts(detail) {
   return list;
 }
 
+// A case grown in places apart, begun at different times: when each place began.
+function placesApart(detail) {
+  if (!detail.onset_parts.length) return [];
+  const rows = detail.onset_parts.map((part, index) => [index + 1, formatTime(part.first_seen),
+    formatTime(part.last_unchanged), formatTime(part.first_visible), formatTime(part.likeliest_onset)]);
+  return [element("h2", {}, "When each place began"),
+    table(["place", "first seen", "changed after", "changed before", "likely began"], rows, "")];
+}
+
 function layerHitRows(detail) {
   const total = new Map();
   for (const detection of detail.detections) {
@@ -208,6 +217,7 @@ async function render(detail, me, pair) {
   $("#report").replaceChildren(
     element("h2", { id: "case-code" }, `Case ${detail.code}`),
     facts(detail),
+    ...placesApart(detail),
     element("h2", {}, "Location and imagery"),
     element("div", { className: "figures" },
       element("figure", {}, outlineDrawing(detail.geometry, centre, corners),

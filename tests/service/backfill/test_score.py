@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import date, timedelta
 
 from shapely.geometry import box
@@ -104,6 +105,35 @@ def test_a_violation_is_dated_by_the_case_its_first_detection_went_to() -> None:
     assert by_id["newcomer"].case_code == "C-newcomer" and by_id["newcomer"].missed_because is None
     assert by_id["joined"].case_code == "C-old-place"
     assert by_id["joined"].onset_error_epochs == -4
+
+
+def test_a_violation_in_a_case_of_places_apart_is_dated_by_its_own_place() -> None:
+    first = violation("first", 0, onset=1)
+    beside = violation("beside", 20, onset=6)
+    # One case, from epoch 1; the second place joined it on epoch 6, within the merge buffer.
+    whole = CaseSeen("C-two", box(0, 0, 30, 10), 0, 1)
+    parts = (
+        CaseSeen("C-two", box(0, 0, 10, 10), 0, 1),
+        CaseSeen("C-two", box(20, 0, 30, 10), 5, 6),
+    )
+    detections = [
+        DetectionSeen(1, box(1, 0, 9, 10), "suspected_violation", "building", "C-two"),
+        DetectionSeen(6, box(21, 0, 29, 10), "suspected_violation", "pond", "C-two"),
+    ]
+    clear = all_clear(first, beside)
+
+    as_one = score_backfill([first, beside], [whole], detections, clear_fraction=clear)
+    by_place = score_backfill(
+        [first, beside], [replace(whole, parts=parts)], detections, clear_fraction=clear
+    )
+
+    assert [v.onset_error_epochs for v in as_one.violations] == [0, -5]
+    assert [v.onset_error_epochs for v in by_place.violations] == [0, 0]
+    assert [v.case_code for v in by_place.violations] == ["C-two", "C-two"]
+    assert [(v.onset_after_epoch, v.onset_before_epoch) for v in by_place.violations] == [
+        (0, 1),
+        (5, 6),
+    ]
 
 
 def test_the_target_is_nine_in_ten_found_with_their_onset_dated() -> None:
