@@ -153,3 +153,25 @@ def test_a_case_of_one_place_has_no_parts(db_session: Session) -> None:
     _place(db_session, affinity.translate(PLOT, 0.00002), at(2024, 6, 15))
 
     assert case_parts(case, session=db_session) == ()
+
+
+def test_the_trace_command_prints_each_place_under_its_case() -> None:
+    from scripts.backfill import _trace_line
+
+    def look(day: int) -> DateLook:
+        return _look(day, datetime(2024, 1, day, tzinfo=UTC))
+
+    parts = (
+        PartOnset(PLOT, datetime(2024, 1, 3, tzinfo=UTC), look(1), look(2), look(2)),
+        PartOnset(BESIDE_PLOT, datetime(2024, 1, 9, tzinfo=UTC), None, look(8), look(8)),
+    )
+    result = TraceResult(7, (), look(1), look(2), None, look(2), parts=parts)
+
+    assert _trace_line(result).splitlines() == [
+        "case 7: last clearly unchanged 2024-01-01, first visible 2024-01-02, "
+        "likeliest onset 2024-01-02",
+        "  place 1 (first seen 2024-01-03): last clearly unchanged 2024-01-01, "
+        "first visible 2024-01-02, likeliest onset 2024-01-02",
+        "  place 2 (first seen 2024-01-09): last clearly unchanged before the imagery, "
+        "first visible 2024-01-08, likeliest onset 2024-01-08",
+    ]
