@@ -136,7 +136,7 @@ class TraceTask:
     `reference_at` is when the violation was first seen; `rectifying_since`, when set, asks
     whether imagery after that time shows the place returned to farmland. `parts`, when the
     case grew in places apart from one another (a building, and a pond dug beside it months
-    later), are each traced on their own as well.
+    later), each get a bracket: see `_sighted_later`.
     """
 
     case_id: int
@@ -174,7 +174,8 @@ class TraceResult:
 
 @dataclass(frozen=True)
 class PartOnset:
-    """The onset bracket of one part of a case (see `TraceTask.parts`)."""
+    """The onset bracket of one part of a case (see `TraceTask.parts`): its own, or the
+    case's for a part sighted with the case."""
 
     outline: BaseGeometry
     reference_at: datetime
@@ -222,7 +223,7 @@ class _Crop:
 def trace_cases(dates: Sequence[DatedScene], tasks: Sequence[TraceTask]) -> list[TraceResult]:
     """Trace every case of `tasks` over `dates` (each file is read once for all of them)."""
     ordered = sorted(dates, key=lambda d: (d.acquired_at, d.scene_id))
-    outlines = [o for task in tasks for o in (task.outline, *(p.outline for p in task.parts))]
+    outlines = [o for task in tasks for o in (task.outline, *(p.outline for p in _later(task)))]
     crops: list[list[_Crop | None]] = [[] for _ in outlines]
     for index, dated in enumerate(ordered):
         try:
@@ -235,23 +236,41 @@ def trace_cases(dates: Sequence[DatedScene], tasks: Sequence[TraceTask]) -> list
     results, next_crops = [], iter(crops)
     for task in tasks:
         result = _trace_one(task, ordered, next(next_crops))
-        parts = tuple(_trace_part(task, part, ordered, next(next_crops)) for part in task.parts)
+        parts = tuple(
+            _part_onset(part, _trace_one(_alone(task, part), ordered, next(next_crops)))
+            if _sighted_later(task, part)
+            else _part_onset(part, result)
+            for part in task.parts
+        )  # in the order of `_later`, which the crops were cut in
         results.append(dataclasses.replace(result, parts=parts))
     return results
 
 
-def _trace_part(
-    task: TraceTask, part: TracePart, dates: list[DatedScene], crops: list[_Crop | None]
-) -> PartOnset:
-    """A part traced as a case of its own, sighted when its first detection was."""
-    alone = TraceTask(task.case_id, part.outline, part.reference_at)
-    result = _trace_one(alone, dates, crops)
+def _sighted_later(task: TraceTask, part: TracePart) -> bool:
+    """Is `part` traced as a case of its own? Only a place sighted after its case was.
+
+    A place sighted with the case is what the case's own trace dated: the case began there.
+    Traced over the case's outline, a place that joined later would take that onset instead
+    of its own.
+    """
+    return part.reference_at > task.reference_at
+
+
+def _later(task: TraceTask) -> list[TracePart]:
+    return [part for part in task.parts if _sighted_later(task, part)]
+
+
+def _alone(task: TraceTask, part: TracePart) -> TraceTask:
+    return TraceTask(task.case_id, part.outline, part.reference_at)
+
+
+def _part_onset(part: TracePart, traced: TraceResult) -> PartOnset:
     return PartOnset(
         part.outline,
         part.reference_at,
-        result.onset_after,
-        result.onset_before,
-        result.onset_likeliest,
+        traced.onset_after,
+        traced.onset_before,
+        traced.onset_likeliest,
     )
 
 

@@ -1,5 +1,5 @@
-"""A case that grew in places apart, begun at different times, is traced place by place: each
-place keeps the onset of its own first stage, not the case's."""
+"""A case that grew in places apart, begun at different times, is traced place by place: a
+place sighted after its case keeps the onset of its own first stage, not the case's."""
 
 from __future__ import annotations
 
@@ -56,7 +56,7 @@ def _paint_places(path: Path, corner: tuple[int, int], places: int) -> None:
         _paint_stack(path, (row, col + BESIDE_PX), SIDE_PX)
 
 
-def test_each_place_of_a_case_is_dated_from_its_own_first_stage(
+def test_a_place_sighted_after_its_case_is_dated_from_its_own_first_stage(
     world: World, tmp_path: Path
 ) -> None:
     # The first stack stands from date 1; the second, 20 m beside it, from date 4.
@@ -72,16 +72,17 @@ def test_each_place_of_a_case_is_dated_from_its_own_first_stage(
 
     [result] = trace_cases(dates, [task])
 
-    days = [
-        (p.onset_after.acquired_at, p.onset_before.acquired_at)
-        for p in result.parts
-        if p.onset_after is not None and p.onset_before is not None
-    ]
-    assert days == [
-        (dates[0].acquired_at, dates[1].acquired_at),
-        (dates[3].acquired_at, dates[4].acquired_at),
-    ]
     assert [p.outline for p in result.parts] == [first, second]
+    with_case, beside = result.parts
+    # The place the case was sighted on keeps the case's own bracket.
+    bracket = (result.onset_after, result.onset_before, result.onset_likeliest)
+    assert (with_case.onset_after, with_case.onset_before, with_case.onset_likeliest) == bracket
+    # Over the case's outline it would take the first stack's date 1, three dates early.
+    assert beside.onset_after is not None and beside.onset_before is not None
+    assert beside.onset_after.acquired_at == dates[3].acquired_at
+    assert beside.onset_before.acquired_at == dates[4].acquired_at
+    assert result.onset_before is not None
+    assert result.onset_before.acquired_at < dates[4].acquired_at
 
 
 # About 10 m east of PLOT, not touching it: within the 20 m merge buffer.
