@@ -85,8 +85,9 @@ class Case(Spatial, Timestamped, Base):
     # just before the first visible one); set by the trace.
     onset_likeliest: Mapped[datetime | None] = mapped_column(UTCDateTime)
     # A case that grew in places apart (a pond dug beside a building months later) also has
-    # the bracket of each place (a place sighted with the case has the case's own): [{"outline": GeoJSON, "first_seen": ISO, "last_unchanged",
-    # "first_visible", "likeliest_onset": ISO or null}], in order of first sighting.
+    # the bracket of each place, a place sighted with the case having the case's own:
+    # [{"outline": GeoJSON, "first_seen": ISO, "last_unchanged", "first_visible",
+    # "likeliest_onset": ISO or null}], in order of first sighting; set by the trace.
     onset_parts: Mapped[list[dict[str, Any]]] = mapped_column(
         Json, default=list, server_default="[]"
     )

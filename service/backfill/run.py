@@ -365,8 +365,8 @@ def trace_task(case: Case, *, session: Session) -> TraceTask:
 
 def case_parts(case: Case, *, session: Session) -> tuple[TracePart, ...]:
     """The places apart within a case, when it has more than one: its detections grouped by
-    outlines that touch, each group sighted with its first detection. None for a case of one
-    place, whose whole trace is its part's."""
+    outlines that touch, each group sighted with its first detection. Empty for a case of one
+    place, whose own trace dates it."""
     statement = (
         select(Detection.geom, Detection.observed_at)
         .where(Detection.case_id == case.id)
