@@ -77,7 +77,7 @@ def test_a_place_sighted_after_its_case_is_dated_from_its_own_first_stage(
     # The place the case was sighted on keeps the case's own bracket.
     bracket = (result.onset_after, result.onset_before, result.onset_likeliest)
     assert (with_case.onset_after, with_case.onset_before, with_case.onset_likeliest) == bracket
-    # Over the case's outline it would take the first stack's date 1, three dates early.
+    # Over the case's outline it would take the case's bracket, which begins before date 4.
     assert beside.onset_after is not None and beside.onset_before is not None
     assert beside.onset_after.acquired_at == dates[3].acquired_at
     assert beside.onset_before.acquired_at == dates[4].acquired_at
