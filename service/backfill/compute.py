@@ -387,9 +387,16 @@ def _held_to_first_sighting(
     violation (`BLENDS_IN`): they are no more evidence of it than looks the same as it. An
     earlier stage of a violation that grew is still found by the step comparisons of
     `_earlier_stages`.
+
+    Nothing is held when that last look was the same as the violation and stood out from the
+    field around it (`_stands_out`), at the end of a run of such looks no longer than
+    `_standing_since` trusts: a bare field of another season blends into the fields around
+    it, so the place already held the violation, or a stage of it, and the sighting was of
+    its growth (or of a piece of the case the crop does not tell apart). A longer run the
+    detector would have sighted sooner: it is more likely the place itself.
     """
     seen = _previous_clear(crops, reference)
-    if seen is None or before == seen:
+    if seen is None or before == seen or _stood_out_alike_briefly(crops, looks, seen):
         return after, before
     if before < seen:
         return seen, reference
@@ -398,6 +405,22 @@ def _held_to_first_sighting(
     if any(looks[index].state == BLENDS_IN for index in passed):
         return seen, reference
     return after, before
+
+
+def _stood_out_alike_briefly(
+    crops: list[_Crop | None], looks: tuple[DateLook, ...], last: int
+) -> bool:
+    """Do the looks up to `last` end in a run of at most `MAX_STANDING_LOOKS` looks, `last`
+    among them, each the same as the violation and unlike the field around it?"""
+    run = 0
+    for index in range(last, -1, -1):
+        if not _is_look(crops[index]):
+            continue
+        fraction = _stands_out(crops[index])
+        if looks[index].state != "same" or fraction is None or fraction < STANDS_OUT_FRACTION:
+            break
+        run += 1
+    return 0 < run <= MAX_STANDING_LOOKS
 
 
 def _earlier_stages(
