@@ -136,7 +136,8 @@ class TraceTask:
     `reference_at` is when the violation was first seen; `rectifying_since`, when set, asks
     whether imagery after that time shows the place returned to farmland. `parts`, when the
     case grew in places apart from one another (a building, and a pond dug beside it months
-    later), each get a bracket: see `_sighted_later`.
+    later), each get a bracket: see `_sighted_later`. `sighting`, when set, is traced too and
+    may narrow the case's bracket: see `_refined`.
     """
 
     case_id: int
@@ -144,6 +145,9 @@ class TraceTask:
     reference_at: datetime
     rectifying_since: datetime | None = None
     parts: tuple[TracePart, ...] = ()
+    # The outline of the case's first sighting, when later detections grew the case beyond
+    # it: see `_refined`.
+    sighting: BaseGeometry | None = None
 
 
 @dataclass(frozen=True)
@@ -223,7 +227,7 @@ class _Crop:
 def trace_cases(dates: Sequence[DatedScene], tasks: Sequence[TraceTask]) -> list[TraceResult]:
     """Trace every case of `tasks` over `dates` (each file is read once for all of them)."""
     ordered = sorted(dates, key=lambda d: (d.acquired_at, d.scene_id))
-    outlines = [o for task in tasks for o in (task.outline, *(p.outline for p in _later(task)))]
+    outlines = [outline for task in tasks for outline in _outlines(task)]
     crops: list[list[_Crop | None]] = [[] for _ in outlines]
     for index, dated in enumerate(ordered):
         try:
@@ -234,16 +238,58 @@ def trace_cases(dates: Sequence[DatedScene], tasks: Sequence[TraceTask]) -> list
         for outline, outline_crops in zip(outlines, crops, strict=True):
             outline_crops.append(_crop(raster, outline, sample) if raster else None)
     results, next_crops = [], iter(crops)
-    for task in tasks:
+    for task in tasks:  # the crops of each task come in the order of `_outlines`
         result = _trace_one(task, ordered, next(next_crops))
+        if task.sighting is not None:
+            result = _refined(result, _trace_one(_sighted(task), ordered, next(next_crops)))
         parts = tuple(
             _part_onset(part, _trace_one(_alone(task, part), ordered, next(next_crops)))
             if _sighted_later(task, part)
             else _part_onset(part, result)
             for part in task.parts
-        )  # in the order of `_later`, which the crops were cut in
+        )
         results.append(dataclasses.replace(result, parts=parts))
     return results
+
+
+def _outlines(task: TraceTask) -> list[BaseGeometry]:
+    """The outlines traced for `task`: the case's, its first sighting's, its later places'."""
+    sighting = [task.sighting] if task.sighting is not None else []
+    return [task.outline, *sighting, *(part.outline for part in _later(task))]
+
+
+def _sighted(task: TraceTask) -> TraceTask:
+    assert task.sighting is not None
+    return TraceTask(task.case_id, task.sighting, task.reference_at)
+
+
+def _refined(case: TraceResult, sighted: TraceResult) -> TraceResult:
+    """The case's bracket narrowed by the trace over the outline of its first sighting.
+
+    A violation that grew after it was sighted (a pile, a pit or a stack widening month by
+    month) gives its case the outline of its latest extent. Over that outline the stage first
+    sighted is a small share, so the looks before the onset compare neither the same as that
+    stage nor clearly unlike it, and the bracket stays wide. Over the outline the detector drew
+    when it first sighted the change, they differ outright. That trace is taken when its
+    likeliest onset lies within the case's own bracket: after the case's last clearly
+    unchanged date, and no later than its first visible one. Outside it, the first sighting
+    is likelier a piece of the violation than its extent then (a pond's first detection inside
+    its pit, whose surroundings are pit too, looks like a bare field months before).
+    """
+    onset = sighted.onset_likeliest
+    if onset is None or case.onset_before is None:
+        return case
+    if onset.acquired_at > case.onset_before.acquired_at:
+        return case
+    if case.onset_after is not None and onset.acquired_at <= case.onset_after.acquired_at:
+        return case
+    return dataclasses.replace(
+        case,
+        onset_after=sighted.onset_after,
+        onset_before=sighted.onset_before,
+        onset_likeliest=onset,
+        onset_chips=sighted.onset_chips,
+    )
 
 
 def _sighted_later(task: TraceTask, part: TracePart) -> bool:

@@ -359,8 +359,28 @@ def trace_task(case: Case, *, session: Session) -> TraceTask:
         else None
     )
     return TraceTask(
-        case.id, case.geom, case.first_seen_at, rectifying, case_parts(case, session=session)
+        case.id,
+        case.geom,
+        case.first_seen_at,
+        rectifying,
+        case_parts(case, session=session),
+        sighting=first_sighting(case, session=session),
     )
+
+
+def first_sighting(case: Case, *, session: Session) -> BaseGeometry | None:
+    """The outline of the case's earliest detections, when later ones grew the case beyond it
+    (None when the case holds only those)."""
+    statement = (
+        select(Detection.geom, Detection.observed_at)
+        .where(Detection.case_id == case.id)
+        .order_by(Detection.observed_at, Detection.id)
+    )
+    rows = session.execute(statement).all()
+    first = [geom for geom, observed_at in rows if observed_at == rows[0][1]] if rows else []
+    if len(first) == len(rows):
+        return None
+    return shapely.union_all(first)
 
 
 def case_parts(case: Case, *, session: Session) -> tuple[TracePart, ...]:
