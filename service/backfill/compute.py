@@ -373,6 +373,8 @@ def _trace_one(task: TraceTask, dates: list[DatedScene], crops: list[_Crop | Non
         # A run from the first look dates the case on it only when the comparisons agree
         # that every earlier look already showed the violation: two witnesses, each alone.
         standing = None
+    if standing is None:
+        standing = _unchanged_since_first_look(crops, reference)
     if standing is not None and standing[1] < before:  # a stage the comparisons set aside
         after, before = standing
         unchanged = after
@@ -556,6 +558,30 @@ def _standing_since(crops: list[_Crop | None], reference: int) -> tuple[int | No
             return None
         earliest, taken = index, taken + 1
     return None, earliest  # standing from the first look: it may predate the imagery
+
+
+def _unchanged_since_first_look(
+    crops: list[_Crop | None], reference: int
+) -> tuple[None, int] | None:
+    """(None, the first clear look) when the place stood out from its field on every look up
+    to the reference and no step from one look to the next changed it (None otherwise).
+
+    A violation that stood before the first clear look leaves no pair of dates to sight it
+    by; the detector finds it later, if at all, by how it stands out from its parcel. The
+    comparisons with the reference then follow the seasons of the field around it, so they
+    are no witness. Each step unchanged is one: what stood on the first look stood since.
+    """
+    index = reference
+    while True:
+        fraction = _stands_out(crops[index])
+        if fraction is None or fraction < STANDS_OUT_FRACTION:
+            return None
+        earlier = _previous_clear(crops, index)
+        if earlier is None:
+            return None, index
+        if _step_state(crops, earlier, index) != "same":
+            return None
+        index = earlier
 
 
 def _stands_out(crop: _Crop | None) -> float | None:

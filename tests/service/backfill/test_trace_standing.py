@@ -72,6 +72,22 @@ def test_a_run_standing_out_longer_than_a_late_sighting_leaves_the_bracket(
     assert result.onset_before.acquired_at == dates[5].acquired_at
 
 
+def test_a_pile_unchanged_from_the_first_look_is_dated_on_it_however_late_it_was_sighted(
+    world: World, tmp_path: Path
+) -> None:
+    # The pile is on every date and sighted only on date 6: a run longer than the standing
+    # rule trusts, but no step from one look to the next changed the place, and no pair of
+    # dates could have sighted a pile that stood before the first look.
+    dates, outline = _pile_dates(world, tmp_path, [FINAL_SIDE_PX] * 7)
+
+    [result] = trace_cases(dates, [TraceTask(1, outline, dates[6].acquired_at)])
+
+    assert result.onset_after is None
+    assert result.onset_before is not None and result.onset_likeliest is not None
+    assert result.onset_before.acquired_at == dates[0].acquired_at
+    assert result.onset_likeliest.acquired_at == dates[0].acquired_at
+
+
 def test_a_pile_standing_from_the_first_look_is_dated_on_it(world: World, tmp_path: Path) -> None:
     # The pile is on every date and sighted only on date 3 (say, when its cover changed).
     # No earlier look can show it coming, so no comparison could have sighted it sooner; it
