@@ -5,35 +5,25 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import rasterio
 import shapely
-from pyproj import Transformer
 from shapely import affinity
-from shapely.geometry import box
-from shapely.geometry.base import BaseGeometry
 from sqlalchemy.orm import Session
 
 from models.layer import LayerKind
 from service.backfill.compute import TraceTask, trace_cases
 from service.backfill.run import first_sighting
 from tests.service.backfill.conftest import World
-from tests.service.backfill.test_trace_growth import SIDE_PX, _clear_corner, _dates, _paint_stack
+from tests.service.backfill.test_trace_growth import (
+    SIDE_PX,
+    _clear_corner,
+    _dates,
+    _outline_lonlat,
+    _paint_stack,
+)
 from tests.service.backfill.test_trace_parts import _place
 from tests.service.screening.places import FARMLAND, PLOT, add_layer_version, at
 
 FIRST_ROWS = 6  # the stage first sighted: under a third of the stack's final square
-
-
-def _rows_lonlat(path: Path, corner: tuple[int, int], rows: int) -> BaseGeometry:
-    """The first `rows` rows of the stack's square, in lon/lat."""
-    row, col = corner
-    with rasterio.open(path) as tile:
-        x0, y0 = tile.transform @ (col, row)
-        x1, y1 = tile.transform @ (col + SIDE_PX, row + rows)
-        to_lonlat = Transformer.from_crs(tile.crs, "EPSG:4326", always_xy=True)
-    lon0, lat0 = to_lonlat.transform(x0, y0)
-    lon1, lat1 = to_lonlat.transform(x1, y1)
-    return box(min(lon0, lon1), min(lat0, lat1), max(lon0, lon1), max(lat0, lat1))
 
 
 def test_a_case_grown_since_its_first_sighting_is_bracketed_by_that_sighting(
@@ -42,7 +32,8 @@ def test_a_case_grown_since_its_first_sighting_is_bracketed_by_that_sighting(
     # The stack's first stage appears on date 2 and is sighted then; it covers all of the
     # square by date 4, and the case's outline with it.
     dates, outline = _dates(world, tmp_path, [0, 0, FIRST_ROWS, FIRST_ROWS, SIDE_PX])
-    sighting = _rows_lonlat(Path(dates[0].path), _clear_corner(Path(dates[0].path)), FIRST_ROWS)
+    first = Path(dates[0].path)
+    sighting = _outline_lonlat(first, _clear_corner(first), rows=FIRST_ROWS)
     sighted_at = dates[2].acquired_at
 
     [grown] = trace_cases(dates, [TraceTask(1, outline, reference_at=sighted_at)])
@@ -70,7 +61,7 @@ def test_a_sighting_bracket_outside_the_cases_is_not_taken(world: World, tmp_pat
     beside = (corner[0] + 2 * SIDE_PX, corner[1])
     for dated in dates[1:]:
         _paint_stack(Path(dated.path), beside, FIRST_ROWS)
-    sighting = _rows_lonlat(Path(dates[0].path), beside, FIRST_ROWS)
+    sighting = _outline_lonlat(Path(dates[0].path), beside, rows=FIRST_ROWS)
     sighted_at = dates[2].acquired_at
 
     [own] = trace_cases(dates, [TraceTask(1, outline, reference_at=sighted_at)])

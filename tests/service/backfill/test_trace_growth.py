@@ -61,12 +61,15 @@ def _cover_around(path: Path, corner: tuple[int, int], reach: int, values: tuple
     _fill(path, window, values)
 
 
-def _outline_lonlat(path: Path, corner: tuple[int, int], side: int = SIDE_PX) -> BaseGeometry:
-    """The `side`-px square at `corner` of the tile at `path`, in lon/lat."""
+def _outline_lonlat(
+    path: Path, corner: tuple[int, int], side: int = SIDE_PX, rows: int | None = None
+) -> BaseGeometry:
+    """The `side`-px square at `corner` of the tile at `path` (its first `rows` rows only,
+    when given), in lon/lat."""
     row, col = corner
     with rasterio.open(path) as tile:
         x0, y0 = tile.transform @ (col, row)
-        x1, y1 = tile.transform @ (col + side, row + side)
+        x1, y1 = tile.transform @ (col + side, row + (side if rows is None else rows))
         to_lonlat = Transformer.from_crs(tile.crs, "EPSG:4326", always_xy=True)
     lon0, lat0 = to_lonlat.transform(x0, y0)
     lon1, lat1 = to_lonlat.transform(x1, y1)

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
 from shapely.geometry.base import BaseGeometry
 
 from service.backfill.compute import DatedScene, TraceTask, trace_cases
@@ -72,30 +73,25 @@ def test_a_run_standing_out_longer_than_a_late_sighting_leaves_the_bracket(
     assert result.onset_before.acquired_at == dates[5].acquired_at
 
 
-def test_a_pile_unchanged_from_the_first_look_is_dated_on_it_however_late_it_was_sighted(
-    world: World, tmp_path: Path
+@pytest.mark.parametrize(
+    ("looks", "sighted"),
+    [
+        # Sighted on date 3 (say, when its cover changed): it stands out from the field on
+        # every look and every look is like it.
+        (5, 3),
+        # Sighted only on date 6: a run longer than the standing rule trusts, but no step
+        # from one look to the next changed the place.
+        (7, 6),
+    ],
+)
+def test_a_pile_standing_from_the_first_look_is_dated_on_it(
+    world: World, tmp_path: Path, looks: int, sighted: int
 ) -> None:
-    # The pile is on every date and sighted only on date 6: a run longer than the standing
-    # rule trusts, but no step from one look to the next changed the place, and no pair of
-    # dates could have sighted a pile that stood before the first look.
-    dates, outline = _pile_dates(world, tmp_path, [FINAL_SIDE_PX] * 7)
+    # The pile is on every date. No earlier look can show it coming, so no comparison could
+    # have sighted it sooner: it stood on the first look, and the likeliest onset is that look.
+    dates, outline = _pile_dates(world, tmp_path, [FINAL_SIDE_PX] * looks)
 
-    [result] = trace_cases(dates, [TraceTask(1, outline, dates[6].acquired_at)])
-
-    assert result.onset_after is None
-    assert result.onset_before is not None and result.onset_likeliest is not None
-    assert result.onset_before.acquired_at == dates[0].acquired_at
-    assert result.onset_likeliest.acquired_at == dates[0].acquired_at
-
-
-def test_a_pile_standing_from_the_first_look_is_dated_on_it(world: World, tmp_path: Path) -> None:
-    # The pile is on every date and sighted only on date 3 (say, when its cover changed).
-    # No earlier look can show it coming, so no comparison could have sighted it sooner; it
-    # stands out from the field on every look and every look is like it: it stood on the
-    # first look, and the likeliest onset is that look.
-    dates, outline = _pile_dates(world, tmp_path, [FINAL_SIDE_PX] * 5)
-
-    [result] = trace_cases(dates, [TraceTask(1, outline, dates[3].acquired_at)])
+    [result] = trace_cases(dates, [TraceTask(1, outline, dates[sighted].acquired_at)])
 
     assert result.onset_after is None
     assert result.onset_before is not None and result.onset_likeliest is not None
