@@ -53,6 +53,9 @@ BLENDS_IN_FRACTION = 0.05  # of the outline at most: it looks like the field aro
 MAX_STANDING_LOOKS = 3  # earlier looks the run of standing-out looks may take the onset back over
 MIN_SURROUNDING_PX = 50  # clear pixels around the outline to take their median and spread
 BLENDS_IN = "blends_in"  # a look like the violation only as the field around it was too
+GLIMPSED = "glimpsed"  # no look, but the outline stood out where cloud left it clear
+GLIMPSE_FRACTION = 0.25  # of the outline clear of cloud (its margin aside): enough to judge it
+GLIMPSE_EDGE_PX = 1  # clear pixels next to a cloud are left out: the 3 × 3 mean reaches it
 MIN_FIT_CLEAR_FRACTION = 0.5  # of a tile clear on both dates, to fit their radiometry tile-wide
 
 
@@ -155,7 +158,7 @@ class DateLook:
     scene_id: int
     acquired_at: datetime
     # "differs" (not there yet / gone), "same" (standing), "blends_in" (like the violation,
-    # but so was the field around it), "unclear", "unobserved"
+    # but so was the field around it), "unclear", "unobserved", "glimpsed" (see `_glimpsed`)
     state: str
     changed_fraction: float | None
 
@@ -378,6 +381,11 @@ def _trace_one(task: TraceTask, dates: list[DatedScene], crops: list[_Crop | Non
     if standing is not None and standing[1] < before:  # a stage the comparisons set aside
         after, before = standing
         unchanged = after
+    if unchanged is not None and ref_stands_out:
+        glimpsed, unchanged = _glimpsed(crops, unchanged, before)
+        if glimpsed != before:
+            before = glimpsed
+            looks = _restated(looks, before, GLIMPSED)
     chips = _chips(crops, after, before)
     result = TraceResult(
         task.case_id,
@@ -584,18 +592,68 @@ def _unchanged_since_first_look(
         index = earlier
 
 
+def _glimpsed(crops: list[_Crop | None], unchanged: int, before: int) -> tuple[int, int]:
+    """The bracket narrowed by the dates within it that cloud hid in part: the first visible
+    date and the last unchanged one.
+
+    A date whose cloud, with the detector's margin around it, leaves under half of the
+    outline comparable is no look: compared with another date, it would count pixels the
+    detector never judges. What cloud leaves clear still shows whether the outline stood out
+    from the field around it on that date (`_stands_out`, within the one date). When the
+    violation stands out on its reference (the caller's condition) and the place blended into
+    its field on the last unchanged look, the first such date on which it stands out is the
+    first it was visible on, unless a later date of the bracket shows it blending in again:
+    a violation does not come and go, so that date is the place still unchanged.
+    """
+    was = _stands_out(crops[unchanged])
+    if was is None or was > BLENDS_IN_FRACTION:
+        return before, unchanged  # it stood out before the violation: standing out says nothing
+    first_visible = None
+    for index in range(unchanged + 1, before):
+        glimpse = not _is_look(crops[index])
+        fraction = _stands_out_where_clear(crops[index]) if glimpse else _stands_out(crops[index])
+        if fraction is None:
+            continue
+        if fraction <= BLENDS_IN_FRACTION:
+            unchanged, first_visible = index, None
+        elif glimpse and fraction >= STANDS_OUT_FRACTION and first_visible is None:
+            first_visible = index
+    return (before if first_visible is None else first_visible), unchanged
+
+
+def _stands_out_where_clear(crop: _Crop | None) -> float | None:
+    """`_stands_out` over the pixels clear of cloud, its margin included, on a date that is
+    no look (None: too little of the outline, or of the field around it, clear)."""
+    if crop is None or not crop.inside.any():
+        return None
+    clear = ndimage.binary_erosion(~crop.raster.nodata, iterations=GLIMPSE_EDGE_PX, border_value=1)
+    if float(clear[crop.inside].mean()) < GLIMPSE_FRACTION:
+        return None
+    return _stands_out_over(crop, clear)
+
+
+def _restated(looks: tuple[DateLook, ...], index: int, state: str) -> tuple[DateLook, ...]:
+    return (*looks[:index], dataclasses.replace(looks[index], state=state), *looks[index + 1 :])
+
+
 def _stands_out(crop: _Crop | None) -> float | None:
-    """The share of the outline's clear pixels unlike the field around it on this date (None:
-    the date does not show the outline, or too little around it).
+    """The share of the outline's comparable pixels unlike the field around it on this date
+    (None: the date does not show the outline, or too little around it)."""
+    if crop is None or not crop.observed:
+        return None
+    return _stands_out_over(crop, crop.comparable)
+
+
+def _stands_out_over(crop: _Crop, pixels: np.ndarray) -> float | None:
+    """The share of the outline's `pixels` unlike the field's `pixels` around it (None: too
+    few of those).
 
     A pixel is unlike its surroundings when, in some band, it lies more than
     `STANDOUT_SIGMAS` robust spreads (scaled median absolute deviation) from their median.
     A 3 × 3 mean first keeps single noisy pixels and crop rows from counting. The spread has
     a floor of 2 % of the median: a uniform field would otherwise make any flicker stand out.
     """
-    if crop is None or not crop.observed:
-        return None
-    around = _around(crop.inside) & crop.comparable
+    around = _around(crop.inside) & pixels
     if int(around.sum()) < MIN_SURROUNDING_PX:
         return None
     values = ndimage.uniform_filter(crop.raster.array.astype(np.float32), size=(3, 3, 1))
@@ -603,7 +661,7 @@ def _stands_out(crop: _Crop | None) -> float | None:
     spread = 1.4826 * np.median(np.abs(values[around] - median), axis=0)
     spread = np.maximum(spread, 0.02 * np.abs(median) + 1e-6)
     unlike = (np.abs(values - median) / spread).max(axis=2) > STANDOUT_SIGMAS
-    return float(unlike[crop.inside & crop.comparable].mean())
+    return float(unlike[crop.inside & pixels].mean())
 
 
 def _likeliest_onset(unchanged: int | None, before: int) -> int:

@@ -76,6 +76,57 @@ def test_a_look_between_the_bracket_and_the_hidden_dates_bounds_the_likeliest_on
     assert result.onset_likeliest.acquired_at == dates[4].acquired_at
 
 
+def _cloud_over_most_of_outline(path: Path, corner: tuple[int, int]) -> None:
+    """Cloud over the outline's left three fifths and all around them: the cloud's margin
+    covers the rest, so no pixel of the outline is one the detector compares, but two fifths
+    of it are clear."""
+    row, col = corner
+    reach = MARGIN_PX + 4
+    _cloud(path, slice(row - reach, row + SIDE_PX + reach), slice(col - reach, col + 12))
+
+
+@pytest.mark.parametrize("onset", [1, 2, 4])
+def test_dates_cloud_hid_in_part_date_the_change_where_it_stands_out(
+    world: World, tmp_path: Path, onset: int
+) -> None:
+    # Dates 1–3 are clouded over most of the outline: none is a look. Where they leave it
+    # clear, the stack stands out from the field around it from its onset on, and before it
+    # the place blends into the field. Judged on the clear dates alone, the change began on
+    # one of dates 1–4, likeliest on 3.
+    dates, outline = _dates(world, tmp_path, [0] * onset + [SIDE_PX] * (6 - onset))
+    corner = _clear_corner(Path(dates[0].path))
+    for index in (1, 2, 3):
+        _cloud_over_most_of_outline(Path(dates[index].path), corner)
+
+    [result] = trace_cases(dates, [TraceTask(1, outline, reference_at=dates[5].acquired_at)])
+
+    glimpsed = ["glimpsed" if index == onset else "unobserved" for index in (1, 2, 3)]
+    assert [look.state for look in result.looks[1:4]] == glimpsed
+    assert result.onset_after is not None and result.onset_after.acquired_at == dates[0].acquired_at
+    assert result.onset_before is not None and result.onset_likeliest is not None
+    assert result.onset_before.acquired_at == dates[onset].acquired_at
+    assert result.onset_likeliest.acquired_at == dates[onset].acquired_at
+
+
+def test_a_glimpse_standing_out_before_one_blending_in_does_not_date_the_change(
+    world: World, tmp_path: Path
+) -> None:
+    # Something like the stack stands out on date 1 where cloud leaves the place clear, but
+    # on date 2 the place blends into its field again: a violation does not come and go, so
+    # date 1 showed something else. The stack stands out again on date 3, its onset.
+    dates, outline = _dates(world, tmp_path, [0, SIDE_PX, 0, SIDE_PX, SIDE_PX, SIDE_PX])
+    corner = _clear_corner(Path(dates[0].path))
+    for index in (1, 2, 3):
+        _cloud_over_most_of_outline(Path(dates[index].path), corner)
+
+    [result] = trace_cases(dates, [TraceTask(1, outline, reference_at=dates[5].acquired_at)])
+
+    assert [look.state for look in result.looks[1:4]] == ["unobserved", "unobserved", "glimpsed"]
+    assert result.onset_before is not None and result.onset_likeliest is not None
+    assert result.onset_before.acquired_at == dates[3].acquired_at
+    assert result.onset_likeliest.acquired_at == dates[3].acquired_at
+
+
 def test_a_change_there_from_the_first_date_is_likeliest_on_it(
     world: World, tmp_path: Path
 ) -> None:
