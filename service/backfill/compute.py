@@ -56,6 +56,7 @@ BLENDS_IN = "blends_in"  # a look like the violation only as the field around it
 GLIMPSED = "glimpsed"  # no look, but the outline stood out where cloud left it clear
 GLIMPSE_FRACTION = 0.25  # of the outline clear of cloud (its margin aside): enough to judge it
 GLIMPSE_EDGE_PX = 1  # clear pixels next to a cloud are left out: the 3 × 3 mean reaches it
+GLIMPSE_STANDS_OUT_FRACTION = 0.5  # of what is clear of the outline: near a cloud, most of it
 MIN_FIT_CLEAR_FRACTION = 0.5  # of a tile clear on both dates, to fit their radiometry tile-wide
 
 
@@ -601,9 +602,12 @@ def _glimpsed(crops: list[_Crop | None], unchanged: int, before: int) -> tuple[i
     detector never judges. What cloud leaves clear still shows whether the outline stood out
     from the field around it on that date (`_stands_out`, within the one date). When the
     violation stands out on its reference (the caller's condition) and the place blended into
-    its field on the last unchanged look, the first such date on which it stands out is the
-    first it was visible on, unless a later date of the bracket shows it blending in again:
-    a violation does not come and go, so that date is the place still unchanged.
+    its field on the last unchanged look, the first such date on which most of what is clear
+    of it stands out is the first it was visible on, unless a later date of the bracket shows
+    it blending in again: a violation does not come and go, so that date is the place still
+    unchanged. Most, not the share a clear look needs (`STANDS_OUT_FRACTION`): near a cloud,
+    its haze and the edge of its shadow tint part of the field, and a few of the outline's
+    pixels stand out from the rest for that alone.
     """
     was = _stands_out(crops[unchanged])
     if was is None or was > BLENDS_IN_FRACTION:
@@ -616,7 +620,7 @@ def _glimpsed(crops: list[_Crop | None], unchanged: int, before: int) -> tuple[i
             continue
         if fraction <= BLENDS_IN_FRACTION:
             unchanged, first_visible = index, None
-        elif glimpse and fraction >= STANDS_OUT_FRACTION and first_visible is None:
+        elif glimpse and fraction >= GLIMPSE_STANDS_OUT_FRACTION and first_visible is None:
             first_visible = index
     return (before if first_visible is None else first_visible), unchanged
 
