@@ -82,7 +82,8 @@ def _cloud_over_most_of_outline(path: Path, corner: tuple[int, int]) -> None:
     of it are clear."""
     row, col = corner
     reach = MARGIN_PX + 4
-    _cloud(path, slice(row - reach, row + SIDE_PX + reach), slice(col - reach, col + 12))
+    clouded_cols = slice(col - reach, col + SIDE_PX * 3 // 5)
+    _cloud(path, slice(row - reach, row + SIDE_PX + reach), clouded_cols)
 
 
 @pytest.mark.parametrize("onset", [1, 2, 4])
