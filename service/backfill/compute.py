@@ -602,12 +602,13 @@ def _glimpsed(crops: list[_Crop | None], unchanged: int, before: int) -> tuple[i
     detector never judges. What cloud leaves clear still shows whether the outline stood out
     from the field around it on that date (`_stands_out`, within the one date). When the
     violation stands out on its reference (the caller's condition) and the place blended into
-    its field on the last unchanged look, the first such date on which most of what is clear
-    of it stands out is the first it was visible on, unless a later date of the bracket shows
-    it blending in again: a violation does not come and go, so that date is the place still
-    unchanged. Most, not the share a clear look needs (`STANDS_OUT_FRACTION`): near a cloud,
-    its haze and the edge of its shadow tint part of the field, and a few of the outline's
-    pixels stand out from the rest for that alone.
+    its field on the last unchanged look:
+    - a date of the bracket on which it blends in again, a look or not, shows the place still
+      unchanged, and sets aside any such date before it (a violation does not come and go);
+    - after the last of those, the first date that is no look and on which most of what is
+      clear of the outline stands out is the first it was visible on. Most, not the share a
+      clear look needs (`STANDS_OUT_FRACTION`): near a cloud, its haze and the edge of its
+      shadow tint part of the field, and a few of the outline's pixels stand out for that.
     """
     was = _stands_out(crops[unchanged])
     if was is None or was > BLENDS_IN_FRACTION:
