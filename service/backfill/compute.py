@@ -11,6 +11,7 @@ import time
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
+from functools import cached_property
 
 import numpy as np
 import shapely
@@ -226,6 +227,11 @@ class _Crop:
     def observed(self) -> bool:
         """Does this date look at the outline at all (half of it comparable)?"""
         return _covers_outline(self.inside, self.comparable)
+
+    @cached_property
+    def stands_out(self) -> float | None:
+        """See `_stands_out`; computed once, as several of the trace's rules ask it."""
+        return _stands_out_over(self, self.comparable) if self.observed else None
 
 
 def trace_cases(dates: Sequence[DatedScene], tasks: Sequence[TraceTask]) -> list[TraceResult]:
@@ -629,7 +635,7 @@ def _glimpsed(crops: list[_Crop | None], unchanged: int, before: int) -> tuple[i
 def _stands_out_where_clear(crop: _Crop | None) -> float | None:
     """`_stands_out` over the pixels clear of cloud, its margin included, on a date that is
     no look (None: too little of the outline, or of the field around it, clear)."""
-    if crop is None or not crop.inside.any():
+    if crop is None:
         return None
     clear = ndimage.binary_erosion(~crop.raster.nodata, iterations=GLIMPSE_EDGE_PX, border_value=1)
     if float(clear[crop.inside].mean()) < GLIMPSE_FRACTION:
@@ -644,9 +650,7 @@ def _restated(looks: tuple[DateLook, ...], index: int, state: str) -> tuple[Date
 def _stands_out(crop: _Crop | None) -> float | None:
     """The share of the outline's comparable pixels unlike the field around it on this date
     (None: the date does not show the outline, or too little around it)."""
-    if crop is None or not crop.observed:
-        return None
-    return _stands_out_over(crop, crop.comparable)
+    return None if crop is None else crop.stands_out
 
 
 def _stands_out_over(crop: _Crop, pixels: np.ndarray) -> float | None:
