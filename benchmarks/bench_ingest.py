@@ -563,10 +563,13 @@ def report(runs: list[Run], *, command: str, environment: str, workers: int, pol
         if run.failures:
             lines.append(f"Scenes failed, by reason: {dict(run.failures.most_common(5))}.")
         reads = run.load.state_reads
+        jobs = sum(reads.values())
         lines.append(
             f"Camera jobs by where the preset's detector state came from: {reads.get('memory', 0)}"
             f" from the worker's memory, {reads.get('database', 0)} read from the database, "
-            f"{reads.get('none', 0)} first snapshots of a preset. Peak resident memory: API "
+            f"{reads.get('none', 0)} first snapshots of a preset; "
+            f"{len(run.load.analysed) / jobs if jobs else 0:.1f} snapshots a job on average "
+            "(scenes done ÷ those jobs). Peak resident memory: API "
             f"{run.load.peak_rss_mb.get('api', 0):.0f} MiB, largest worker "
             f"{run.load.peak_rss_mb.get('worker', 0):.0f} MiB."
         )

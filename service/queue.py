@@ -242,6 +242,30 @@ def complete(*, session: Session, job: ClaimedJob, now: datetime | None = None) 
     )
 
 
+def complete_queued(
+    *, session: Session, task: str, scene_ids: list[int], now: datetime | None = None
+) -> int:
+    """Mark done the queued `task` jobs of `scene_ids`, whose work the caller's job has done.
+
+    Call it in the transaction that holds that work. A job another worker has claimed is left
+    running: it finds its work done and ends without effects. Returns how many were marked.
+    """
+    if not scene_ids:
+        return 0
+    now = now or utcnow()
+    result = session.execute(
+        update(IngestJob)
+        .where(
+            IngestJob.task == task,
+            IngestJob.scene_id.in_(scene_ids),
+            IngestJob.status == JobStatus.queued,
+        )
+        .values(status=JobStatus.done, finished_at=now, last_error=None, updated_at=now)
+        .execution_options(synchronize_session=False)
+    )
+    return int(result.rowcount)  # type: ignore[attr-defined]
+
+
 def defer(
     *,
     session: Session,

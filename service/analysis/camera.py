@@ -4,7 +4,10 @@ The detector's memory of the view (`CameraState`) is kept in the preset's row an
 in the same transaction as the detections it produced. One job analyses every received
 snapshot of its preset up to its own, oldest first, so snapshots whose jobs run out of order
 are still analysed in capture order; a snapshot older than the state is refused as out of
-order, with the reason on its scene. The detector's decode checks each snapshot as the
+order, with the reason on its scene. It goes on with the newer snapshots already received, up
+to `camera_snapshots_per_job` in all, and completes their queued jobs in its transaction: when
+jobs wait, a preset's snapshots share one state decode, one state write and one commit instead
+of paying for them each. The detector's decode checks each snapshot as the
 validation task would (header, size, truncation), so snapshots need not be validated first:
 one that cannot be used fails its scene with the reason.
 
@@ -66,7 +69,7 @@ from service.cases.workflow import lock_places
 from service.ingest.scenes import SNAPSHOT_BANDS, refresh_stac_item
 from service.ingest.store import object_path
 from service.metrics import CAMERA_STATE_READS
-from service.queue import ClaimedJob, worker_process
+from service.queue import ClaimedJob, complete_queued, worker_process
 from service.settings import Settings
 
 CAMERA_DETECTOR_VERSION = "camera-1"
@@ -170,7 +173,9 @@ def read_camera_inputs(session: Session, job: ClaimedJob, settings: Settings) ->
     camera = session.get(Camera, preset.camera_id) if preset is not None else None
     if preset is None or camera is None:
         raise LookupError(f"the preset of scene {scene.id} no longer exists")
-    pending = _pending_snapshots(session, preset.id, until=scene.acquired_at)
+    pending = _pending_snapshots(
+        session, preset.id, own=scene, limit=settings.camera_snapshots_per_job
+    )
     usable = [s for s in pending if s.status == SceneStatus.received]
     refusal = None
     if preset.homography is None:
@@ -218,19 +223,23 @@ def read_camera_inputs(session: Session, job: ClaimedJob, settings: Settings) ->
     )
 
 
-def _pending_snapshots(session: Session, preset_id: int, *, until: datetime) -> list[Scene]:
-    return list(
-        session.scalars(
-            select(Scene)
-            .where(
-                Scene.kind == SceneKind.camera_snapshot,
-                Scene.camera_preset_id == preset_id,
-                Scene.acquired_at <= until,
-                Scene.status.in_([SceneStatus.received, SceneStatus.processing]),
-            )
-            .order_by(Scene.acquired_at, Scene.id)
-        )
+def _pending_snapshots(session: Session, preset_id: int, *, own: Scene, limit: int) -> list[Scene]:
+    """The preset's snapshots not analysed yet, oldest first: every one up to `own`'s capture
+    time, then newer ones while fewer than `limit` are taken."""
+    waiting = select(Scene).where(
+        Scene.kind == SceneKind.camera_snapshot,
+        Scene.camera_preset_id == preset_id,
+        Scene.status.in_([SceneStatus.received, SceneStatus.processing]),
     )
+    in_order = (Scene.acquired_at, Scene.id)
+    older = list(
+        session.scalars(waiting.where(Scene.acquired_at <= own.acquired_at).order_by(*in_order))
+    )
+    room = limit - len(older)
+    if room <= 0:
+        return older
+    newer = waiting.where(Scene.acquired_at > own.acquired_at).order_by(*in_order).limit(room)
+    return older + list(session.scalars(newer))
 
 
 def analyse_camera_snapshots(inputs: CameraInputs, settings: Settings) -> CameraOutcome:
@@ -359,8 +368,10 @@ def write_camera_outcome(
     session: Session, job: ClaimedJob, settings: Settings, outcome: CameraOutcome
 ) -> None:
     inputs = outcome.inputs
+    others = [s.scene_id for s in inputs.snapshots if s.scene_id != job.scene_id]
     if inputs.refusal is not None:
         _refuse(inputs, session=session)
+        complete_queued(session=session, task=job.task, scene_ids=others)
         return
     if not outcome.snapshots:
         return
@@ -391,6 +402,7 @@ def write_camera_outcome(
         _record_coverage(preset.geom, seen, inputs=inputs, session=session)
     store_state(preset, outcome.state, session=session)
     preset.detector_state_version += 1
+    complete_queued(session=session, task=job.task, scene_ids=others)
     preset.state_holder = worker_process(job.owner)  # keeps it (`keep_camera_state`)
     session.flush()
 

@@ -16,7 +16,7 @@ from sqlalchemy.orm import Session
 from detection.camera_state import CameraState
 from models.camera import CameraPreset
 from models.layer import LayerFeature, LayerKind
-from models.scene import Scene, SceneKind, SceneStatus
+from models.scene import IngestJob, JobStatus, Scene, SceneKind, SceneStatus
 from service.analysis import camera
 from service.analysis.camera import (
     StateAdvancedError,
@@ -30,7 +30,8 @@ from service.analysis.coverage import last_observed
 from service.cameras.registry import register_camera, register_preset
 from service.cameras.state import load_state
 from service.ingest.store import JPEG, commit_object, stage_chunks
-from service.queue import ClaimedJob
+from service.ingest.scenes import CAMERA_TASK
+from service.queue import ClaimedJob, claim, enqueue
 from service.settings import Settings
 from tests.service.cameras.views import TOWER, control_points
 from tests.service.screening.places import OUTSIDE, add_layer_version
@@ -106,18 +107,67 @@ def run(db_session: Session, settings: Settings, scene: Scene) -> None:
     write_camera_outcome(db_session, job_for(scene), settings, outcome)
 
 
+def one_at_most(settings: Settings) -> Settings:
+    """A job takes no newer snapshot than its own (older ones it must still take)."""
+    return settings.model_copy(update={"camera_snapshots_per_job": 1})
+
+
 def test_a_later_job_analyses_the_earlier_snapshots_first_and_once(
     db_session: Session, settings: Settings, preset: CameraPreset
 ) -> None:
     scenes = [snapshot(db_session, settings, preset, m) for m in (0, 10, 20)]
-    run(db_session, settings, scenes[1])  # its job happened to run first
+    run(db_session, one_at_most(settings), scenes[1])  # its job happened to run first
     assert [s.status for s in scenes] == [SceneStatus.analysed] * 2 + [SceneStatus.received]
     assert preset.detector_state is not None and preset.detector_state_version == 1
     assert preset.state_holder == "host:7"  # the worker process that may hold it decoded
-    run(db_session, settings, scenes[0])  # nothing left to do: the state does not move
-    assert preset.detector_state_version == 1
-    run(db_session, settings, scenes[2])
+    analysed = stored_state(db_session, preset).last_captured_at
+    # Its own snapshot was analysed by the later job: it goes on with the newer one only.
+    run(db_session, one_at_most(settings), scenes[0])
     assert scenes[2].status == SceneStatus.analysed and preset.detector_state_version == 2
+    state = stored_state(db_session, preset)
+    assert (analysed, state.last_captured_at) == (scenes[1].acquired_at, scenes[2].acquired_at)
+    run(db_session, settings, scenes[2])  # nothing left to do: the state stays
+    assert preset.detector_state_version == 2
+
+
+def jobs_of(db_session: Session, scenes: list[Scene]) -> list[JobStatus]:
+    statuses = dict(
+        db_session.execute(
+            select(IngestJob.scene_id, IngestJob.status).where(
+                IngestJob.scene_id.in_([scene.id for scene in scenes])
+            )
+        ).all()
+    )
+    return [statuses[scene.id] for scene in scenes]
+
+
+def test_a_job_goes_on_with_the_newer_snapshots_received_and_completes_their_jobs(
+    db_session: Session, settings: Settings, preset: CameraPreset
+) -> None:
+    scenes = [snapshot(db_session, settings, preset, m) for m in (0, 10, 20, 30)]
+    for scene in scenes:
+        enqueue(session=db_session, scene_id=scene.id, task=CAMERA_TASK)
+    claimed = claim(session=db_session, owner="host:8:0", lease_seconds=60, tasks=[CAMERA_TASK])
+    assert claimed is not None and claimed.scene_id == scenes[0].id
+    taken_elsewhere = claim(session=db_session, owner="host:9:0", lease_seconds=60)
+    assert taken_elsewhere is not None and taken_elsewhere.scene_id == scenes[1].id
+
+    limited = settings.model_copy(update={"camera_snapshots_per_job": 3})
+    inputs = read_camera_inputs(db_session, claimed, limited)
+    write_camera_outcome(db_session, claimed, limited, analyse_camera_snapshots(inputs, limited))
+
+    assert [s.status for s in scenes] == [SceneStatus.analysed] * 3 + [SceneStatus.received]
+    assert preset.detector_state_version == 1  # one state advance for the three
+    # Its own job is completed by the worker; the one another worker runs finds nothing
+    # left to do; the third's is done with this one; the fourth was beyond the limit.
+    assert jobs_of(db_session, scenes) == [
+        JobStatus.running,
+        JobStatus.running,
+        JobStatus.done,
+        JobStatus.queued,
+    ]
+    again = read_camera_inputs(db_session, taken_elsewhere, limited)
+    assert [s.scene_id for s in again.snapshots] == [scenes[3].id]  # only the newer one left
 
 
 def test_snapshots_not_validated_are_checked_as_they_are_analysed_in_capture_order(
@@ -297,7 +347,8 @@ def test_the_farmland_in_view_is_marked_seen_by_the_latest_snapshot_of_a_batch(
     ).all()
     scenes = [snapshot(db_session, settings, preset, m, view=1) for m in (0, 10, 20)]
 
-    run(db_session, settings, scenes[1])  # analyses the first two: the job's own time is known
+    # Analyses the first two: the view at the job's own time was read with its inputs.
+    run(db_session, one_at_most(settings), scenes[1])
     assert {scene.status for scene in scenes[:2]} == {SceneStatus.analysed}
     seen = {feature: last_observed(feature, session=db_session) for feature in features}
     assert sorted(seen.values(), key=len) == [{}, {"camera": scenes[1].acquired_at}]
