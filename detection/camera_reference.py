@@ -8,6 +8,8 @@ from functools import lru_cache
 import numpy as np
 from numpy.typing import NDArray
 
+from detection.camera_kernels import apply_lighting
+
 # Residual noise is stored in quarter grey levels: far fields sit at 1–2 levels.
 NOISE_UNITS = 4
 
@@ -249,13 +251,10 @@ def _interpolation_steps(
     return lower, upper, (position - lower).astype(np.float32)
 
 
-def upsample_field(field: NDArray[np.float32], shape: tuple[int, int]) -> NDArray[np.float32]:
-    """Bilinear upsampling of a (grid_rows, grid_cols, bands) field to ``shape``, seam-free.
-
-    Gathers and blends rather than matrix products: BLAS threads stall on a busy machine.
-    """
-    top, bottom, down = _interpolation_steps(shape[0], field.shape[0])
-    left, right, across = _interpolation_steps(shape[1], field.shape[1])
+def _across_columns(field: NDArray[np.float32], cols: int) -> NDArray[np.float32]:
+    """A (grid_rows, grid_cols, bands) field interpolated to `cols` columns on each grid row,
+    as (grid_rows, cols × bands)."""
+    left, right, across = _interpolation_steps(cols, field.shape[1])
     grid_rows, bands = field.shape[0], field.shape[2]
     # Each row is handled as one flat vector of (cols × bands) values with a weight per value:
     # a weight broadcast over the three bands alone makes numpy loop three values at a time,
@@ -265,16 +264,25 @@ def upsample_field(field: NDArray[np.float32], shape: tuple[int, int]) -> NDArra
     by_cols -= left_values
     by_cols *= np.repeat(across, bands)
     by_cols += left_values
-    by_cols = by_cols.astype(np.float32, copy=False)
+    return by_cols.astype(np.float32, copy=False)
+
+
+def upsample_field(field: NDArray[np.float32], shape: tuple[int, int]) -> NDArray[np.float32]:
+    """Bilinear upsampling of a (grid_rows, grid_cols, bands) field to ``shape``, seam-free.
+
+    Gathers and blends rather than matrix products: BLAS threads stall on a busy machine.
+    """
+    top, bottom, down = _interpolation_steps(shape[0], field.shape[0])
     # Columns first on the small grid, then whole rows, which are contiguous block copies
     # (`take` copies rows several times faster than fancy indexing).
+    by_cols = _across_columns(field, shape[1])
     upper = np.take(by_cols, top, axis=0)
     out = np.take(by_cols, bottom, axis=0)
     # In place on one full-size array: the temporaries cost more than the arithmetic.
     out -= upper
     out *= down[:, None]
     out += upper
-    return out.reshape(shape[0], shape[1], bands)
+    return out.reshape(shape[0], shape[1], field.shape[2])
 
 
 def match_illumination(
@@ -312,11 +320,12 @@ def match_illumination(
     iqr_ref = np.maximum(q_ref[2] - q_ref[0], 1e-3)
     gain = np.clip(iqr_ref / iqr_image, 1 / max_gain, max_gain).astype(np.float32)
     offset = (q_ref[1] - gain * q_image[1]).astype(np.float32)
-    shape = (image.shape[0], image.shape[1])
-    matched = upsample_field(gain, shape)
-    matched *= image
-    matched += upsample_field(offset, shape)
-    return np.clip(matched, 0.0, 1.0, out=matched)
+    # upsample_field(gain) · image + upsample_field(offset), clipped, in one compiled pass.
+    top, bottom, down = _interpolation_steps(image.shape[0], gain.shape[0])
+    cols = image.shape[1]
+    return apply_lighting(
+        image, _across_columns(gain, cols), _across_columns(offset, cols), top, bottom, down
+    )
 
 
 def signal_level(image: NDArray[np.float32]) -> tuple[float, float]:
