@@ -4,12 +4,12 @@ The detector's memory of the view (`CameraState`) is kept in the preset's row an
 in the same transaction as the detections it produced. One job analyses every received
 snapshot of its preset up to its own, oldest first, so snapshots whose jobs run out of order
 are still analysed in capture order; a snapshot older than the state is refused as out of
-order, with the reason on its scene. It goes on with the newer snapshots already received, up
-to `camera_snapshots_per_job` in all, and completes their queued jobs in its transaction: when
-jobs wait, a preset's snapshots share one state decode, one state write and one commit instead
-of paying for them each. The detector's decode checks each snapshot as the
-validation task would (header, size, truncation), so snapshots need not be validated first:
-one that cannot be used fails its scene with the reason.
+order, with the reason on its scene. It goes on with the newer snapshots already received (a
+second ago at least), up to `camera_snapshots_per_job` in all, and completes their queued jobs
+in its transaction: when jobs wait, a preset's snapshots share one state decode, one state
+write and one commit instead of paying for them each. The detector's decode checks each
+snapshot as the validation task would (header, size, truncation), so snapshots need not be
+validated first: one that cannot be used fails its scene with the reason.
 
 Decoding the stored state costs more than analysing a snapshot, so each worker process keeps
 the states it committed (`StateCache`), by preset and state version: a job whose preset row
@@ -28,7 +28,8 @@ import threading
 from collections import OrderedDict
 from collections.abc import Mapping
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
+from itertools import takewhile
 from pathlib import Path
 from typing import Any
 
@@ -50,6 +51,7 @@ from detection.camera_state import (
 from detection.errors import CalibrationError, DetectionError
 from detection.geolocate import Calibration
 from detection.io.snapshot import decode_snapshot
+from models.base import utcnow
 from models.camera import Camera, CameraHealth, CameraPreset
 from models.detection import DetectionSource
 from models.scene import Scene, SceneKind, SceneStatus
@@ -73,6 +75,10 @@ from service.queue import ClaimedJob, complete_queued, worker_process
 from service.settings import Settings
 
 CAMERA_DETECTOR_VERSION = "camera-1"
+# A job takes a newer snapshot of its preset only once it has been stored this long: uploads
+# of one preset that overtake each other in flight are then both in, and the earlier is not
+# refused as out of order because a job analysed the later one first.
+NEWER_SETTLE = timedelta(seconds=1)
 CHIP_MARGIN_PX = 16  # working pixels of context around a detection in its chips
 # Health events that mean the ground was not actually seen in that snapshot.
 BLIND = frozenset({"no_signal", "obstructed", "moved"})
@@ -225,7 +231,8 @@ def read_camera_inputs(session: Session, job: ClaimedJob, settings: Settings) ->
 
 def _pending_snapshots(session: Session, preset_id: int, *, own: Scene, limit: int) -> list[Scene]:
     """The preset's snapshots not analysed yet, oldest first: every one up to `own`'s capture
-    time, then newer ones while fewer than `limit` are taken."""
+    time, then newer ones stored for `NEWER_SETTLE` already, while fewer than `limit` are taken.
+    """
     waiting = select(Scene).where(
         Scene.kind == SceneKind.camera_snapshot,
         Scene.camera_preset_id == preset_id,
@@ -239,7 +246,11 @@ def _pending_snapshots(session: Session, preset_id: int, *, own: Scene, limit: i
     if room <= 0:
         return older
     newer = waiting.where(Scene.acquired_at > own.acquired_at).order_by(*in_order).limit(room)
-    return older + list(session.scalars(newer))
+    settled = utcnow() - NEWER_SETTLE
+    # Up to the first one stored too recently: those after it would overtake it.
+    return older + list(
+        takewhile(lambda scene: scene.created_at <= settled, session.scalars(newer))
+    )
 
 
 def analyse_camera_snapshots(inputs: CameraInputs, settings: Settings) -> CameraOutcome:

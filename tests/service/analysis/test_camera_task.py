@@ -14,6 +14,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from detection.camera_state import CameraState
+from models.base import utcnow
 from models.camera import CameraPreset
 from models.layer import LayerFeature, LayerKind
 from models.scene import IngestJob, JobStatus, Scene, SceneKind, SceneStatus
@@ -29,9 +30,9 @@ from service.analysis.camera import (
 from service.analysis.coverage import last_observed
 from service.cameras.registry import register_camera, register_preset
 from service.cameras.state import load_state
-from service.ingest.store import JPEG, commit_object, stage_chunks
 from service.ingest.scenes import CAMERA_TASK
-from service.queue import ClaimedJob, claim, enqueue
+from service.ingest.store import JPEG, commit_object, stage_chunks
+from service.queue import ClaimedJob, enqueue
 from service.settings import Settings
 from tests.service.cameras.views import TOWER, control_points
 from tests.service.screening.places import OUTSIDE, add_layer_version
@@ -68,9 +69,10 @@ def snapshot(
     validated: bool = True,
     truncated: bool = False,
     view: int | None = None,
+    stored_ago: timedelta = timedelta(minutes=1),
 ) -> Scene:
-    """A snapshot at T0 + `minutes` of a random field; of the same field as other snapshots
-    given the same `view` (each still a distinct file)."""
+    """A snapshot at T0 + `minutes` of a random field, stored `stored_ago`; of the same field
+    as other snapshots given the same `view` (each still a distinct file)."""
     rng = np.random.default_rng(minutes if view is None else view)
     field = np.kron(rng.integers(60, 200, (18, 32, 3)), np.ones((20, 20, 1))).astype(np.uint8)
     field[0, 0, 0] = minutes % 256
@@ -87,6 +89,7 @@ def snapshot(
         media_type=stored.media_type,
         camera_preset_id=preset.id,
         acquired_at=T0 + timedelta(minutes=minutes),
+        created_at=utcnow() - stored_ago,
         status=SceneStatus.received,
         width=SIZE[0] if validated else None,
         height=SIZE[1] if validated else None,
@@ -145,12 +148,15 @@ def test_a_job_goes_on_with_the_newer_snapshots_received_and_completes_their_job
     db_session: Session, settings: Settings, preset: CameraPreset
 ) -> None:
     scenes = [snapshot(db_session, settings, preset, m) for m in (0, 10, 20, 30)]
-    for scene in scenes:
-        enqueue(session=db_session, scene_id=scene.id, task=CAMERA_TASK)
-    claimed = claim(session=db_session, owner="host:8:0", lease_seconds=60, tasks=[CAMERA_TASK])
-    assert claimed is not None and claimed.scene_id == scenes[0].id
-    taken_elsewhere = claim(session=db_session, owner="host:9:0", lease_seconds=60)
-    assert taken_elsewhere is not None and taken_elsewhere.scene_id == scenes[1].id
+    jobs = [enqueue(session=db_session, scene_id=s.id, task=CAMERA_TASK) for s in scenes]
+    for job, owner in zip(jobs[:2], ("host:8:0", "host:9:0"), strict=True):
+        job.status, job.lease_owner = JobStatus.running, owner  # as `claim` leaves them
+        job.lease_expires_at = utcnow() + timedelta(minutes=1)
+    db_session.flush()
+    claimed, taken_elsewhere = (
+        ClaimedJob(job.id, job.scene_id, CAMERA_TASK, 1, 5, job.lease_owner or "", T0)
+        for job in jobs[:2]
+    )
 
     limited = settings.model_copy(update={"camera_snapshots_per_job": 3})
     inputs = read_camera_inputs(db_session, claimed, limited)
@@ -168,6 +174,22 @@ def test_a_job_goes_on_with_the_newer_snapshots_received_and_completes_their_job
     ]
     again = read_camera_inputs(db_session, taken_elsewhere, limited)
     assert [s.scene_id for s in again.snapshots] == [scenes[3].id]  # only the newer one left
+
+
+def test_a_newer_snapshot_stored_under_a_second_ago_is_left_to_its_own_job(
+    db_session: Session, settings: Settings, preset: CameraPreset
+) -> None:
+    # An upload of the preset sent before it may still be in flight: taking this one now would
+    # leave that one older than the state, refused as out of order.
+    first = snapshot(db_session, settings, preset, 0)
+    just_in = snapshot(db_session, settings, preset, 10, stored_ago=timedelta(0))
+    settled = snapshot(db_session, settings, preset, 20, stored_ago=timedelta(seconds=2))
+    run(db_session, settings, first)
+    assert [first.status, just_in.status, settled.status] == [
+        SceneStatus.analysed,
+        SceneStatus.received,
+        SceneStatus.received,  # capture order: not before the one left
+    ]
 
 
 def test_snapshots_not_validated_are_checked_as_they_are_analysed_in_capture_order(
