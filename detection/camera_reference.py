@@ -8,8 +8,6 @@ from functools import lru_cache
 import numpy as np
 from numpy.typing import NDArray
 
-from detection.camera_kernels import apply_lighting
-
 # Residual noise is stored in quarter grey levels: far fields sit at 1–2 levels.
 NOISE_UNITS = 4
 
@@ -320,6 +318,10 @@ def match_illumination(
     iqr_ref = np.maximum(q_ref[2] - q_ref[0], 1e-3)
     gain = np.clip(iqr_ref / iqr_image, 1 / max_gain, max_gain).astype(np.float32)
     offset = (q_ref[1] - gain * q_image[1]).astype(np.float32)
+    # Imported here: the API reads stored states through this module and never matches
+    # lighting, and importing Numba would cost each API process about 55 MB.
+    from detection.camera_kernels import apply_lighting
+
     # upsample_field(gain) · image + upsample_field(offset), clipped, in one compiled pass.
     top, bottom, down = _interpolation_steps(image.shape[0], gain.shape[0])
     cols = image.shape[1]
