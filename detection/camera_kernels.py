@@ -3,9 +3,10 @@
 The camera detector works on 1/4-resolution frames (about 130,000 pixels of three bands), where
 each NumPy operation is a pass over memory and the fixed cost of a call is no longer small:
 a step written as five array operations reads and writes its planes five times. Here such a
-step reads each input once. Every value is computed with the same float32 operations, in the
-same order, as the NumPy expressions these kernels stand for (Numba leaves floating-point
-contraction off, so no multiply-add is fused), so the detector's results do not change.
+step reads each input once. Integer steps give exactly what NumPy gives; floating-point ones
+compute every value with the same float32 operations, in the same order, as the NumPy
+expressions they stand for (Numba leaves floating-point contraction off, so no multiply-add is
+fused). Either way the detector's results do not change.
 """
 
 from __future__ import annotations
@@ -62,3 +63,54 @@ def apply_lighting(
     out = np.empty_like(flat)
     _lit_rows(flat, gain, offset, top, bottom, down, out)
     return out.reshape(image.shape)
+
+
+@numba.njit(nogil=True, cache=True, inline="always")
+def _median_of_five(
+    v0: np.uint8, v1: np.uint8, v2: np.uint8, v3: np.uint8, v4: np.uint8
+) -> np.uint8:
+    # The network of `camera_reference._median_of_five` (Devillard's opt_med5), value by value.
+    low01, high01 = min(v0, v1), max(v0, v1)
+    low34, high34 = min(v3, v4), max(v3, v4)
+    low34 = max(low01, low34)
+    high01 = min(high01, high34)
+    upper = max(high01, v2)
+    high01 = min(high01, v2)
+    upper = min(upper, low34)
+    return max(high01, upper)
+
+
+@numba.njit(nogil=True, cache=True)
+def _ring_statistics(frames: np.ndarray, median: np.ndarray, deviation: np.ndarray) -> None:
+    """Each value's median over the five frames and the median of its distances from it.
+
+    Kept in uint8 (the distances cast back, as they fit): integer promotion to 64 bits left
+    the compiler eight values a vector instruction instead of sixty-four, and took 40× as
+    long.
+    """
+    for value in range(frames.shape[1]):
+        v0, v1, v2 = frames[0, value], frames[1, value], frames[2, value]
+        v3, v4 = frames[3, value], frames[4, value]
+        centre = _median_of_five(v0, v1, v2, v3, v4)
+        median[value] = centre
+        deviation[value] = _median_of_five(
+            np.uint8(max(v0, centre) - min(v0, centre)),
+            np.uint8(max(v1, centre) - min(v1, centre)),
+            np.uint8(max(v2, centre) - min(v2, centre)),
+            np.uint8(max(v3, centre) - min(v3, centre)),
+            np.uint8(max(v4, centre) - min(v4, centre)),
+        )
+
+
+def statistics_of_five(frames: NDArray[np.uint8]) -> tuple[NDArray[np.uint8], NDArray[np.uint8]]:
+    """Per-pixel median of five (5, rows, cols, bands) uint8 frames, and the largest band's
+    median absolute deviation from it, as (rows, cols): one pass instead of about thirty."""
+    shape = frames.shape[1:]
+    flat = np.ascontiguousarray(frames).reshape(5, -1)
+    median = np.empty(flat.shape[1], dtype=np.uint8)
+    deviation = np.empty_like(median)
+    _ring_statistics(flat, median, deviation)
+    per_band = deviation.reshape(shape)
+    # Band by band: `max(axis=-1)` over three values at a time took thirty times as long.
+    spread = np.maximum(per_band[..., 0], per_band[..., 1])
+    return median.reshape(shape), np.maximum(spread, per_band[..., 2], out=spread)

@@ -1,12 +1,18 @@
 """The per-pixel median of a preset's ring of frames, while the ring fills and once full; the
-lighting match's compiled pass against the NumPy expressions it stands for."""
+compiled passes (the ring's statistics, the lighting match) against the NumPy expressions
+they stand for."""
 
 from __future__ import annotations
 
 import numpy as np
 import pytest
 
-from detection.camera_reference import match_illumination, median_of_frames, upsample_field
+from detection.camera_reference import (
+    ReferenceModel,
+    match_illumination,
+    median_of_frames,
+    upsample_field,
+)
 
 
 @pytest.mark.parametrize("depth", [1, 2, 3, 4, 5, 6])
@@ -19,6 +25,23 @@ def test_the_median_of_frames_is_numpys_cast_to_uint8(depth: int) -> None:
     found = median_of_frames(stack)
     assert found.dtype == np.uint8
     assert np.array_equal(found, expected)
+
+
+@pytest.mark.parametrize("depth", [1, 2, 3, 4, 5])
+def test_a_rings_median_and_spread_are_numpys(depth: int) -> None:
+    rng = np.random.default_rng(10 + depth)
+    frames = rng.integers(0, 256, size=(5, 30, 70, 3), dtype=np.uint8)
+    frames[:, :3] = rng.integers(0, 3, size=(5, 3, 70, 3), dtype=np.uint8)  # many ties
+    frames[:, 3:6] = rng.choice(np.array([0, 255], dtype=np.uint8), size=(5, 3, 70, 3))
+    noise = np.zeros((30, 70), dtype=np.uint8)
+    model = ReferenceModel.from_frames(frames, count=depth, added=depth, noise=noise)
+    filled = frames[:depth]
+    median = np.median(filled, axis=0).astype(np.uint8)
+    deviation = np.abs(filled.astype(np.int16) - median)
+    spread = np.median(deviation, axis=0).astype(np.uint8).max(axis=-1)
+    assert np.array_equal(model.median, median)
+    assert np.array_equal(model.spread, spread)
+    assert model.median.dtype == model.spread.dtype == np.uint8
 
 
 def test_the_median_is_a_new_array_not_a_view_of_the_ring() -> None:
