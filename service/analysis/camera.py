@@ -249,7 +249,7 @@ def _pending_snapshots(session: Session, preset_id: int, *, own: Scene, limit: i
     settled = utcnow() - NEWER_SETTLE
     # Up to the first one stored too recently: those after it would overtake it.
     return older + list(
-        takewhile(lambda scene: scene.created_at <= settled, session.scalars(newer))
+        takewhile(lambda scene: scene.received_at <= settled, session.scalars(newer))
     )
 
 

@@ -89,7 +89,7 @@ def snapshot(
         media_type=stored.media_type,
         camera_preset_id=preset.id,
         acquired_at=T0 + timedelta(minutes=minutes),
-        created_at=utcnow() - stored_ago,
+        received_at=utcnow() - stored_ago,
         status=SceneStatus.received,
         width=SIZE[0] if validated else None,
         height=SIZE[1] if validated else None,
