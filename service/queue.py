@@ -81,11 +81,14 @@ def enqueue(
     max_attempts: int = 5,
     run_after: datetime | None = None,
     preferred_worker: str | None = None,
+    new_scene: bool = False,
 ) -> IngestJob:
-    """The job for (scene, task), created if absent: enqueueing twice never duplicates."""
-    existing = _find(session, scene_id, task)
-    if existing is not None:
-        return existing
+    """The job for (scene, task), created if absent: enqueueing twice never duplicates.
+
+    With `new_scene` (the scene was inserted in this transaction, so no other can have
+    queued a job for it) the job is inserted without looking first or a savepoint: every
+    upload pays for those otherwise.
+    """
     job = IngestJob(
         scene_id=scene_id,
         task=task,
@@ -95,6 +98,12 @@ def enqueue(
         run_after=run_after or utcnow(),
         preferred_worker=preferred_worker,
     )
+    if new_scene:
+        session.add(job)
+        return job
+    existing = _find(session, scene_id, task)
+    if existing is not None:
+        return existing
     try:
         with session.begin_nested():
             session.add(job)

@@ -64,23 +64,28 @@ def scene_jobs(*, session: Session, scene_id: int) -> list[IngestJob]:
 def get_preset_or_raise(*, session: Session, camera_code: str, preset: str) -> CameraPreset:
     # Unprintable codes (NUL bytes break PostgreSQL text) cannot name a registered camera.
     printable = camera_code.isprintable() and preset.isprintable()
+    # One query for both rows (every snapshot asks); the camera alone only to say what is wrong.
+    found = (
+        session.execute(
+            select(CameraPreset, Camera)
+            .join(Camera, CameraPreset.camera_id == Camera.id)
+            .where(Camera.code == camera_code, CameraPreset.preset == preset)
+        ).one_or_none()
+        if printable
+        else None
+    )
+    if found is not None:
+        return found[0]
     camera = (
-        session.scalars(select(Camera).where(Camera.code == camera_code)).one_or_none()
+        session.scalars(select(Camera.id).where(Camera.code == camera_code)).one_or_none()
         if printable
         else None
     )
     if camera is None:
         raise NotFoundError(f"camera {camera_code!r} is not registered; register it first")
-    found = session.scalars(
-        select(CameraPreset).where(
-            CameraPreset.camera_id == camera.id, CameraPreset.preset == preset
-        )
-    ).one_or_none()
-    if found is None:
-        raise NotFoundError(
-            f"camera {camera_code!r} has no preset {preset!r}; register the preset first"
-        )
-    return found
+    raise NotFoundError(
+        f"camera {camera_code!r} has no preset {preset!r}; register the preset first"
+    )
 
 
 def check_acquired_at(
@@ -225,6 +230,7 @@ def _record_scene(
         task=task,
         max_attempts=settings.max_attempts,
         preferred_worker=preferred_worker,
+        new_scene=True,
     )
     session.flush()
     return IngestResult(scene, created=True)
