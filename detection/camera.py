@@ -502,7 +502,9 @@ def _absorb(
         keep = ~valid if warm else (~valid | (state.streak > 0) | state.open_mask)
         if held is not None:
             keep |= held if adopt is None else held & ~adopt
-        frame[keep] = reference.median[keep]
+        from detection.camera_kernels import keep_background  # see match_illumination
+
+        keep_background(frame, reference.median, keep)
         reference = reference.with_frame(frame)
     return replace(state, references=state.references | {mode: reference})
 

@@ -1,12 +1,13 @@
 """The per-pixel median of a preset's ring of frames, while the ring fills and once full; the
-compiled passes (the ring's statistics, the lighting match) against the NumPy expressions
-they stand for."""
+compiled passes (the ring's statistics, the lighting match, the kept background) against
+the NumPy expressions they stand for."""
 
 from __future__ import annotations
 
 import numpy as np
 import pytest
 
+from detection.camera_kernels import keep_background
 from detection.camera_reference import (
     ReferenceModel,
     match_illumination,
@@ -89,3 +90,20 @@ def test_the_lighting_match_is_the_numpy_expression_bit_for_bit(shape: tuple[int
     assert found.dtype == np.float32 and found.shape == image.shape
     assert np.array_equal(found, expected)
     assert found.min() == 0.0 and found.max() == 1.0  # both ends were clipped
+
+
+def test_keeping_the_background_is_numpys_masked_assignment() -> None:
+    rng = np.random.default_rng(7)
+    frame = rng.integers(0, 256, size=(31, 47, 3), dtype=np.uint8)
+    background = rng.integers(0, 256, size=(31, 47, 3), dtype=np.uint8)
+    keep = rng.uniform(0, 1, size=(31, 47)) < 0.3
+    expected = frame.copy()
+    expected[keep] = background[keep]
+    keep_background(frame, background, keep)
+    assert np.array_equal(frame, expected)
+
+
+def test_keeping_the_background_refuses_a_frame_it_could_not_write_in_place() -> None:
+    frame = np.zeros((8, 10, 3), dtype=np.uint8)[:, ::2]
+    with pytest.raises(ValueError, match="C-contiguous"):
+        keep_background(frame, np.ones((8, 5, 3), dtype=np.uint8), np.ones((8, 5), dtype=bool))
