@@ -502,7 +502,8 @@ def _absorb(
         keep = ~valid if warm else (~valid | (state.streak > 0) | state.open_mask)
         if held is not None:
             keep |= held if adopt is None else held & ~adopt
-        from detection.camera_kernels import keep_background  # see match_illumination
+        # Numba is loaded on first use: see camera_reference.match_illumination.
+        from detection.camera_kernels import keep_background
 
         keep_background(frame, reference.median, keep)
         reference = reference.with_frame(frame)

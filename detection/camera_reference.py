@@ -186,7 +186,8 @@ def _median_of_four(stack: NDArray[np.uint8]) -> NDArray[np.uint8]:
 def _statistics(filled: NDArray[np.uint8]) -> tuple[NDArray[np.uint8], NDArray[np.uint8]]:
     """Median of the filled frames, and their median absolute deviation (largest band)."""
     if filled.shape[0] == 5:  # a full ring: every snapshot after the first few
-        from detection.camera_kernels import statistics_of_five  # see match_illumination
+        # Numba is loaded on first use: see match_illumination.
+        from detection.camera_kernels import statistics_of_five
 
         return statistics_of_five(filled)
     median = median_of_frames(filled)
@@ -322,7 +323,7 @@ def match_illumination(
     iqr_ref = np.maximum(q_ref[2] - q_ref[0], 1e-3)
     gain = np.clip(iqr_ref / iqr_image, 1 / max_gain, max_gain).astype(np.float32)
     offset = (q_ref[1] - gain * q_image[1]).astype(np.float32)
-    # Imported here: the API reads stored states through this module and never matches
+    # Imported here: the API imports this module (with the state format) but never matches
     # lighting or updates a ring, and importing Numba would cost each API process about 55 MB.
     from detection.camera_kernels import apply_lighting
 
