@@ -54,9 +54,10 @@ class Settings(BaseSettings):
     # is not kept is read back from the database. `tianxun_camera_state_reads_total` tells
     # how often each happens.
     camera_states_cached: int = Field(32, ge=0)
-    # Most snapshots one camera job analyses: its own and the older ones still waiting, then
-    # the newer ones already received, whose jobs it completes. Under a backlog a preset's
-    # snapshots then share one state decode, one state write and one commit.
+    # How far a camera job goes on past its own snapshot: it analyses every older one still
+    # waiting (it must, in capture order), then newer ones already received, completing their
+    # jobs, while fewer than this many are taken. Under a backlog a preset's snapshots then
+    # share one state decode, one state write and one commit.
     camera_snapshots_per_job: int = Field(16, ge=1)
     # Extra modules that register queue tasks when the worker starts (e.g. the analysis step).
     task_modules: list[str] = []
