@@ -111,7 +111,8 @@ def run(db_session: Session, settings: Settings, scene: Scene) -> None:
 
 
 def one_at_most(settings: Settings) -> Settings:
-    """A job takes no newer snapshot than its own (older ones it must still take)."""
+    """A job takes newer snapshots only while none is taken: none once it has its own (or
+    older ones), one when its own was already analysed."""
     return settings.model_copy(update={"camera_snapshots_per_job": 1})
 
 
