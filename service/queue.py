@@ -14,7 +14,9 @@ it help with others' jobs that have waited `Affinity.wait_seconds`. Under a back
 keeps to its own jobs, and a job never waits on a vanished worker for longer than the limit.
 
 A job that cannot run yet (it waits for another job's result) raises `NotYetError` and is put
-back with `defer`: queued again shortly, without using up an attempt.
+back with `defer`: queued again shortly, without using up an attempt. A job that does other
+queued jobs' work with its own (a camera job catching up its preset's snapshots) marks them
+done in its transaction with `complete_queued`.
 """
 
 from __future__ import annotations
