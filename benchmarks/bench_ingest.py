@@ -532,7 +532,7 @@ def report(runs: list[Run], *, command: str, environment: str, workers: int, pol
             else (f"not within {run.drain_limit:.0f} s")
         )
         cpu = ", ".join(
-            f"{1000 * load.cpu_seconds.get(p, 0) / max(1, len(load.accepted)):.0f}"
+            f"{1000 * load.cpu_seconds.get(p, 0) / max(1, len(load.accepted)):.1f}"
             for p in ("api", "workers", "database", "benchmark")
         )
         lines.append(
