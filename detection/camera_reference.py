@@ -288,6 +288,25 @@ def upsample_field(field: NDArray[np.float32], shape: tuple[int, int]) -> NDArra
     return out.reshape(shape[0], shape[1], field.shape[2])
 
 
+def lighting_fields(
+    image: NDArray[np.float32],
+    reference: NDArray[np.float32],
+    *,
+    grid: tuple[int, int],
+    max_gain: float,
+) -> tuple[NDArray[np.float32], NDArray[np.float32]]:
+    """The gain and offset, (grid_rows, grid_cols, 3) each, that `match_illumination` applies."""
+    quantiles = (25.0, 50.0, 75.0)
+    # Every fourth pixel each way (hundreds per block) gives the quartiles at 1/16 of the cost.
+    q_image = np.percentile(_block_view(image[::4, ::4], grid), quantiles, axis=2)
+    q_ref = np.percentile(_block_view(reference[::4, ::4], grid), quantiles, axis=2)
+    iqr_image = np.maximum(q_image[2] - q_image[0], 1e-3)
+    iqr_ref = np.maximum(q_ref[2] - q_ref[0], 1e-3)
+    gain = np.clip(iqr_ref / iqr_image, 1 / max_gain, max_gain).astype(np.float32)
+    offset = (q_ref[1] - gain * q_image[1]).astype(np.float32)
+    return gain, offset
+
+
 def match_illumination(
     image: NDArray[np.float32],
     reference: NDArray[np.float32],
@@ -315,16 +334,9 @@ def match_illumination(
     ndarray of shape (rows, cols, 3), float32
         The snapshot in the reference's lighting, clipped to [0, 1].
     """
-    quantiles = (25.0, 50.0, 75.0)
-    # Every fourth pixel each way (hundreds per block) gives the quartiles at 1/16 of the cost.
-    q_image = np.percentile(_block_view(image[::4, ::4], grid), quantiles, axis=2)
-    q_ref = np.percentile(_block_view(reference[::4, ::4], grid), quantiles, axis=2)
-    iqr_image = np.maximum(q_image[2] - q_image[0], 1e-3)
-    iqr_ref = np.maximum(q_ref[2] - q_ref[0], 1e-3)
-    gain = np.clip(iqr_ref / iqr_image, 1 / max_gain, max_gain).astype(np.float32)
-    offset = (q_ref[1] - gain * q_image[1]).astype(np.float32)
+    gain, offset = lighting_fields(image, reference, grid=grid, max_gain=max_gain)
     # Imported here: the API imports this module (with the state format) but never matches
-    # lighting or updates a ring, and importing Numba would cost each API process about 55 MB.
+    # lighting or updates a ring, and importing Numba would cost each API process about 56 MiB.
     from detection.camera_kernels import apply_lighting
 
     # upsample_field(gain) · image + upsample_field(offset), clipped, in one compiled pass.
