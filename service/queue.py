@@ -91,6 +91,8 @@ def enqueue(
     queued a job for it) the job is inserted without looking first or a savepoint: every
     upload pays for those otherwise.
     """
+    if not new_scene and (existing := _find(session, scene_id, task)) is not None:
+        return existing
     job = IngestJob(
         scene_id=scene_id,
         task=task,
@@ -103,9 +105,6 @@ def enqueue(
     if new_scene:
         session.add(job)
         return job
-    existing = _find(session, scene_id, task)
-    if existing is not None:
-        return existing
     try:
         with session.begin_nested():
             session.add(job)
