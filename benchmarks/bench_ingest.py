@@ -20,6 +20,7 @@ that joined a case (what GET /v1/cases then shows), so latencies carry up to one
 
 from __future__ import annotations
 
+import http.client
 import json
 import math
 import os
@@ -36,6 +37,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Annotated
+from urllib.parse import urlencode, urlsplit
 
 import httpx
 import numpy as np
@@ -287,30 +289,57 @@ def send(frames: list[Frame], *, api: str, key: str, rate: float, clients: int, 
 
 def _client(plan: queue.Queue[tuple[float, Frame] | None], api: str, key: str, load: Load) -> None:
     headers = {"Authorization": f"Bearer {key}", "Content-Type": "image/jpeg"}
-    with httpx.Client(base_url=api, headers=headers, timeout=60) as client:
+    # The standard library's client: it shares the two cores with the service, and httpx
+    # spent about 2 ms of CPU an upload where this spends a fraction of that.
+    address = urlsplit(api)
+    connection = http.client.HTTPConnection(address.hostname or "", address.port, timeout=60)
+    try:
         while (item := plan.get()) is not None:
             due, frame = item
             time.sleep(max(0.0, due - time.monotonic()))
             with load.lock:
                 load.behind_seconds = max(load.behind_seconds, time.monotonic() - due)
-            _upload(client, frame, load)
+            _upload(connection, headers, frame, load)
+    finally:
+        connection.close()
 
 
-def _upload(client: httpx.Client, frame: Frame, load: Load) -> None:
-    url = f"/v1/cameras/{frame.camera}/presets/{frame.preset}/snapshots"
+def _upload(
+    connection: http.client.HTTPConnection, headers: dict[str, str], frame: Frame, load: Load
+) -> None:
+    query = urlencode({"captured_at": frame.captured_at.isoformat()})
+    path = f"/v1/cameras/{frame.camera}/presets/{frame.preset}/snapshots?{query}"
     while True:
-        response = client.post(
-            url, params={"captured_at": frame.captured_at.isoformat()}, content=frame.data
-        )
+        status, retry_after, body = _post(connection, path, frame.data, headers)
         with load.lock:
-            load.statuses[response.status_code] += 1
-        if response.status_code != 503:
+            load.statuses[status] += 1
+        if status != 503:
             break
-        time.sleep(float(response.headers.get("Retry-After", "1")))
-    if response.status_code in (200, 202):
+        time.sleep(float(retry_after or "1"))
+    if status in (200, 202):
         accepted = time.monotonic()
         with load.lock:
-            load.accepted[int(response.json()["id"])] = accepted
+            load.accepted[int(json.loads(body)["id"])] = accepted
+
+
+def _post(
+    connection: http.client.HTTPConnection, path: str, data: bytes, headers: dict[str, str]
+) -> tuple[int, str | None, bytes]:
+    """(status, Retry-After, body); sent again once if the server had closed the kept-alive
+    connection (the same bytes make the same scene, so a repeat cannot add one)."""
+    try:
+        return _exchange(connection, path, data, headers)
+    except (http.client.RemoteDisconnected, ConnectionResetError, BrokenPipeError):
+        connection.close()  # the next request opens a new connection
+        return _exchange(connection, path, data, headers)
+
+
+def _exchange(
+    connection: http.client.HTTPConnection, path: str, data: bytes, headers: dict[str, str]
+) -> tuple[int, str | None, bytes]:
+    connection.request("POST", path, body=data, headers=headers)
+    response = connection.getresponse()
+    return response.status, response.getheader("Retry-After"), response.read()
 
 
 def observe(
