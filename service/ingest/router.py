@@ -7,7 +7,6 @@ from datetime import datetime
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Header, Path, Query, Request
-from fastapi.encoders import jsonable_encoder
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from pydantic import ValidationError
@@ -15,7 +14,7 @@ from sqlalchemy.orm import Session
 from starlette.concurrency import run_in_threadpool
 
 from models.client import Role
-from models.scene import Scene
+from models.scene import IngestJob, Scene
 from service.auth import Ingester, Principal, require_roles
 from service.deps import SessionDep
 from service.errors import InvalidInputError, PayloadTooLargeError
@@ -247,7 +246,7 @@ def _submit(
 
     def work(session: Session) -> tuple[int, dict[str, Any]]:
         result = ingest(session)
-        body = jsonable_encoder(_describe(session, result.scene))
+        body = _describe(session, result.scene, jobs=result.jobs).model_dump(mode="json")
         return (202 if result.created else 200), body
 
     try:
@@ -273,9 +272,9 @@ def _scene_response(answer: Answer) -> JSONResponse:
     return JSONResponse(answer.body, status_code=answer.status_code, headers=headers)
 
 
-def _describe(session: Session, scene: Scene) -> SceneRead:
+def _describe(session: Session, scene: Scene, *, jobs: list[IngestJob] | None = None) -> SceneRead:
     read = SceneRead.model_validate(scene)
-    read.jobs = [
-        JobRead.model_validate(job) for job in scene_jobs(session=session, scene_id=scene.id)
-    ]
+    if jobs is None:
+        jobs = scene_jobs(session=session, scene_id=scene.id)
+    read.jobs = [JobRead.model_validate(job) for job in jobs]
     return read

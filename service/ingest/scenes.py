@@ -40,6 +40,9 @@ EARLIEST_CAPTURE = datetime(1972, 7, 23, tzinfo=UTC)  # Landsat 1, the first lan
 class IngestResult:
     scene: Scene
     created: bool  # False when the bytes were already stored as this scene
+    # The scene's jobs when this call made them (a new scene has only its first one), so
+    # the answer needs no query for them; None means "look them up".
+    jobs: list[IngestJob] | None = None
 
 
 def get_scene(*, session: Session, scene_id: int) -> Scene | None:
@@ -213,6 +216,8 @@ def _record_scene(
         bands=[],
         **fields,
     )
+    # Built before the insert, so that the row is written once.
+    refresh_stac_item(session=session, scene=scene)
     try:
         with session.begin_nested():
             session.add(scene)
@@ -223,8 +228,7 @@ def _record_scene(
         if existing is None:
             raise
         return IngestResult(existing, created=False)
-    refresh_stac_item(session=session, scene=scene)
-    enqueue(
+    job = enqueue(
         session=session,
         scene_id=scene.id,
         task=task,
@@ -233,7 +237,7 @@ def _record_scene(
         new_scene=True,
     )
     session.flush()
-    return IngestResult(scene, created=True)
+    return IngestResult(scene, created=True, jobs=[job])
 
 
 def refresh_stac_item(*, session: Session, scene: Scene) -> None:

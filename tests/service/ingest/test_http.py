@@ -88,6 +88,7 @@ def test_a_snapshot_is_accepted_and_its_scene_can_be_read(client: TestClient, ca
     assert scene["status"] == "received" and scene["size_bytes"] == len(data)
     assert scene["acquired_at"].startswith("2026-11-28T00:30:00")  # UTC
     shown = client.get(response.headers["location"]).json()
+    assert shown == scene  # the answer, jobs and STAC item included, is the scene as stored
     assert shown["jobs"][0]["task"] == "validate" and shown["jobs"][0]["status"] == "queued"
     assert shown["stac_item"]["id"] == scene["sha256"]
     assert shown["stac_item"]["properties"]["datetime"].startswith("2026-11-28T00:30:00")
