@@ -10,7 +10,8 @@ lock on PostgreSQL, the write lock on SQLite) and then gets its answer.
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -20,7 +21,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from models.base import utcnow
 from models.client import IdempotencyKey
-from service.db import SQLITE_IMMEDIATE, create_session_factory, transaction
+from service.db import SQLITE_IMMEDIATE, transaction
 from service.errors import InvalidInputError
 
 MAX_KEY_LENGTH = 200
@@ -134,13 +135,12 @@ def run_idempotent(
     Every transaction here writes, so on SQLite each takes the write lock when it begins:
     a deferred one would fail with "database is locked" instead of waiting its turn.
     """
-    factory = _immediate(factory)
     if key is None:
-        with transaction(factory) as session:
+        with _writing(factory) as session:
             status_code, body = work(session)
         return Answer(status_code, body, replayed=False)
     key = check_key(key)
-    with transaction(factory) as session:
+    with _writing(factory) as session:
         stored = reserve_key(session=session, key=key, fingerprint=fingerprint, client_id=client_id)
         if stored is not None:
             return stored
@@ -151,6 +151,9 @@ def run_idempotent(
     return Answer(status_code, body, replayed=False)
 
 
-def _immediate(factory: sessionmaker[Session]) -> sessionmaker[Session]:
-    bind = factory.kw["bind"]
-    return create_session_factory(bind.execution_options(**SQLITE_IMMEDIATE))
+@contextmanager
+def _writing(factory: sessionmaker[Session]) -> Iterator[Session]:
+    """A transaction that takes SQLite's write lock as it begins (see `run_idempotent`)."""
+    with transaction(factory) as session:
+        session.connection(execution_options=SQLITE_IMMEDIATE)
+        yield session

@@ -64,7 +64,9 @@ def scene_jobs(*, session: Session, scene_id: int) -> list[IngestJob]:
     )
 
 
-def get_preset_or_raise(*, session: Session, camera_code: str, preset: str) -> CameraPreset:
+def get_preset_with_camera_or_raise(
+    *, session: Session, camera_code: str, preset: str
+) -> tuple[CameraPreset, Camera]:
     # Unprintable codes (NUL bytes break PostgreSQL text) cannot name a registered camera.
     printable = camera_code.isprintable() and preset.isprintable()
     # One query for both rows (every snapshot asks); the camera alone only to say what is wrong.
@@ -78,7 +80,7 @@ def get_preset_or_raise(*, session: Session, camera_code: str, preset: str) -> C
         else None
     )
     if found is not None:
-        return found[0]
+        return found[0], found[1]
     camera = (
         session.scalars(select(Camera.id).where(Camera.code == camera_code)).one_or_none()
         if printable
@@ -131,7 +133,9 @@ def ingest_snapshot(
     """Record a camera snapshot (JPEG bytes already staged) and queue its validation, or its
     analysis when the preset is calibrated."""
     try:
-        found = get_preset_or_raise(session=session, camera_code=camera_code, preset=preset)
+        found, camera = get_preset_with_camera_or_raise(
+            session=session, camera_code=camera_code, preset=preset
+        )
         acquired_at = check_acquired_at(
             captured_at, skew_seconds=settings.capture_clock_skew_seconds
         )
@@ -150,6 +154,8 @@ def ingest_snapshot(
         camera_preset_id=found.id,
         sensor="tower-camera",
         source=source,
+        camera=camera,
+        preset=found,
     )
 
 
@@ -199,6 +205,8 @@ def _record_scene(
     *,
     task: str,
     preferred_worker: str | None,
+    camera: Camera | None = None,
+    preset: CameraPreset | None = None,
     **fields: Any,
 ) -> IngestResult:
     existing = _find_by_sha256(session, staged.sha256)
@@ -217,7 +225,7 @@ def _record_scene(
         **fields,
     )
     # Built before the insert, so that the row is written once.
-    refresh_stac_item(session=session, scene=scene)
+    scene.stac_item = build_stac_item(scene, camera=camera, preset=preset)
     try:
         with session.begin_nested():
             session.add(scene)
