@@ -36,7 +36,7 @@ from typing import Any
 import numpy as np
 from numpy.typing import NDArray
 from shapely.geometry.base import BaseGeometry
-from sqlalchemy import select
+from sqlalchemy import or_, select, update
 from sqlalchemy.orm import Session
 
 from detection.camera import CameraParams, analyse_snapshot_bytes, utc_now
@@ -66,9 +66,9 @@ from service.analysis.store import (
     store_png,
 )
 from service.cameras.registry import stored_calibration
-from service.cameras.state import store_state, stored_chunks
+from service.cameras.state import store_chunks, stored_chunks
 from service.cases.workflow import lock_places
-from service.ingest.scenes import SNAPSHOT_BANDS, refresh_stac_item
+from service.ingest.scenes import SNAPSHOT_BANDS, CameraView, refresh_stac_item
 from service.ingest.store import object_path
 from service.metrics import CAMERA_STATE_READS
 from service.queue import ClaimedJob, complete_queued, worker_process
@@ -139,6 +139,7 @@ class PendingSnapshot:
 class CameraInputs:
     preset_id: int
     preset_key: PresetKey
+    camera_id: int
     camera_code: str
     image_size: tuple[int, int]
     control_points: list[dict[str, Any]]
@@ -155,6 +156,8 @@ class CameraInputs:
     view_parcel_ids: tuple[int, ...] = ()
     refusal: str | None = None  # why none of them can be analysed (e.g. no calibration)
     cached: EncodedState | None = None  # the state of `state_version`, from this process
+    # The preset as its snapshots' STAC items name it; its ground is where coverage is marked.
+    view: CameraView | None = None
 
 
 @dataclass(frozen=True)
@@ -175,7 +178,8 @@ def read_camera_inputs(session: Session, job: ClaimedJob, settings: Settings) ->
     scene = session.get(Scene, job.scene_id)
     if scene is None or scene.camera_preset_id is None:
         raise LookupError(f"scene {job.scene_id} of job {job.id} is not a stored camera snapshot")
-    preset = session.get(CameraPreset, scene.camera_preset_id)
+    # Read afresh: a job's write updates the row without touching loaded objects.
+    preset = session.get(CameraPreset, scene.camera_preset_id, populate_existing=True)
     camera = session.get(Camera, preset.camera_id) if preset is not None else None
     if preset is None or camera is None:
         raise LookupError(f"the preset of scene {scene.id} no longer exists")
@@ -208,6 +212,7 @@ def read_camera_inputs(session: Session, job: ClaimedJob, settings: Settings) ->
     return CameraInputs(
         preset_id=preset.id,
         preset_key=key,
+        camera_id=camera.id,
         camera_code=camera.code,
         image_size=(preset.image_width, preset.image_height),
         control_points=list(preset.control_points),
@@ -226,6 +231,7 @@ def read_camera_inputs(session: Session, job: ClaimedJob, settings: Settings) ->
         view_parcel_ids=view.feature_ids if view is not None else (),
         refusal=refusal,
         cached=cached,
+        view=CameraView.of(camera, preset),
     )
 
 
@@ -386,36 +392,58 @@ def write_camera_outcome(
         return
     if not outcome.snapshots:
         return
-    # Locked until commit (on PostgreSQL), so that of two jobs advancing one preset the
-    # second sees the first's version and retries instead of overwriting it.
-    preset = session.get(
-        CameraPreset, inputs.preset_id, populate_existing=True, with_for_update=True
-    )
-    if preset is None or preset.detector_state_version != inputs.state_version:
-        raise StateAdvancedError(
-            f"the detector state of preset {inputs.preset_id} advanced while this job computed"
-        )
-    camera = session.get(Camera, preset.camera_id)
-    assert camera is not None
+    _advance_state(session, job, inputs, outcome.state)
     # Every place this batch may open a case at, before the first case is opened.
     changes = [change.geom for snapshot in outcome.snapshots for change in snapshot.changes]
     lock_places(changes, session=session, settings=settings)
-    seen = []
+    seen, looked = [], None
     for snapshot in outcome.snapshots:
         scene = session.get(Scene, snapshot.scene_id)
         if scene is None:
             continue
-        if _record_snapshot(
-            scene, camera, snapshot, size=inputs.image_size, session=session, settings=settings
-        ):
+        if _record_snapshot(scene, snapshot, inputs=inputs, session=session, settings=settings):
             seen.append(scene)
-    if preset.geom is not None:
-        _record_coverage(preset.geom, seen, inputs=inputs, session=session)
-    store_state(preset, outcome.state, session=session)
-    preset.detector_state_version += 1
+        if snapshot.result.rejection is None:
+            looked = (snapshot.result, scene.acquired_at)
+    if looked is not None:
+        _update_health(session, inputs.camera_id, *looked)
+    if inputs.view is not None and inputs.view.geom is not None:
+        _record_coverage(inputs.view.geom, seen, inputs=inputs, session=session)
     complete_queued(session=session, task=job.task, scene_ids=others)
-    preset.state_holder = worker_process(job.owner)  # keeps it (`keep_camera_state`)
     session.flush()
+
+
+def _advance_state(
+    session: Session, job: ClaimedJob, inputs: CameraInputs, state: EncodedState | None
+) -> None:
+    """Store the preset's new state as the version after the one the job started from, or
+    raise `StateAdvancedError` if another job has advanced it meanwhile.
+
+    The version is checked by the update itself, first of the job's writes: on PostgreSQL it
+    locks the row until commit, so of two jobs advancing one preset the second waits, then
+    finds the version moved and retries instead of overwriting the first one's state.
+    """
+    advanced = session.execute(
+        update(CameraPreset)
+        .where(
+            CameraPreset.id == inputs.preset_id,
+            CameraPreset.detector_state_version == inputs.state_version,
+        )
+        .values(
+            detector_state=state.manifest if state is not None else None,
+            detector_state_version=inputs.state_version + 1,
+            # The process that now holds the state decoded (`keep_camera_state`).
+            state_holder=worker_process(job.owner),
+        )
+        # Objects loaded in this session are not brought up to date: the worker's write
+        # session holds none, and `read_camera_inputs` reads the row afresh.
+        .execution_options(synchronize_session=False)
+    )
+    if not advanced.rowcount:  # type: ignore[attr-defined]
+        raise StateAdvancedError(
+            f"the detector state of preset {inputs.preset_id} advanced while this job computed"
+        )
+    store_chunks(inputs.preset_id, state, session=session)
 
 
 def keep_camera_state(outcome: CameraOutcome) -> None:
@@ -431,42 +459,41 @@ def _refuse(inputs: CameraInputs, *, session: Session) -> None:
         if scene is not None and scene.status == SceneStatus.received:
             scene.status = SceneStatus.failed
             scene.failure_reason = f"analysis: {inputs.refusal}"
-            refresh_stac_item(session=session, scene=scene)
+            refresh_stac_item(session=session, scene=scene, view=inputs.view)
     session.flush()
 
 
 def _record_snapshot(
     scene: Scene,
-    camera: Camera,
     snapshot: SnapshotOutcome,
     *,
-    size: tuple[int, int],
+    inputs: CameraInputs,
     session: Session,
     settings: Settings,
 ) -> bool:
     """Store what one snapshot found; True when it saw the ground (for coverage).
 
-    A snapshot the detector decoded has the preset's `size` (the decode refuses any other),
-    which validation would otherwise have recorded."""
+    A snapshot the detector decoded has the preset's image size (the decode refuses any
+    other), which validation would otherwise have recorded."""
     result = snapshot.result
     if result.rejection is not None:
         scene.status = SceneStatus.failed
         scene.failure_reason = f"analysis: {result.message or result.rejection}"
-        refresh_stac_item(session=session, scene=scene)
+        refresh_stac_item(session=session, scene=scene, view=inputs.view)
         return False
-    run = DetectorRun(
-        source=DetectionSource.camera,
-        detector_version=CAMERA_DETECTOR_VERSION,
-        parameters=parameters_json(CameraParams()),
-    )
-    store_detections(scene, snapshot.changes, run=run, session=session, settings=settings)
-    _update_health(camera, result, scene.acquired_at)
+    if snapshot.changes:
+        run = DetectorRun(
+            source=DetectionSource.camera,
+            detector_version=CAMERA_DETECTOR_VERSION,
+            parameters=parameters_json(CameraParams()),
+        )
+        store_detections(scene, snapshot.changes, run=run, session=session, settings=settings)
     if scene.width is None:
-        scene.width, scene.height = size
+        scene.width, scene.height = inputs.image_size
         scene.bands = list(SNAPSHOT_BANDS)
     scene.status = SceneStatus.analysed
     scene.failure_reason = None
-    refresh_stac_item(session=session, scene=scene)
+    refresh_stac_item(session=session, scene=scene, view=inputs.view)
     return not ({event.kind for event in result.health} & BLIND)
 
 
@@ -498,8 +525,21 @@ def _record_coverage(
             )
 
 
-def _update_health(camera: Camera, result: SnapshotResult, acquired_at: datetime) -> None:
+def _update_health(
+    session: Session, camera_id: int, result: SnapshotResult, acquired_at: datetime
+) -> None:
+    """The camera last seen at `acquired_at`, in the health that snapshot showed, unless a
+    later snapshot (of another of its presets) has been recorded already."""
     kinds = [event.kind for event in result.health if event.kind in CameraHealth.__members__]
-    if camera.last_seen_at is None or acquired_at >= camera.last_seen_at:
-        camera.last_seen_at = acquired_at
-        camera.health = CameraHealth(kinds[-1]) if kinds else CameraHealth.ok
+    session.execute(
+        update(Camera)
+        .where(
+            Camera.id == camera_id,
+            or_(Camera.last_seen_at.is_(None), Camera.last_seen_at <= acquired_at),
+        )
+        .values(
+            last_seen_at=acquired_at,
+            health=CameraHealth(kinds[-1]) if kinds else CameraHealth.ok,
+        )
+        .execution_options(synchronize_session=False)
+    )

@@ -34,22 +34,28 @@ def load_state(preset: CameraPreset, *, session: Session) -> CameraState | None:
 
 def store_state(preset: CameraPreset, state: EncodedState | None, *, session: Session) -> None:
     """Make `state` the preset's stored state (None forgets it), writing only new chunks."""
+    store_chunks(preset.id, state, session=session)
+    preset.detector_state = state.manifest if state is not None else None
+
+
+def store_chunks(preset_id: int, state: EncodedState | None, *, session: Session) -> None:
+    """Keep exactly the chunks `state` names (none for None), writing only the new ones; the
+    caller stores its manifest."""
     present = set(
-        session.scalars(select(CameraStateChunk.key).where(CameraStateChunk.preset_id == preset.id))
+        session.scalars(select(CameraStateChunk.key).where(CameraStateChunk.preset_id == preset_id))
     )
     wanted = state.chunks if state is not None else {}
     unused = present - wanted.keys()
     if unused:
         session.execute(
             delete(CameraStateChunk).where(
-                CameraStateChunk.preset_id == preset.id, CameraStateChunk.key.in_(unused)
+                CameraStateChunk.preset_id == preset_id, CameraStateChunk.key.in_(unused)
             )
         )
     new = [
-        {"preset_id": preset.id, "key": key, "data": data}
+        {"preset_id": preset_id, "key": key, "data": data}
         for key, data in wanted.items()
         if key not in present
     ]
     if new:
         session.execute(insert(CameraStateChunk), new)
-    preset.detector_state = state.manifest if state is not None else None

@@ -17,6 +17,7 @@ import pystac
 from pystac.extensions.file import FileExtension
 from pystac.extensions.projection import ProjectionExtension
 from shapely.geometry import mapping
+from shapely.geometry.base import BaseGeometry
 from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
@@ -154,8 +155,7 @@ def ingest_snapshot(
         camera_preset_id=found.id,
         sensor="tower-camera",
         source=source,
-        camera=camera,
-        preset=found,
+        view=CameraView.of(camera, found),
     )
 
 
@@ -205,8 +205,7 @@ def _record_scene(
     *,
     task: str,
     preferred_worker: str | None,
-    camera: Camera | None = None,
-    preset: CameraPreset | None = None,
+    view: CameraView | None = None,
     **fields: Any,
 ) -> IngestResult:
     existing = _find_by_sha256(session, staged.sha256)
@@ -225,7 +224,7 @@ def _record_scene(
         **fields,
     )
     # Built before the insert, so that the row is written once.
-    scene.stac_item = build_stac_item(scene, camera=camera, preset=preset)
+    scene.stac_item = build_stac_item(scene, view=view)
     try:
         with session.begin_nested():
             session.add(scene)
@@ -248,17 +247,33 @@ def _record_scene(
     return IngestResult(scene, created=True, jobs=[job])
 
 
-def refresh_stac_item(*, session: Session, scene: Scene) -> None:
-    preset = session.get(CameraPreset, scene.camera_preset_id) if scene.camera_preset_id else None
-    camera = session.get(Camera, preset.camera_id) if preset is not None else None
-    scene.stac_item = build_stac_item(scene, camera=camera, preset=preset)
+@dataclass(frozen=True)
+class CameraView:
+    """The camera preset a snapshot came from, as its STAC item names it."""
+
+    camera: str
+    preset: str
+    calibrated: bool
+    geom: BaseGeometry | None  # the ground the preset sees
+
+    @classmethod
+    def of(cls, camera: Camera, preset: CameraPreset) -> CameraView:
+        return cls(camera.code, preset.preset, preset.homography is not None, preset.geom)
 
 
-def build_stac_item(
-    scene: Scene, *, camera: Camera | None = None, preset: CameraPreset | None = None
-) -> dict[str, Any]:
+def refresh_stac_item(*, session: Session, scene: Scene, view: CameraView | None = None) -> None:
+    """Rebuild the scene's STAC item from what it is now; a snapshot's camera `view` is looked
+    up unless the caller has it."""
+    if view is None and scene.camera_preset_id is not None:
+        preset = session.get(CameraPreset, scene.camera_preset_id)
+        camera = session.get(Camera, preset.camera_id) if preset is not None else None
+        view = CameraView.of(camera, preset) if camera is not None and preset is not None else None
+    scene.stac_item = build_stac_item(scene, view=view)
+
+
+def build_stac_item(scene: Scene, *, view: CameraView | None = None) -> dict[str, Any]:
     """The scene as a STAC 1.1 Item: where, when, which sensor, and its one data asset."""
-    geom = scene.geom if scene.geom is not None else (preset.geom if preset else None)
+    geom = scene.geom if scene.geom is not None else (view.geom if view else None)
     properties: dict[str, Any] = {
         "tianxun:kind": scene.kind.value,
         "tianxun:status": scene.status.value,
@@ -266,10 +281,10 @@ def build_stac_item(
     }
     if scene.sensor:
         properties["instruments"] = [scene.sensor]
-    if camera is not None and preset is not None:
-        properties["tianxun:camera"] = camera.code
-        properties["tianxun:preset"] = preset.preset
-        properties["tianxun:calibrated"] = preset.homography is not None
+    if view is not None:
+        properties["tianxun:camera"] = view.camera
+        properties["tianxun:preset"] = view.preset
+        properties["tianxun:calibrated"] = view.calibrated
     item = pystac.Item(
         id=scene.sha256,
         geometry=mapping(geom) if geom is not None else None,

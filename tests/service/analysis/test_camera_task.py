@@ -122,11 +122,13 @@ def test_a_later_job_analyses_the_earlier_snapshots_first_and_once(
     scenes = [snapshot(db_session, settings, preset, m) for m in (0, 10, 20)]
     run(db_session, one_at_most(settings), scenes[1])  # its job happened to run first
     assert [s.status for s in scenes] == [SceneStatus.analysed] * 2 + [SceneStatus.received]
+    db_session.refresh(preset)  # the job updates the row, not objects loaded before
     assert preset.detector_state is not None and preset.detector_state_version == 1
     assert preset.state_holder == "host:7"  # the worker process that may hold it decoded
     analysed = stored_state(db_session, preset).last_captured_at
     # Its own snapshot was analysed by the later job: it goes on with the newer one only.
     run(db_session, one_at_most(settings), scenes[0])
+    db_session.refresh(preset)
     assert scenes[2].status == SceneStatus.analysed and preset.detector_state_version == 2
     state = stored_state(db_session, preset)
     assert (analysed, state.last_captured_at) == (scenes[1].acquired_at, scenes[2].acquired_at)
@@ -164,6 +166,7 @@ def test_a_job_goes_on_with_the_newer_snapshots_received_and_completes_their_job
     write_camera_outcome(db_session, claimed, limited, analyse_camera_snapshots(inputs, limited))
 
     assert [s.status for s in scenes] == [SceneStatus.analysed] * 3 + [SceneStatus.received]
+    db_session.refresh(preset)
     assert preset.detector_state_version == 1  # one state advance for the three
     # Its own job is completed by the worker; the one another worker runs finds nothing
     # left to do; the third's is done with this one; the fourth was beyond the limit.
@@ -208,6 +211,7 @@ def test_snapshots_not_validated_are_checked_as_they_are_analysed_in_capture_ord
     assert (first.width, first.height, first.bands) == (*SIZE, ["red", "green", "blue"])
     assert broken.failure_reason is not None and "truncated" in broken.failure_reason
     assert broken.width is None  # nothing about it was read
+    db_session.refresh(preset)
     assert preset.detector_state_version == 1  # one job, one state advance
 
 
