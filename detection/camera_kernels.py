@@ -136,3 +136,20 @@ def keep_background(
     bands = frame.shape[-1]
     flat = np.ascontiguousarray(background).reshape(-1, bands)
     _keep_where(frame.reshape(-1, bands), flat, np.ascontiguousarray(keep).reshape(-1))
+
+
+def load_passes() -> None:
+    """Load every pass (from Numba's cache, or compile it) for the types the detector calls
+    it with, so that a worker pays for it before its first snapshot instead of during it.
+
+    The passes are called through the detector's own code on small frames: the lighting
+    match builds its inputs the way a snapshot's do, and the other two take C-ordered arrays
+    only, whatever the caller gives them.
+    """
+    from detection.camera_reference import match_illumination
+
+    image = np.full((16, 16, 3), 0.5, dtype=np.float32)
+    match_illumination(image, image, grid=(2, 2), max_gain=2.0)
+    statistics_of_five(np.zeros((5, 4, 4, 3), dtype=np.uint8))
+    frame = np.zeros((4, 4, 3), dtype=np.uint8)
+    keep_background(frame, frame.copy(), np.zeros((4, 4), dtype=bool))

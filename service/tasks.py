@@ -20,6 +20,7 @@ from sqlalchemy.orm import Session
 from service.analysis.camera import (
     analyse_camera_snapshots,
     keep_camera_state,
+    prepare_camera_detector,
     read_camera_inputs,
     write_camera_outcome,
 )
@@ -39,13 +40,15 @@ class PhasedTask:
     `write` gets what `compute` returned; it must re-check anything `read` saw that another
     job could have changed meanwhile (and raise to retry), because the inputs may be stale.
     `committed`, if given, gets the same result after the write has committed (never after a
-    rollback), e.g. to keep in memory what the database now holds.
+    rollback), e.g. to keep in memory what the database now holds. `prepare`, if given, runs
+    once as a worker starts, before it claims a job (e.g. loading compiled code).
     """
 
     read: Callable[[Session, ClaimedJob, Settings], Any]
     compute: Callable[[Any, Settings], Any]
     write: Callable[[Session, ClaimedJob, Settings, Any], None]
     committed: Callable[[Any], None] | None = None
+    prepare: Callable[[], None] | None = None
 
 
 Task = Handler | PhasedTask
@@ -81,6 +84,13 @@ def registered_tasks() -> list[str]:
     return sorted(_HANDLERS)
 
 
+def prepare_tasks() -> None:
+    """Run the `prepare` step of every registered phased task (once, as a worker starts)."""
+    for handler in _HANDLERS.values():
+        if isinstance(handler, PhasedTask) and handler.prepare is not None:
+            handler.prepare()
+
+
 def load_task_modules(modules: Iterable[str]) -> None:
     """Import modules that register tasks; a wrong name stops the worker with a clear message."""
     for module in modules:
@@ -97,7 +107,11 @@ register(VALIDATE_TASK, validate_scene)
 register(
     CAMERA_TASK,
     PhasedTask(
-        read_camera_inputs, analyse_camera_snapshots, write_camera_outcome, keep_camera_state
+        read_camera_inputs,
+        analyse_camera_snapshots,
+        write_camera_outcome,
+        keep_camera_state,
+        prepare=prepare_camera_detector,
     ),
 )
 register(TILE_TASK, PhasedTask(read_tile_inputs, analyse_tile, write_tile_outcome))

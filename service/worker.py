@@ -53,6 +53,7 @@ from service.tasks import (
     PhasedTask,
     get_handler,
     load_task_modules,
+    prepare_tasks,
     registered_tasks,
 )
 
@@ -106,6 +107,7 @@ class Worker:
 
     def run(self) -> None:
         load_task_modules(self.settings.task_modules)
+        prepare_tasks()
         log.info(
             "worker started",
             name=self.name,

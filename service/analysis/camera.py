@@ -174,6 +174,14 @@ class CameraOutcome:
     snapshots: list[SnapshotOutcome]
 
 
+def prepare_camera_detector() -> None:
+    """Load the detector's compiled passes: most of a second, kept off the first job."""
+    # Imported here, as the detector does: the API imports this module and never needs them.
+    from detection.camera_kernels import load_passes
+
+    load_passes()
+
+
 def read_camera_inputs(session: Session, job: ClaimedJob, settings: Settings) -> CameraInputs:
     scene = session.get(Scene, job.scene_id)
     if scene is None or scene.camera_preset_id is None:

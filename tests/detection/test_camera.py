@@ -11,6 +11,7 @@ import shapely
 from numpy.typing import NDArray
 from shapely.geometry import Polygon
 
+from detection import camera_kernels
 from detection.camera import (
     CameraParams,
     CameraState,
@@ -608,3 +609,18 @@ def test_a_faint_abrupt_change_is_held_out_of_the_background(
     # Without the hold, three snapshots turn the median and the change is gone for good.
     learned = np.abs(median - field).max() > 5
     assert learned == (hold_score == float("inf"))
+
+
+def test_the_passes_loaded_ahead_are_those_the_detector_runs(
+    scene: Scene, calibration: Calibration
+) -> None:
+    # A worker loads them as it starts; a pass the detector then called with other types
+    # would be loaded again during the first snapshot, the cost the early load is for.
+    dispatchers = (camera_kernels._lit_rows, camera_kernels._ring_statistics)
+    dispatchers += (camera_kernels._keep_where,)
+    camera_kernels.load_passes()
+    loaded = [list(dispatcher.signatures) for dispatcher in dispatchers]
+    assert all(loaded)
+    frames = background(scene, 5) + [scene.render(noise_seed=10, patches=[PATCH])] * 2
+    run(frames, calibration)
+    assert [list(dispatcher.signatures) for dispatcher in dispatchers] == loaded

@@ -4,6 +4,7 @@ only a committed write reaches the task's `committed` step."""
 from __future__ import annotations
 
 import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -121,3 +122,40 @@ def test_a_lease_lost_during_compute_rolls_the_write_back(worker: Worker) -> Non
         assert scene is not None and scene.sensor == ""  # the write was rolled back
         assert row is not None and row.status == JobStatus.running and row.lease_owner == "w2"
     assert _committed == []
+
+
+PREPARED = "test-prepared"
+_steps: list[str] = []
+
+
+def _read_noting(session: Session, job: ClaimedJob, settings: Settings) -> int:
+    _steps.append("read")
+    return job.scene_id
+
+
+register(
+    PREPARED,
+    PhasedTask(
+        _read_noting,
+        lambda scene_id, settings: scene_id,
+        lambda session, job, settings, scene_id: None,
+        committed=lambda scene_id: _steps.append("committed"),
+        prepare=lambda: _steps.append("prepare"),
+    ),
+)
+
+
+def test_a_worker_prepares_its_tasks_before_it_claims_a_job(worker: Worker) -> None:
+    _steps.clear()
+    with transaction(worker.sessions) as session:
+        enqueue(session=session, scene_id=add_placeholder_scene(session).id, task=PREPARED)
+    thread = threading.Thread(target=worker.run)
+    thread.start()
+    try:
+        deadline = time.monotonic() + 60
+        while "committed" not in _steps and time.monotonic() < deadline:
+            time.sleep(0.05)
+    finally:
+        worker.stop()
+        thread.join(timeout=60)
+    assert _steps == ["prepare", "read", "committed"]
