@@ -15,7 +15,7 @@ from sqlalchemy.orm import Session
 
 from detection.camera_state import CameraState
 from models.base import utcnow
-from models.camera import CameraPreset
+from models.camera import Camera, CameraHealth, CameraPreset
 from models.layer import LayerFeature, LayerKind
 from models.scene import IngestJob, JobStatus, Scene, SceneKind, SceneStatus
 from service.analysis import camera
@@ -383,3 +383,21 @@ def test_the_farmland_in_view_is_marked_seen_by_the_latest_snapshot_of_a_batch(
     assert {"camera": scenes[2].acquired_at} in [
         last_observed(feature, session=db_session) for feature in features
     ]
+
+
+def test_the_camera_is_last_seen_at_its_latest_analysed_snapshot(
+    db_session: Session, settings: Settings, preset: CameraPreset
+) -> None:
+    tower = db_session.get(Camera, preset.camera_id)
+    assert tower is not None
+    scenes = [snapshot(db_session, settings, preset, m, view=1) for m in (0, 10)]
+    run(db_session, settings, scenes[1])  # analyses both, in capture order
+    db_session.refresh(tower)
+    assert tower.last_seen_at == scenes[1].acquired_at and tower.health == CameraHealth.ok
+    # Another of its presets was seen later meanwhile: an earlier snapshot does not undo that.
+    later = T0 + timedelta(hours=1)
+    tower.last_seen_at, tower.health = later, CameraHealth.obstructed
+    db_session.flush()
+    run(db_session, settings, snapshot(db_session, settings, preset, 20, view=1))
+    db_session.refresh(tower)
+    assert (tower.last_seen_at, tower.health) == (later, CameraHealth.obstructed)
