@@ -183,14 +183,7 @@ def prepare_camera_detector() -> None:
 
 
 def read_camera_inputs(session: Session, job: ClaimedJob, settings: Settings) -> CameraInputs:
-    scene = session.get(Scene, job.scene_id)
-    if scene is None or scene.camera_preset_id is None:
-        raise LookupError(f"scene {job.scene_id} of job {job.id} is not a stored camera snapshot")
-    # Read afresh: a job's write updates the row without touching loaded objects.
-    preset = session.get(CameraPreset, scene.camera_preset_id, populate_existing=True)
-    camera = session.get(Camera, preset.camera_id) if preset is not None else None
-    if preset is None or camera is None:
-        raise LookupError(f"the preset of scene {scene.id} no longer exists")
+    scene, preset, camera = _scene_preset_camera(session, job)
     pending = _pending_snapshots(
         session, preset.id, own=scene, limit=settings.camera_snapshots_per_job
     )
@@ -241,6 +234,24 @@ def read_camera_inputs(session: Session, job: ClaimedJob, settings: Settings) ->
         cached=cached,
         view=CameraView.of(camera, preset),
     )
+
+
+def _scene_preset_camera(session: Session, job: ClaimedJob) -> tuple[Scene, CameraPreset, Camera]:
+    """The job's snapshot with its preset and camera, in one query."""
+    row = session.execute(
+        select(Scene, CameraPreset, Camera)
+        .outerjoin(CameraPreset, CameraPreset.id == Scene.camera_preset_id)
+        .outerjoin(Camera, Camera.id == CameraPreset.camera_id)
+        .where(Scene.id == job.scene_id)
+        # Read afresh: a job's write updates the preset's row without touching loaded objects.
+        .execution_options(populate_existing=True)
+    ).one_or_none()
+    if row is None or row[0].camera_preset_id is None:
+        raise LookupError(f"scene {job.scene_id} of job {job.id} is not a stored camera snapshot")
+    scene, preset, camera = row
+    if preset is None or camera is None:
+        raise LookupError(f"the preset of scene {scene.id} no longer exists")
+    return scene, preset, camera
 
 
 def _pending_snapshots(session: Session, preset_id: int, *, own: Scene, limit: int) -> list[Scene]:
