@@ -264,18 +264,16 @@ def _pending_snapshots(session: Session, preset_id: int, *, own: Scene, limit: i
         Scene.status.in_([SceneStatus.received, SceneStatus.processing]),
     )
     in_order = (Scene.acquired_at, Scene.id)
-    older = list(
-        session.scalars(waiting.where(Scene.acquired_at <= own.acquired_at).order_by(*in_order))
-    )
-    room = limit - len(older)
-    if room <= 0:
-        return older
-    newer = waiting.where(Scene.acquired_at > own.acquired_at).order_by(*in_order).limit(room)
+    # The first `limit` in capture order: the older ones come first, then the newer ones.
+    first = list(session.scalars(waiting.order_by(*in_order).limit(limit)))
+    older = [scene for scene in first if scene.acquired_at <= own.acquired_at]
+    if len(older) == limit:  # a backlog: every older one is taken, however many
+        rest = waiting.where(Scene.acquired_at <= own.acquired_at).order_by(*in_order)
+        return older + list(session.scalars(rest.offset(limit)))
     settled = utcnow() - NEWER_SETTLE
     # Up to the first one stored too recently: those after it would overtake it.
-    return older + list(
-        takewhile(lambda scene: scene.received_at <= settled, session.scalars(newer))
-    )
+    newer = first[len(older) :]
+    return older + list(takewhile(lambda scene: scene.received_at <= settled, newer))
 
 
 def analyse_camera_snapshots(inputs: CameraInputs, settings: Settings) -> CameraOutcome:
