@@ -140,7 +140,8 @@ class CameraInputs:
     preset_id: int
     preset_key: PresetKey
     camera_id: int
-    camera_code: str
+    # The preset as its snapshots' STAC items name it; its ground is where coverage is marked.
+    camera_view: CameraView
     image_size: tuple[int, int]
     control_points: list[dict[str, Any]]
     homography: list[list[float]] | None  # as `register_preset` fitted it
@@ -156,8 +157,6 @@ class CameraInputs:
     view_parcel_ids: tuple[int, ...] = ()
     refusal: str | None = None  # why none of them can be analysed (e.g. no calibration)
     cached: EncodedState | None = None  # the state of `state_version`, from this process
-    # The preset as its snapshots' STAC items name it; its ground is where coverage is marked.
-    view: CameraView | None = None
 
 
 @dataclass(frozen=True)
@@ -214,7 +213,7 @@ def read_camera_inputs(session: Session, job: ClaimedJob, settings: Settings) ->
         preset_id=preset.id,
         preset_key=key,
         camera_id=camera.id,
-        camera_code=camera.code,
+        camera_view=CameraView.of(camera, preset),
         image_size=(preset.image_width, preset.image_height),
         control_points=list(preset.control_points),
         homography=preset.homography,
@@ -232,7 +231,6 @@ def read_camera_inputs(session: Session, job: ClaimedJob, settings: Settings) ->
         view_parcel_ids=view.feature_ids if view is not None else (),
         refusal=refusal,
         cached=cached,
-        view=CameraView.of(camera, preset),
     )
 
 
@@ -322,9 +320,11 @@ def _encoded(state: CameraState | None, previous: EncodedState | None) -> Encode
 
 def preset_calibration_from(inputs: CameraInputs) -> Calibration:
     if inputs.homography is None:  # refused before it gets here
-        raise CalibrationError(f"camera {inputs.camera_code!r}: the preset is not calibrated")
+        raise CalibrationError(
+            f"camera {inputs.camera_view.camera!r}: the preset is not calibrated"
+        )
     return stored_calibration(
-        camera_code=inputs.camera_code,
+        camera_code=inputs.camera_view.camera,
         image_size=inputs.image_size,
         control_points=inputs.control_points,
         homography=inputs.homography,
@@ -424,8 +424,8 @@ def write_camera_outcome(
             looked = (snapshot.result, scene.acquired_at)
     if looked is not None:
         _update_health(session, inputs.camera_id, *looked)
-    if inputs.view is not None and inputs.view.geom is not None:
-        _record_coverage(inputs.view.geom, seen, inputs=inputs, session=session)
+    if inputs.camera_view.geom is not None:
+        _record_coverage(inputs.camera_view.geom, seen, inputs=inputs, session=session)
     complete_queued(session=session, task=job.task, scene_ids=others)
     session.flush()
 
@@ -476,7 +476,7 @@ def _refuse(inputs: CameraInputs, *, session: Session) -> None:
         if scene is not None and scene.status == SceneStatus.received:
             scene.status = SceneStatus.failed
             scene.failure_reason = f"analysis: {inputs.refusal}"
-            refresh_stac_item(session=session, scene=scene, view=inputs.view)
+            refresh_stac_item(session=session, scene=scene, view=inputs.camera_view)
     session.flush()
 
 
@@ -496,7 +496,7 @@ def _record_snapshot(
     if result.rejection is not None:
         scene.status = SceneStatus.failed
         scene.failure_reason = f"analysis: {result.message or result.rejection}"
-        refresh_stac_item(session=session, scene=scene, view=inputs.view)
+        refresh_stac_item(session=session, scene=scene, view=inputs.camera_view)
         return False
     if snapshot.changes:
         run = DetectorRun(
@@ -510,7 +510,7 @@ def _record_snapshot(
         scene.bands = list(SNAPSHOT_BANDS)
     scene.status = SceneStatus.analysed
     scene.failure_reason = None
-    refresh_stac_item(session=session, scene=scene, view=inputs.view)
+    refresh_stac_item(session=session, scene=scene, view=inputs.camera_view)
     return not ({event.kind for event in result.health} & BLIND)
 
 
