@@ -24,9 +24,9 @@ from __future__ import annotations
 import random
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import Any, Literal, get_args
 
-from sqlalchemy import ColumnElement, Engine, func, or_, select, true, update
+from sqlalchemy import ColumnElement, Engine, Select, bindparam, func, or_, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -123,31 +123,58 @@ def _find(session: Session, scene_id: int, task: str) -> IngestJob | None:
     return session.scalars(statement).one_or_none()
 
 
-def _claimable(now: datetime) -> ColumnElement[bool]:
-    return or_(
-        (IngestJob.status == JobStatus.queued) & (IngestJob.run_after <= now),
-        (IngestJob.status == JobStatus.running) & (IngestJob.lease_expires_at < now),
+# Which jobs a claim looks among, in the order `_claim_order` asks (see the module): any job;
+# those its worker takes before any other (its own, nobody's, and others' waiting since before
+# `:waited_since`); or any waiting since before `:waited_since`.
+Lookup = Literal["any", "first", "waited"]
+
+
+def _claim_statement(lookup: Lookup, *, with_tasks: bool) -> Select[tuple[IngestJob]]:
+    """The oldest claimable job of the `lookup` (a due queued one, or a running one whose
+    lease expired), locked; only of the `:tasks` when `with_tasks`."""
+    claimable = or_(
+        (IngestJob.status == JobStatus.queued) & (IngestJob.run_after <= bindparam("now")),
+        (IngestJob.status == JobStatus.running) & (IngestJob.lease_expires_at < bindparam("now")),
     )
-
-
-def _first_for(worker: str, *, waited_since: datetime) -> ColumnElement[bool]:
-    """Jobs `worker` takes before any other: its own, nobody's, and others' waiting too long."""
-    return or_(
-        IngestJob.preferred_worker.is_(None),
-        IngestJob.preferred_worker == worker,
-        IngestJob.run_after <= waited_since,
+    statement = (
+        select(IngestJob)
+        .where(claimable)
+        .order_by(IngestJob.run_after, IngestJob.id)
+        .limit(1)
+        .with_for_update(skip_locked=True)
+        # The row may be in this session already, with values older than the lock we take.
+        .execution_options(populate_existing=True)
     )
+    if with_tasks:
+        statement = statement.where(IngestJob.task.in_(bindparam("tasks", expanding=True)))
+    waited = IngestJob.run_after <= bindparam("waited_since")
+    if lookup == "first":
+        mine = IngestJob.preferred_worker == bindparam("worker")
+        return statement.where(or_(IngestJob.preferred_worker.is_(None), mine, waited))
+    return statement.where(waited) if lookup == "waited" else statement
 
 
-def _claim_order(owner: str, affinity: Affinity | None, now: datetime) -> list[ColumnElement[bool]]:
-    """Conditions to look for a job under, in turn: the first that finds one wins."""
+# Every job's claim runs one or two of these: built once, as building one cost several times
+# what executing it does.
+_CLAIMS = {
+    (lookup, with_tasks): _claim_statement(lookup, with_tasks=with_tasks)
+    for lookup in get_args(Lookup)
+    for with_tasks in (False, True)
+}
+
+
+def _claim_order(
+    owner: str, affinity: Affinity | None, now: datetime
+) -> list[tuple[Lookup, dict[str, Any]]]:
+    """The lookups to find a job with, and their parameters, in turn: the first that finds
+    one wins."""
     if affinity is None:
-        return [true()]
+        return [("any", {})]
+    limit = now - timedelta(seconds=affinity.limit_seconds)
+    wait = now - timedelta(seconds=affinity.wait_seconds)
     return [
-        _first_for(
-            worker_process(owner), waited_since=now - timedelta(seconds=affinity.limit_seconds)
-        ),
-        IngestJob.run_after <= now - timedelta(seconds=affinity.wait_seconds),
+        ("first", {"worker": worker_process(owner), "waited_since": limit}),
+        ("waited", {"waited_since": wait}),
     ]
 
 
@@ -172,19 +199,11 @@ def claim(
     right after.
     """
     now = now or utcnow()
-    statement = (
-        select(IngestJob)
-        .where(_claimable(now))
-        .order_by(IngestJob.run_after, IngestJob.id)
-        .limit(1)
-        .with_for_update(skip_locked=True)
-        # The row may be in this session already, with values older than the lock we take.
-        .execution_options(populate_existing=True)
-    )
-    if tasks is not None:
-        statement = statement.where(IngestJob.task.in_(tasks))
-    for condition in _claim_order(owner, affinity, now):
-        while (job := session.scalars(statement.where(condition)).one_or_none()) is not None:
+    with_tasks = {"tasks": tasks} if tasks is not None else {}
+    for lookup, parameters in _claim_order(owner, affinity, now):
+        statement = _CLAIMS[lookup, tasks is not None]
+        parameters = {"now": now, **with_tasks, **parameters}
+        while (job := session.scalars(statement, parameters).one_or_none()) is not None:
             if job.attempts < job.max_attempts:
                 return _lease(session, job, owner=owner, lease_seconds=lease_seconds, now=now)
             # Its last attempt's worker died holding the lease: no attempts are left.
@@ -241,15 +260,27 @@ def complete(*, session: Session, job: ClaimedJob, now: datetime | None = None) 
     effects then happen exactly once, under whichever worker completes.
     """
     now = now or utcnow()
-    return _update_held(
-        session,
-        job,
+    result = session.execute(_COMPLETE, {"job_id": job.id, "owner": job.owner, "now": now})
+    return bool(result.rowcount)  # type: ignore[attr-defined]
+
+
+# Every job ends with it: built once (see `_CLAIMS`).
+_jobs = IngestJob.__table__
+_COMPLETE = (
+    update(_jobs)
+    .where(
+        _jobs.c.id == bindparam("job_id"),
+        _jobs.c.lease_owner == bindparam("owner"),
+        _jobs.c.status == JobStatus.running,
+    )
+    .values(
         status=JobStatus.done,
-        finished_at=now,
+        finished_at=bindparam("now"),
         lease_owner=None,
         lease_expires_at=None,
-        updated_at=now,
+        updated_at=bindparam("now"),
     )
+)
 
 
 def complete_queued(
