@@ -36,7 +36,7 @@ from typing import Any
 import numpy as np
 from numpy.typing import NDArray
 from shapely.geometry.base import BaseGeometry
-from sqlalchemy import or_, select, update
+from sqlalchemy import BindParameter, Select, bindparam, or_, select, update
 from sqlalchemy.orm import Session
 
 from detection.camera import CameraParams, analyse_snapshot_bytes, utc_now
@@ -158,6 +158,12 @@ class CameraInputs:
     refusal: str | None = None  # why none of them can be analysed (e.g. no calibration)
     cached: EncodedState | None = None  # the state of `state_version`, from this process
 
+    @property
+    def stored_chunk_keys(self) -> frozenset[str]:
+        """The chunks the preset's row held at `state_version`: those this process wrote with
+        it (`cached`), or every one read (none when no state was stored, or stored whole)."""
+        return frozenset(self.cached.chunks if self.cached is not None else self.state_chunks)
+
 
 @dataclass(frozen=True)
 class SnapshotOutcome:
@@ -236,14 +242,7 @@ def read_camera_inputs(session: Session, job: ClaimedJob, settings: Settings) ->
 
 def _scene_preset_camera(session: Session, job: ClaimedJob) -> tuple[Scene, CameraPreset, Camera]:
     """The job's snapshot with its preset and camera, in one query."""
-    row = session.execute(
-        select(Scene, CameraPreset, Camera)
-        .outerjoin(CameraPreset, CameraPreset.id == Scene.camera_preset_id)
-        .outerjoin(Camera, Camera.id == CameraPreset.camera_id)
-        .where(Scene.id == job.scene_id)
-        # Read afresh: a job's write updates the preset's row without touching loaded objects.
-        .execution_options(populate_existing=True)
-    ).one_or_none()
+    row = session.execute(_SCENE_PRESET_CAMERA, {"scene_id": job.scene_id}).one_or_none()
     if row is None or row[0].camera_preset_id is None:
         raise LookupError(f"scene {job.scene_id} of job {job.id} is not a stored camera snapshot")
     scene, preset, camera = row
@@ -256,22 +255,44 @@ def _pending_snapshots(session: Session, preset_id: int, *, own: Scene, limit: i
     """The preset's snapshots not analysed yet, oldest first: every one up to `own`'s capture
     time, then newer ones stored for `NEWER_SETTLE` already, while fewer than `limit` are taken.
     """
-    waiting = select(Scene).where(
-        Scene.kind == SceneKind.camera_snapshot,
-        Scene.camera_preset_id == preset_id,
-        Scene.status.in_([SceneStatus.received, SceneStatus.processing]),
-    )
-    in_order = (Scene.acquired_at, Scene.id)
     # The first `limit` in capture order: the older ones come first, then the newer ones.
-    first = list(session.scalars(waiting.order_by(*in_order).limit(limit)))
+    first = list(session.scalars(_WAITING, {"preset_id": preset_id, "limit": limit}))
     older = [scene for scene in first if scene.acquired_at <= own.acquired_at]
     if len(older) == limit:  # a backlog: every older one is taken, however many
-        rest = waiting.where(Scene.acquired_at <= own.acquired_at).order_by(*in_order)
-        return older + list(session.scalars(rest.offset(limit)))
+        rest = (
+            _waiting(preset_id)
+            .where(Scene.acquired_at <= own.acquired_at)
+            .order_by(*_IN_ORDER)
+            .offset(limit)
+        )
+        return older + list(session.scalars(rest))
     settled = utcnow() - NEWER_SETTLE
     # Up to the first one stored too recently: those after it would overtake it.
     newer = first[len(older) :]
     return older + list(takewhile(lambda scene: scene.received_at <= settled, newer))
+
+
+def _waiting(preset_id: int | BindParameter[int]) -> Select[tuple[Scene]]:
+    """The preset's snapshots not analysed yet."""
+    return select(Scene).where(
+        Scene.kind == SceneKind.camera_snapshot,
+        Scene.camera_preset_id == preset_id,
+        Scene.status.in_([SceneStatus.received, SceneStatus.processing]),
+    )
+
+
+# Every job reads with these: built once, as building a statement costs several times what
+# executing it does.
+_SCENE_PRESET_CAMERA = (
+    select(Scene, CameraPreset, Camera)
+    .outerjoin(CameraPreset, CameraPreset.id == Scene.camera_preset_id)
+    .outerjoin(Camera, Camera.id == CameraPreset.camera_id)
+    .where(Scene.id == bindparam("scene_id"))
+    # Read afresh: a job's write updates the preset's row without touching loaded objects.
+    .execution_options(populate_existing=True)
+)
+_IN_ORDER = (Scene.acquired_at, Scene.id)
+_WAITING = _waiting(bindparam("preset_id")).order_by(*_IN_ORDER).limit(bindparam("limit"))
 
 
 def analyse_camera_snapshots(inputs: CameraInputs, settings: Settings) -> CameraOutcome:
@@ -441,26 +462,22 @@ def _advance_state(
     finds the version moved and retries instead of overwriting the first one's state.
     """
     advanced = session.execute(
-        update(CameraPreset)
-        .where(
-            CameraPreset.id == inputs.preset_id,
-            CameraPreset.detector_state_version == inputs.state_version,
-        )
-        .values(
-            detector_state=state.manifest if state is not None else None,
-            detector_state_version=inputs.state_version + 1,
+        _ADVANCE,
+        {
+            "preset_id": inputs.preset_id,
+            "version": inputs.state_version,
+            "state": state.manifest if state is not None else None,
+            "next_version": inputs.state_version + 1,
             # The process that now holds the state decoded (`keep_camera_state`).
-            state_holder=worker_process(job.owner),
-        )
-        # Objects loaded in this session are not brought up to date: the worker's write
-        # session holds none, and `read_camera_inputs` reads the row afresh.
-        .execution_options(synchronize_session=False)
+            "holder": worker_process(job.owner),
+        },
     )
     if not advanced.rowcount:  # type: ignore[attr-defined]
         raise StateAdvancedError(
             f"the detector state of preset {inputs.preset_id} advanced while this job computed"
         )
-    store_chunks(inputs.preset_id, state, session=session)
+    # The version just checked is the one the job read: the chunks it read are still all there.
+    store_chunks(inputs.preset_id, state, session=session, present=inputs.stored_chunk_keys)
 
 
 def keep_camera_state(outcome: CameraOutcome) -> None:
@@ -548,15 +565,32 @@ def _update_health(
     """The camera last seen at `acquired_at`, in the health that snapshot showed, unless a
     later snapshot (of another of its presets) has been recorded already."""
     kinds = [event.kind for event in result.health if event.kind in CameraHealth.__members__]
-    session.execute(
-        update(Camera)
-        .where(
-            Camera.id == camera_id,
-            or_(Camera.last_seen_at.is_(None), Camera.last_seen_at <= acquired_at),
-        )
-        .values(
-            last_seen_at=acquired_at,
-            health=CameraHealth(kinds[-1]) if kinds else CameraHealth.ok,
-        )
-        .execution_options(synchronize_session=False)
+    health = CameraHealth(kinds[-1]) if kinds else CameraHealth.ok
+    session.execute(_SEEN, {"camera_id": camera_id, "seen_at": acquired_at, "health": health})
+
+
+# Built once, for every job: building a statement costs several times what executing it
+# does. On the tables, not the mapped classes: rows loaded in a session are not brought up to
+# date (the worker's write session holds none, and `read_camera_inputs` reads afresh).
+_preset = CameraPreset.__table__
+_ADVANCE = (
+    update(_preset)
+    .where(
+        _preset.c.id == bindparam("preset_id"),
+        _preset.c.detector_state_version == bindparam("version"),
     )
+    .values(
+        detector_state=bindparam("state"),
+        detector_state_version=bindparam("next_version"),
+        state_holder=bindparam("holder"),
+    )
+)
+_camera = Camera.__table__
+_SEEN = (
+    update(_camera)
+    .where(
+        _camera.c.id == bindparam("camera_id"),
+        or_(_camera.c.last_seen_at.is_(None), _camera.c.last_seen_at <= bindparam("seen_at")),
+    )
+    .values(last_seen_at=bindparam("seen_at"), health=bindparam("health"))
+)

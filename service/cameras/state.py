@@ -8,7 +8,9 @@ transaction, with the detections the state led to.
 
 from __future__ import annotations
 
-from sqlalchemy import delete, insert, select
+from collections.abc import Collection
+
+from sqlalchemy import bindparam, delete, insert, select
 from sqlalchemy.orm import Session
 
 from detection.camera_state import CameraState, EncodedState, decode_state
@@ -38,24 +40,37 @@ def store_state(preset: CameraPreset, state: EncodedState | None, *, session: Se
     preset.detector_state = state.manifest if state is not None else None
 
 
-def store_chunks(preset_id: int, state: EncodedState | None, *, session: Session) -> None:
+def store_chunks(
+    preset_id: int,
+    state: EncodedState | None,
+    *,
+    session: Session,
+    present: Collection[str] | None = None,
+) -> None:
     """Keep exactly the chunks `state` names (none for None), writing only the new ones; the
-    caller stores its manifest."""
-    present = set(
-        session.scalars(select(CameraStateChunk.key).where(CameraStateChunk.preset_id == preset_id))
-    )
+    caller stores its manifest. `present` are the keys the preset holds now, when the caller
+    knows them for sure (they are looked up otherwise)."""
+    if present is None:
+        present = set(session.scalars(_KEYS, {"preset_id": preset_id}))
     wanted = state.chunks if state is not None else {}
     unused = present - wanted.keys()
     if unused:
-        session.execute(
-            delete(CameraStateChunk).where(
-                CameraStateChunk.preset_id == preset_id, CameraStateChunk.key.in_(unused)
-            )
-        )
+        session.execute(_DELETE, {"preset_id": preset_id, "keys": sorted(unused)})
     new = [
         {"preset_id": preset_id, "key": key, "data": data}
         for key, data in wanted.items()
         if key not in present
     ]
     if new:
-        session.execute(insert(CameraStateChunk), new)
+        session.execute(_INSERT, new)
+
+
+# Every camera job runs these: built once, as building a statement costs several times what
+# executing it does. On the table, not the mapped class: the ORM has no objects to keep in step.
+_chunks = CameraStateChunk.__table__
+_KEYS = select(_chunks.c.key).where(_chunks.c.preset_id == bindparam("preset_id"))
+_DELETE = delete(_chunks).where(
+    _chunks.c.preset_id == bindparam("preset_id"),
+    _chunks.c.key.in_(bindparam("keys", expanding=True)),
+)
+_INSERT = insert(_chunks)

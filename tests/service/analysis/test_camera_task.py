@@ -13,7 +13,7 @@ from prometheus_client import REGISTRY
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from detection.camera_state import CameraState
+from detection.camera_state import CameraState, decode_state
 from models.base import utcnow
 from models.camera import Camera, CameraHealth, CameraPreset
 from models.layer import LayerFeature, LayerKind
@@ -29,7 +29,7 @@ from service.analysis.camera import (
 )
 from service.analysis.coverage import last_observed
 from service.cameras.registry import register_camera, register_preset
-from service.cameras.state import load_state
+from service.cameras.state import load_state, stored_chunks
 from service.ingest.scenes import CAMERA_TASK
 from service.ingest.store import JPEG, commit_object, stage_chunks
 from service.queue import ClaimedJob, enqueue
@@ -328,6 +328,37 @@ def test_the_state_in_memory_is_not_used_once_another_worker_advanced_it(
     state = stored_state(db_session, preset)
     assert (snapshots_in(state), state.last_captured_at) == (2, latest.acquired_at)
     assert preset.detector_state_version == 3
+
+
+def test_the_preset_holds_the_chunks_of_its_latest_state_and_no_others(
+    db_session: Session, settings: Settings, preset: CameraPreset, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The write knows which chunks are stored from what its job read (memory or row) instead
+    # of looking them up: a wrong guess would leave unused chunks or insert a key twice.
+    for minutes in (0, 10, 20):  # from nothing, then from memory
+        run_and_commit(
+            db_session, settings, snapshot(db_session, settings, preset, minutes, view=1)
+        )
+        assert stored_chunk_keys(db_session, preset) == manifest_keys(db_session, preset)
+    monkeypatch.setattr(camera, "STATES", StateCache(4))  # another process: from the row
+    for minutes in (30, 40):
+        run_and_commit(
+            db_session, settings, snapshot(db_session, settings, preset, minutes, view=1)
+        )
+        assert stored_chunk_keys(db_session, preset) == manifest_keys(db_session, preset)
+    assert snapshots_in(stored_state(db_session, preset)) == 4
+
+
+def stored_chunk_keys(db_session: Session, preset: CameraPreset) -> set[str]:
+    return set(stored_chunks(preset.id, session=db_session))
+
+
+def manifest_keys(db_session: Session, preset: CameraPreset) -> set[str]:
+    db_session.refresh(preset)
+    assert preset.detector_state is not None
+    return set(
+        decode_state(preset.detector_state, stored_chunks(preset.id, session=db_session)).keys
+    )
 
 
 def test_a_job_whose_write_fails_leaves_no_state_in_memory(
