@@ -18,7 +18,7 @@ from pystac.extensions.file import FileExtension
 from pystac.extensions.projection import ProjectionExtension
 from shapely.geometry import mapping
 from shapely.geometry.base import BaseGeometry
-from sqlalchemy import select
+from sqlalchemy import bindparam, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -72,11 +72,7 @@ def get_preset_with_camera_or_raise(
     printable = camera_code.isprintable() and preset.isprintable()
     # One query for both rows (every snapshot asks); the camera alone only to say what is wrong.
     found = (
-        session.execute(
-            select(CameraPreset, Camera)
-            .join(Camera, CameraPreset.camera_id == Camera.id)
-            .where(Camera.code == camera_code, CameraPreset.preset == preset)
-        ).one_or_none()
+        session.execute(_PRESET_WITH_CAMERA, {"code": camera_code, "name": preset}).one_or_none()
         if printable
         else None
     )
@@ -195,7 +191,17 @@ def ingest_tile(
 
 
 def _find_by_sha256(session: Session, sha256: str) -> Scene | None:
-    return session.scalars(select(Scene).where(Scene.sha256 == sha256)).one_or_none()
+    return session.scalars(_BY_SHA256, {"sha256": sha256}).one_or_none()
+
+
+# Every upload asks both: built once, as building a statement costs several times what
+# executing it does.
+_PRESET_WITH_CAMERA = (
+    select(CameraPreset, Camera)
+    .join(Camera, CameraPreset.camera_id == Camera.id)
+    .where(Camera.code == bindparam("code"), CameraPreset.preset == bindparam("name"))
+)
+_BY_SHA256 = select(Scene).where(Scene.sha256 == bindparam("sha256"))
 
 
 def _record_scene(
