@@ -30,7 +30,7 @@ from sqlalchemy import ColumnElement, Engine, Select, bindparam, func, or_, sele
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
-from models.base import utcnow
+from models.base import table_of, utcnow
 from models.scene import IngestJob, JobStatus, Scene, SceneStatus
 from service.db import SQLITE_IMMEDIATE, machine_session_factory
 
@@ -129,7 +129,7 @@ def _find(session: Session, scene_id: int, task: str) -> IngestJob | None:
 Lookup = Literal["any", "first", "waited"]
 
 
-def _claim_statement(lookup: Lookup, *, with_tasks: bool) -> Select[tuple[IngestJob]]:
+def _claim_statement(lookup: Lookup, *, with_tasks: bool) -> Select[IngestJob]:
     """The oldest claimable job of the `lookup` (a due queued one, or a running one whose
     lease expired), locked; only of the `:tasks` when `with_tasks`."""
     claimable = or_(
@@ -265,7 +265,7 @@ def complete(*, session: Session, job: ClaimedJob, now: datetime | None = None) 
 
 
 # Every job ends with it: built once (see `_CLAIMS`).
-_jobs = IngestJob.__table__
+_jobs = table_of(IngestJob)
 _COMPLETE = (
     update(_jobs)
     .where(

@@ -51,7 +51,7 @@ from detection.camera_state import (
 from detection.errors import CalibrationError, DetectionError
 from detection.geolocate import Calibration
 from detection.io.snapshot import decode_snapshot
-from models.base import utcnow
+from models.base import table_of, utcnow
 from models.camera import Camera, CameraHealth, CameraPreset
 from models.detection import DetectionSource
 from models.scene import Scene, SceneKind, SceneStatus
@@ -272,7 +272,7 @@ def _pending_snapshots(session: Session, preset_id: int, *, own: Scene, limit: i
     return older + list(takewhile(lambda scene: scene.received_at <= settled, newer))
 
 
-def _waiting(preset_id: int | BindParameter[int]) -> Select[tuple[Scene]]:
+def _waiting(preset_id: int | BindParameter[int]) -> Select[Scene]:
     """The preset's snapshots not analysed yet."""
     return select(Scene).where(
         Scene.kind == SceneKind.camera_snapshot,
@@ -572,7 +572,7 @@ def _update_health(
 # Built once, for every job: building a statement costs several times what executing it
 # does. On the tables, not the mapped classes: rows loaded in a session are not brought up to
 # date (the worker's write session holds none, and `read_camera_inputs` reads afresh).
-_preset = CameraPreset.__table__
+_preset = table_of(CameraPreset)
 _ADVANCE = (
     update(_preset)
     .where(
@@ -585,7 +585,7 @@ _ADVANCE = (
         state_holder=bindparam("holder"),
     )
 )
-_camera = Camera.__table__
+_camera = table_of(Camera)
 _SEEN = (
     update(_camera)
     .where(

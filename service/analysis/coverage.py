@@ -19,6 +19,7 @@ from sqlalchemy.dialects.postgresql import insert as postgresql_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session
 
+from models.base import table_of
 from models.detection import DetectionSource
 from models.layer import FarmlandObservation, Layer, LayerFeature, LayerKind, LayerVersion
 from models.scene import Scene
@@ -184,7 +185,7 @@ def record_feature_observations(
 # Every camera job runs it: built once, as building it cost more than executing it. On the
 # table, not the mapped class, so rows loaded in the session are left as they were: matching
 # the update against them cost more than the update itself.
-_observations = FarmlandObservation.__table__
+_observations = table_of(FarmlandObservation)
 _SEEN_LATER = (
     update(_observations)
     .where(

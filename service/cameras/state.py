@@ -8,12 +8,13 @@ transaction, with the detections the state led to.
 
 from __future__ import annotations
 
-from collections.abc import Collection
+from collections.abc import Set
 
 from sqlalchemy import bindparam, delete, insert, select
 from sqlalchemy.orm import Session
 
 from detection.camera_state import CameraState, EncodedState, decode_state
+from models.base import table_of
 from models.camera import CameraPreset, CameraStateChunk
 
 
@@ -45,7 +46,7 @@ def store_chunks(
     state: EncodedState | None,
     *,
     session: Session,
-    present: Collection[str] | None = None,
+    present: Set[str] | None = None,
 ) -> None:
     """Keep exactly the chunks `state` names (none for None), writing only the new ones; the
     caller stores its manifest. `present` are the keys the preset holds now, when the caller
@@ -67,7 +68,7 @@ def store_chunks(
 
 # Every camera job runs these: built once, as building a statement costs several times what
 # executing it does. On the table, not the mapped class: the ORM has no objects to keep in step.
-_chunks = CameraStateChunk.__table__
+_chunks = table_of(CameraStateChunk)
 _KEYS = select(_chunks.c.key).where(_chunks.c.preset_id == bindparam("preset_id"))
 _DELETE = delete(_chunks).where(
     _chunks.c.preset_id == bindparam("preset_id"),
