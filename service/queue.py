@@ -199,11 +199,11 @@ def claim(
     right after.
     """
     now = now or utcnow()
-    with_tasks = {"tasks": tasks} if tasks is not None else {}
+    of_tasks = {"tasks": tasks} if tasks is not None else {}
     for lookup, parameters in _claim_order(owner, affinity, now):
         statement = _CLAIMS[lookup, tasks is not None]
-        parameters = {"now": now, **with_tasks, **parameters}
-        while (job := session.scalars(statement, parameters).one_or_none()) is not None:
+        values = {"now": now, **of_tasks, **parameters}
+        while (job := session.scalars(statement, values).one_or_none()) is not None:
             if job.attempts < job.max_attempts:
                 return _lease(session, job, owner=owner, lease_seconds=lease_seconds, now=now)
             # Its last attempt's worker died holding the lease: no attempts are left.
