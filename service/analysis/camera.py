@@ -36,7 +36,7 @@ from typing import Any
 import numpy as np
 from numpy.typing import NDArray
 from shapely.geometry.base import BaseGeometry
-from sqlalchemy import BindParameter, Select, bindparam, or_, select, update
+from sqlalchemy import BindParameter, Row, Select, bindparam, or_, select, update
 from sqlalchemy.orm import Session
 
 from detection.camera import CameraParams, analyse_snapshot_bytes, utc_now
@@ -251,12 +251,14 @@ def _scene_preset_camera(session: Session, job: ClaimedJob) -> tuple[Scene, Came
     return scene, preset, camera
 
 
-def _pending_snapshots(session: Session, preset_id: int, *, own: Scene, limit: int) -> list[Scene]:
+def _pending_snapshots(
+    session: Session, preset_id: int, *, own: Scene, limit: int
+) -> list[Row[int, datetime, datetime, str, SceneStatus]]:
     """The preset's snapshots not analysed yet, oldest first: every one up to `own`'s capture
     time, then newer ones stored for `NEWER_SETTLE` already, while fewer than `limit` are taken.
     """
     # The first `limit` in capture order: the older ones come first, then the newer ones.
-    first = list(session.scalars(_WAITING, {"preset_id": preset_id, "limit": limit}))
+    first = list(session.execute(_WAITING, {"preset_id": preset_id, "limit": limit}))
     older = [scene for scene in first if scene.acquired_at <= own.acquired_at]
     if len(older) == limit:  # a backlog: every older one is taken, however many
         rest = (
@@ -265,16 +267,21 @@ def _pending_snapshots(session: Session, preset_id: int, *, own: Scene, limit: i
             .order_by(*_IN_ORDER)
             .offset(limit)
         )
-        return older + list(session.scalars(rest))
+        return older + list(session.execute(rest))
     settled = utcnow() - NEWER_SETTLE
     # Up to the first one stored too recently: those after it would overtake it.
     newer = first[len(older) :]
     return older + list(takewhile(lambda scene: scene.received_at <= settled, newer))
 
 
-def _waiting(preset_id: int | BindParameter[int]) -> Select[Scene]:
-    """The preset's snapshots not analysed yet."""
-    return select(Scene).where(
+def _waiting(
+    preset_id: int | BindParameter[int],
+) -> Select[int, datetime, datetime, str, SceneStatus]:
+    """The preset's snapshots not analysed yet: the columns a job uses of them, not whole rows
+    (each row's STAC item would be parsed)."""
+    return select(
+        Scene.id, Scene.acquired_at, Scene.received_at, Scene.storage_uri, Scene.status
+    ).where(
         Scene.kind == SceneKind.camera_snapshot,
         Scene.camera_preset_id == preset_id,
         Scene.status.in_([SceneStatus.received, SceneStatus.processing]),
