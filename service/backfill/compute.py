@@ -553,11 +553,15 @@ def _standing_since(crops: list[_Crop | None], reference: int) -> tuple[int | No
     on a bare field) blends in and ends the run: that look is no evidence either way, so the
     bracket from the comparisons stands unless the run reaches an earlier date. Looks that do
     not show the place (cloud, its margin, a missing file) neither break nor extend the run.
-    A run over more than `MAX_STANDING_LOOKS` looks before the reference says nothing: the
-    detector compares every date and would have sighted a violation standing that long, so
-    it is more likely the place itself (a strip of another crop). A shorter run that reaches
-    back to the first clear look is what a violation standing before the imagery began
-    leaves: no earlier look could show the change, so no comparison could sight it.
+    A run over more than `MAX_STANDING_LOOKS` looks before the reference says nothing as a
+    rule: the detector compares every date and would have sighted a violation standing that
+    long, so it is more likely the place itself (a strip of another crop). Unless the place
+    blended into its field on every look before the run, at least as many looks as the run
+    took (`_quiet_before`): a place like its field for that long that then stood out on
+    every look did change when the run began, however long the detector took to sight it (a
+    pit whose look changed with the water in it). A shorter run that reaches back to the
+    first clear look is what a violation standing before the imagery began leaves: no
+    earlier look could show the change, so no comparison could sight it.
     """
     first = _stands_out(crops[reference])
     if first is None or first < STANDS_OUT_FRACTION:
@@ -568,11 +572,29 @@ def _standing_since(crops: list[_Crop | None], reference: int) -> tuple[int | No
         if fraction is None:
             continue
         if fraction <= BLENDS_IN_FRACTION:
-            return index, earliest
-        if fraction < STANDS_OUT_FRACTION or taken == MAX_STANDING_LOOKS:
+            if taken <= MAX_STANDING_LOOKS or _quiet_before(crops, index, taken):
+                return index, earliest
+            return None
+        if fraction < STANDS_OUT_FRACTION:
             return None
         earliest, taken = index, taken + 1
+    if taken > MAX_STANDING_LOOKS:
+        return None
     return None, earliest  # standing from the first look: it may predate the imagery
+
+
+def _quiet_before(crops: list[_Crop | None], last: int, run: int) -> bool:
+    """Did the outline blend into its field on every look up to `last`, and on at least `run`
+    of them?"""
+    quiet = 0
+    for crop in crops[: last + 1]:
+        fraction = _stands_out(crop)
+        if fraction is None:
+            continue
+        if fraction > BLENDS_IN_FRACTION:
+            return False
+        quiet += 1
+    return quiet >= run
 
 
 def _unchanged_since_first_look(
