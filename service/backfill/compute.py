@@ -59,6 +59,8 @@ GLIMPSE_FRACTION = 0.25  # of the outline clear of cloud (its margin aside): eno
 GLIMPSE_EDGE_PX = 1  # clear pixels next to a cloud are left out: the 3 × 3 mean reaches it
 GLIMPSE_STANDS_OUT_FRACTION = 0.5  # of what is clear of the outline: near a cloud, most of it
 MIN_FIT_CLEAR_FRACTION = 0.5  # of a tile clear on both dates, to fit their radiometry tile-wide
+DAYS_A_YEAR = 365.25
+SEASON_DAYS = 45  # from an anniversary: the same time of year, give or take a monthly look
 
 
 @dataclass(frozen=True)
@@ -374,12 +376,11 @@ def _trace_one(task: TraceTask, dates: list[DatedScene], crops: list[_Crop | Non
         for i, (d, crop) in enumerate(zip(dates, crops, strict=True))
     )
     after, before = _onset(looks, reference)
-    like_it_throughout = after is None  # no look before the reference unlike the violation
     after, before = _held_to_first_sighting(after, before, crops, looks, reference)
     after, before = _earlier_stages(after, before, crops)
     before, unchanged = _first_departure(after, before, crops)
     standing = _standing_since(crops, reference)
-    if standing is not None and standing[0] is None and not like_it_throughout:
+    if standing is not None and standing[0] is None and _unlike_it_before(looks, reference):
         # A run from the first look dates the case on it only when the comparisons agree
         # that every earlier look already showed the violation: two witnesses, each alone.
         standing = None
@@ -405,6 +406,39 @@ def _trace_one(task: TraceTask, dates: list[DatedScene], crops: list[_Crop | Non
     if task.rectifying_since is None:
         return result
     return _with_rectification(result, task.rectifying_since, crops, reference)
+
+
+def _unlike_it_before(looks: tuple[DateLook, ...], reference: int) -> bool:
+    """Does a comparison find a look before the reference unlike the violation, other than
+    for the time of year (`_the_seasons`)?"""
+    return any(
+        look.state == "differs" and not _the_seasons(looks, reference, look.acquired_at)
+        for look in looks[:reference]
+    )
+
+
+def _the_seasons(looks: tuple[DateLook, ...], reference: int, when: datetime) -> bool:
+    """Do the violation's own looks after the reference, at the time of year of `when`
+    (within `SEASON_DAYS` of a later anniversary), all differ from it?
+
+    A slab, a pile or a stack stays, but the light, the moisture and the field around it
+    change with the seasons: compared with its reference, the violation may itself look
+    unlike it every winter. A look unlike it at that time of year, before the reference, is
+    then no sign that it was not there yet. Without such a later look, it is one.
+    """
+    seen = [
+        look.state
+        for look in looks[reference + 1 :]
+        if look.state in ("same", "differs") and _near_anniversary(when, look.acquired_at)
+    ]
+    return bool(seen) and "same" not in seen
+
+
+def _near_anniversary(earlier: datetime, later: datetime) -> bool:
+    """Is `later` a whole number of years (one or more) after `earlier`, give or take
+    `SEASON_DAYS`?"""
+    years = round((later - earlier).days / DAYS_A_YEAR)
+    return years >= 1 and abs((later - earlier).days - years * DAYS_A_YEAR) <= SEASON_DAYS
 
 
 def _reference_index(

@@ -4,6 +4,8 @@ look judged on its own date: no comparison of two dates can see such a step."""
 
 from __future__ import annotations
 
+from dataclasses import replace
+from datetime import timedelta
 from pathlib import Path
 
 import pytest
@@ -12,6 +14,7 @@ from shapely.geometry.base import BaseGeometry
 from service.backfill.compute import DatedScene, TraceTask, trace_cases
 from tests.service.backfill.conftest import World
 from tests.service.backfill.test_trace_growth import (
+    ROOF_BANDS,
     STACK_BANDS,
     _clear_corner,
     _dates,
@@ -20,6 +23,7 @@ from tests.service.backfill.test_trace_growth import (
 )
 
 FINAL_SIDE_PX = 10  # a pile of 100 m² at the world's 1 m; the mapping unit is 50 m²
+BARE, COVERED = 1, 2  # the pile's two looks: its material, or a dark sheet over it
 
 
 def _paint_pile(path: Path, corner: tuple[int, int], side: int) -> None:
@@ -36,6 +40,23 @@ def _pile_dates(
     """The dates of `_dates` with the pile's side on each (0: none), and the final pile's
     outline."""
     dates, _ = _dates(world, folder, sides, paint=_paint_pile)
+    corner = _clear_corner(Path(dates[0].path))
+    return dates, _outline_lonlat(Path(dates[0].path), corner, FINAL_SIDE_PX)
+
+
+def _covered_pile_dates(
+    world: World, folder: Path, looks: list[int]
+) -> tuple[list[DatedScene], BaseGeometry]:
+    """The dates of `_dates` with the whole pile on each, BARE or COVERED, and its outline."""
+
+    def paint(path: Path, corner: tuple[int, int], look: int) -> None:
+        window = (
+            slice(corner[0], corner[0] + FINAL_SIDE_PX),
+            slice(corner[1], corner[1] + FINAL_SIDE_PX),
+        )
+        _fill(path, window, STACK_BANDS if look == BARE else ROOF_BANDS)
+
+    dates, _ = _dates(world, folder, looks, paint=paint)
     corner = _clear_corner(Path(dates[0].path))
     return dates, _outline_lonlat(Path(dates[0].path), corner, FINAL_SIDE_PX)
 
@@ -140,3 +161,33 @@ def test_a_run_from_the_first_look_leaves_the_bracket_when_a_comparison_disagree
 
     assert result.onset_before is not None
     assert result.onset_before.acquired_at != dates[0].acquired_at
+
+
+@pytest.mark.parametrize(
+    ("a_year_on", "dated_on_first_look"),
+    [
+        # A year after the first look, at the same time of year, the pile is covered again:
+        # the comparisons find the pile itself unlike its sighting then, so their finding
+        # the first look unlike it is the season's doing, and the pile standing out from the
+        # first look dates it there.
+        (COVERED, True),
+        # Bare a year on: at that time of year the comparisons do know the pile, and the
+        # first look unlike it is a witness against its standing there.
+        (BARE, False),
+    ],
+)
+def test_a_run_from_the_first_look_against_a_comparison_unlike_it_for_the_season(
+    world: World, tmp_path: Path, a_year_on: int, dated_on_first_look: bool
+) -> None:
+    dates, outline = _covered_pile_dates(world, tmp_path, [COVERED, BARE, a_year_on])
+    first = dates[0].acquired_at
+    days = [0, 30, 365]
+    dates = [
+        replace(d, acquired_at=first + timedelta(days=n)) for d, n in zip(dates, days, strict=True)
+    ]
+
+    [result] = trace_cases(dates, [TraceTask(1, outline, dates[1].acquired_at)])
+
+    assert result.looks[0].state == "differs"
+    assert result.onset_before is not None
+    assert (result.onset_before.acquired_at == dates[0].acquired_at) is dated_on_first_look
