@@ -590,10 +590,10 @@ def _standing_since(crops: list[_Crop | None], reference: int) -> tuple[int | No
     A run over more than `MAX_STANDING_LOOKS` looks before the reference says nothing as a
     rule: the detector compares every date and would have sighted a violation standing that
     long, so it is more likely the place itself (a strip of another crop). Unless the place
-    blended into its field on every look before the run, at least as many looks as the run
-    took (`_quiet_before`): a place like its field for that long that then stood out on
-    every look did change when the run began, however long the detector took to sight it (a
-    pit whose look changed with the water in it). A shorter run that reaches back to the
+    blended into its field on every look before the run, more looks than a run the rule
+    trusts (`_quiet_before`): a place like its field that long that then stood out on every
+    look did change when the run began, however long the detector took to sight it (a pit
+    whose look changed with the water in it). A shorter run that reaches back to the
     first clear look is what a violation standing before the imagery began leaves: no
     earlier look could show the change, so no comparison could sight it.
     """
@@ -606,7 +606,7 @@ def _standing_since(crops: list[_Crop | None], reference: int) -> tuple[int | No
         if fraction is None:
             continue
         if fraction <= BLENDS_IN_FRACTION:
-            if taken <= MAX_STANDING_LOOKS or _quiet_before(crops, index, taken):
+            if taken <= MAX_STANDING_LOOKS or _quiet_before(crops, index):
                 return index, earliest
             return None
         if fraction < STANDS_OUT_FRACTION:
@@ -617,9 +617,9 @@ def _standing_since(crops: list[_Crop | None], reference: int) -> tuple[int | No
     return None, earliest  # standing from the first look: it may predate the imagery
 
 
-def _quiet_before(crops: list[_Crop | None], last: int, run: int) -> bool:
-    """Did the outline blend into its field on every look up to `last`, and on at least `run`
-    of them?"""
+def _quiet_before(crops: list[_Crop | None], last: int) -> bool:
+    """Did the outline blend into its field on every look up to `last`, and on more than
+    `MAX_STANDING_LOOKS` of them?"""
     quiet = 0
     for crop in crops[: last + 1]:
         fraction = _stands_out(crop)
@@ -628,7 +628,7 @@ def _quiet_before(crops: list[_Crop | None], last: int, run: int) -> bool:
         if fraction > BLENDS_IN_FRACTION:
             return False
         quiet += 1
-    return quiet >= run
+    return quiet > MAX_STANDING_LOOKS
 
 
 def _unchanged_since_first_look(

@@ -94,26 +94,26 @@ def test_a_run_standing_out_longer_than_a_late_sighting_leaves_the_bracket(
     assert result.onset_before.acquired_at == dates[5].acquired_at
 
 
-def test_a_long_run_standing_out_after_as_long_a_quiet_one_dates_the_case_where_it_began(
+def test_a_long_run_standing_out_after_a_quiet_one_dates_the_case_where_it_began(
     world: World, tmp_path: Path
 ) -> None:
-    # The same run of four standing-out looks before the sighting, but after five looks on
-    # which the place blended into its field: no strip of another crop is like its field
-    # for that long and then unlike it on every look. The place changed when the run began,
-    # however long the detector took to sight it.
-    dates, outline = _pile_dates(world, tmp_path, [0] * 5 + [FINAL_SIDE_PX] * 5)
+    # A longer run, six standing-out looks before the sighting, but after four looks on
+    # which the place blended into its field, more than a run the rule trusts: no strip of
+    # another crop is like its field that long and then unlike it on every look. The place
+    # changed when the run began, however long the detector took to sight it.
+    dates, outline = _pile_dates(world, tmp_path, [0] * 4 + [FINAL_SIDE_PX] * 7)
 
-    [result] = trace_cases(dates, [TraceTask(1, outline, dates[9].acquired_at)])
+    [result] = trace_cases(dates, [TraceTask(1, outline, dates[10].acquired_at)])
 
     assert result.onset_after is not None and result.onset_before is not None
-    assert result.onset_after.acquired_at == dates[4].acquired_at
-    assert result.onset_before.acquired_at == dates[5].acquired_at
+    assert result.onset_after.acquired_at == dates[3].acquired_at
+    assert result.onset_before.acquired_at == dates[4].acquired_at
 
 
-def test_a_long_run_after_a_shorter_quiet_one_leaves_the_bracket(
+def test_a_long_run_after_a_short_quiet_one_leaves_the_bracket(
     world: World, tmp_path: Path
 ) -> None:
-    # Three quiet looks are fewer than the run's four: the run says nothing.
+    # Three quiet looks are no more than a run the rule trusts: the longer run says nothing.
     dates, outline = _pile_dates(world, tmp_path, [0] * 3 + [FINAL_SIDE_PX] * 5)
 
     [result] = trace_cases(dates, [TraceTask(1, outline, dates[7].acquired_at)])
