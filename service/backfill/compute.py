@@ -382,7 +382,8 @@ def _trace_one(task: TraceTask, dates: list[DatedScene], crops: list[_Crop | Non
     standing = _standing_since(crops, reference)
     if standing is not None and standing[0] is None and _unlike_it_before(looks, reference):
         # A run from the first look dates the case on it only when the comparisons agree
-        # that every earlier look already showed the violation: two witnesses, each alone.
+        # that every earlier look already showed the violation (but for the time of year):
+        # two witnesses, each alone.
         standing = None
     if standing is None:
         standing = _unchanged_since_first_look(crops, reference)
