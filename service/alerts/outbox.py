@@ -9,6 +9,7 @@ from sqlalchemy import ScalarSelect, func, insert, select
 from sqlalchemy.orm import Session
 
 from models import AlertEvent, Case, Detection, LayerHit
+from models.base import table_of
 
 #: A `Session.info` key: a batch that sets it decides whether the alerts it causes are backfill
 #: (hidden from the live feeds) or live, whatever their case's origin. A backfill that extends a
@@ -64,7 +65,7 @@ def insert_alert(
 
 
 # Values go in as parameters, not into the statement: built once, compiled once.
-_INSERT_ALERT = insert(AlertEvent.__table__)
+_INSERT_ALERT = insert(table_of(AlertEvent))
 
 
 def _alert_fields(

@@ -13,7 +13,7 @@ from sqlalchemy.orm import Session
 from sqlalchemy.orm.attributes import set_committed_value
 
 from models import Case, CaseEvent, Evidence
-from models.base import utcnow
+from models.base import table_of, utcnow
 from models.case import GENESIS_HASH, EvidenceKind
 
 # The fields the hash covers: everything but the row id, which the database assigns.
@@ -97,7 +97,7 @@ def append_event(
     head = chain_head(fields)
     # Only the head moves: `updated_at` stays, so a comment does not date the case anew (a
     # closed case's CAP cancel message is sent at its `updated_at`).
-    cases = Case.__table__
+    cases = table_of(Case)
     session.execute(
         update(cases)
         .where(cases.c.id == case.id)

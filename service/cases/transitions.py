@@ -27,7 +27,7 @@ from sqlalchemy.orm import Session
 from sqlalchemy.orm.attributes import set_committed_value
 
 from models import ApiClient, Case, CaseEvent
-from models.base import utcnow
+from models.base import table_of, utcnow
 from models.case import CaseStatus
 from models.client import Role
 from service.alerts.outbox import (
@@ -320,8 +320,9 @@ def _store(case: Case, changes: dict[str, Any], *, session: Session) -> None:
 # Statements of the transition path, built once; values go in as parameters (an UPDATE without
 # values() sets the columns its parameters name). Building them per call cost more CPU than
 # sending them.
-_STORE = update(Case.__table__).where(Case.__table__.c.id == bindparam("stored_id"))
-_INSERT_EVENT = insert(CaseEvent.__table__)
+_cases = table_of(Case)
+_STORE = update(_cases).where(_cases.c.id == bindparam("stored_id"))
+_INSERT_EVENT = insert(table_of(CaseEvent))
 
 
 def _show(case: Case, changes: dict[str, Any]) -> None:

@@ -45,7 +45,7 @@ from sqlalchemy.exc import DBAPIError
 from sqlalchemy.sql import ClauseElement
 
 from models import AlertEvent, ApiClient, Case, CaseEvent, Detection, Jurisdiction, LayerHit
-from models.base import utcnow
+from models.base import table_of, utcnow
 from models.case import CaseStatus, ConfidenceLevel
 from service.alerts.outbox import alert_row, layer_kinds_of
 from service.auth import Principal
@@ -60,7 +60,7 @@ _DIALECT = postgresql.psycopg.dialect(dbapi=psycopg)  # type: ignore[attr-define
 #: How these connections show in pg_stat_activity, apart from the engine's.
 APPLICATION_NAME = "tianxun-api-transitions"
 POOL_TIMEOUT_S = 5.0  # psycopg_pool's default, 30 s, would hold a request that long
-_CASES = Case.__table__
+_CASES = table_of(Case)
 #: The case's columns a transition reads: all but the outline, whose bounds the bbox
 #: columns hold (kept with it on every write, as SQLite's R*Tree needs them).
 _READ_COLUMNS = tuple(column for column in _CASES.c if column.name != "geom")
@@ -200,14 +200,14 @@ def _sql(statement: ClauseElement) -> str:
 
 _SET_SCOPE = _sql(text("SELECT set_config(:name, :value, true)"))
 _INSERT_EVENT = _sql(
-    insert(CaseEvent.__table__)
+    insert(table_of(CaseEvent))
     .inline()  # no RETURNING of the new id: nothing reads it
-    .values({c.name: bindparam(c.name) for c in CaseEvent.__table__.c if c.name != "id"})
+    .values({c.name: bindparam(c.name) for c in table_of(CaseEvent).c if c.name != "id"})
 )
 #: The outbox columns `alert_row` gives, and its creation time.
 _ALERT_COLUMNS = ("event_type", "case_id", "jurisdiction_id", "priority", "backfill", "payload")
 _INSERT_ALERT = _sql(
-    insert(AlertEvent.__table__)
+    insert(table_of(AlertEvent))
     .inline()
     .values({name: bindparam(name) for name in (*_ALERT_COLUMNS, "created_at")})
 )
