@@ -94,33 +94,29 @@ def test_a_run_standing_out_longer_than_a_late_sighting_leaves_the_bracket(
     assert result.onset_before.acquired_at == dates[5].acquired_at
 
 
-def test_a_long_run_standing_out_after_a_quiet_one_dates_the_case_where_it_began(
-    world: World, tmp_path: Path
+@pytest.mark.parametrize(
+    ("quiet", "standing", "dated_from"),
+    [
+        # Six standing-out looks before the sighting, after four on which the place blended
+        # into its field, more than a run the rule trusts: no strip of another crop is like
+        # its field that long and then unlike it on every look. The place changed when the
+        # run began, however long the detector took to sight it.
+        (4, 7, 4),
+        # Three quiet looks are no more than a run the rule trusts: the longer run says
+        # nothing, and the bracket stays at the look before the sighting.
+        (3, 5, 7),
+    ],
+)
+def test_a_long_run_standing_out_dates_the_case_where_it_began_only_after_a_quiet_one(
+    world: World, tmp_path: Path, quiet: int, standing: int, dated_from: int
 ) -> None:
-    # A longer run, six standing-out looks before the sighting, but after four looks on
-    # which the place blended into its field, more than a run the rule trusts: no strip of
-    # another crop is like its field that long and then unlike it on every look. The place
-    # changed when the run began, however long the detector took to sight it.
-    dates, outline = _pile_dates(world, tmp_path, [0] * 4 + [FINAL_SIDE_PX] * 7)
+    dates, outline = _pile_dates(world, tmp_path, [0] * quiet + [FINAL_SIDE_PX] * standing)
 
-    [result] = trace_cases(dates, [TraceTask(1, outline, dates[10].acquired_at)])
+    [result] = trace_cases(dates, [TraceTask(1, outline, dates[-1].acquired_at)])
 
     assert result.onset_after is not None and result.onset_before is not None
-    assert result.onset_after.acquired_at == dates[3].acquired_at
-    assert result.onset_before.acquired_at == dates[4].acquired_at
-
-
-def test_a_long_run_after_a_short_quiet_one_leaves_the_bracket(
-    world: World, tmp_path: Path
-) -> None:
-    # Three quiet looks are no more than a run the rule trusts: the longer run says nothing.
-    dates, outline = _pile_dates(world, tmp_path, [0] * 3 + [FINAL_SIDE_PX] * 5)
-
-    [result] = trace_cases(dates, [TraceTask(1, outline, dates[7].acquired_at)])
-
-    assert result.onset_after is not None and result.onset_before is not None
-    assert result.onset_after.acquired_at == dates[6].acquired_at
-    assert result.onset_before.acquired_at == dates[7].acquired_at
+    assert result.onset_after.acquired_at == dates[dated_from - 1].acquired_at
+    assert result.onset_before.acquired_at == dates[dated_from].acquired_at
 
 
 @pytest.mark.parametrize(
