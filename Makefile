@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-$(shell cat pyproject.toml | cksum | cut -d' ' -f1)
 
-.PHONY: demo test install lint typecheck migrate clean
+.PHONY: demo test test-minimums install lint typecheck migrate clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -31,5 +31,15 @@ lint: install
 typecheck: install
 	$(BIN)/mypy
 
+# The suite again on the oldest release of each dependency that pyproject.toml allows, so that
+# its minimums stay true.
+MINIMUMS := .venv-minimums
+test-minimums: install
+	rm -rf $(MINIMUMS)
+	$(BIN)/uv venv --quiet --python $(BIN)/python $(MINIMUMS)
+	$(BIN)/uv pip install --quiet --python $(MINIMUMS)/bin/python --resolution lowest-direct \
+		--only-binary :all: -e '.[dev]'
+	$(MINIMUMS)/bin/pytest
+
 clean:
-	rm -rf $(VENV) tianxun.db tianxun.db-wal tianxun.db-shm var .pytest_cache
+	rm -rf $(VENV) $(MINIMUMS) tianxun.db tianxun.db-wal tianxun.db-shm var .pytest_cache
