@@ -41,6 +41,7 @@ from sqlalchemy.exc import OperationalError
 from benchmarks import bench_db
 from benchmarks.bench_db import Backend
 from models import Case, Jurisdiction
+from models.base import table_of
 from models.case import CaseStatus
 from models.client import Role
 from models.jurisdiction import JurisdictionLevel
@@ -222,7 +223,7 @@ def monitor_key(url: str, case_ids: list[int]) -> str:
             )  # fmt: skip
             session.add(district)
             session.flush()
-            cases = Case.__table__
+            cases = table_of(Case)
             session.execute(
                 update(cases).where(cases.c.id.in_(case_ids)).values(jurisdiction_id=district.id)
             )

@@ -110,14 +110,14 @@ def measure(
 def _machine() -> str:
     import os
     import platform
+    from importlib.metadata import version
 
     import PIL
-    import skimage
 
     load = os.getloadavg()[0]
     return (
         f"{os.cpu_count()} CPUs, Python {platform.python_version()}, numpy {np.__version__}, "
-        f"Pillow {PIL.__version__}, scikit-image {skimage.__version__}; "
+        f"Pillow {PIL.__version__}, scikit-image {version('scikit-image')}; "
         f"load average {load:.2f} at the start (the machine is shared)"
     )
 

@@ -22,10 +22,11 @@ from sqlalchemy import bindparam, text, update
 
 from benchmarks.bench_api import DEFAULT_POSTGRES_URL
 from models import Case
+from models.base import table_of
 from service.db import create_db_engine, create_session_factory
 
 app = typer.Typer(add_completion=False)
-CASES = Case.__table__
+CASES = table_of(Case)
 # Sets a column to itself: a real write of one row by primary key, changing nothing.
 UPDATE = update(CASES).where(CASES.c.id == bindparam("i")).values(priority=CASES.c.priority)
 DRIVER_SQL = 'UPDATE "case" SET priority = priority WHERE id = %(i)s'

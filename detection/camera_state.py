@@ -11,7 +11,7 @@ from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from functools import cached_property
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import xxhash
@@ -19,6 +19,9 @@ import zstandard
 from numpy.typing import NDArray
 
 from detection.camera_reference import NOISE_UNITS, ReferenceModel
+
+if TYPE_CHECKING:  # only named in annotations: loading the state needs no geometry library
+    from shapely.geometry.base import BaseGeometry
 
 # Format 2 added each background's residual noise and each streak's colour; format 1 states
 # still load, their noise estimated from the background's spread, their streaks of unknown
@@ -82,8 +85,8 @@ class CameraDetection:
     type: str
     confidence: float
     area_m2: float
-    outline: object
-    ground: object
+    outline: BaseGeometry
+    ground: BaseGeometry
 
 
 @dataclass(frozen=True)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from typing import TYPE_CHECKING
 
 from fastapi import FastAPI
 
@@ -21,6 +22,9 @@ from service.logging import RequestIdMiddleware, configure_logging
 from service.openapi import install_openapi
 from service.settings import Settings
 from service.web import router as web
+
+if TYPE_CHECKING:  # older FastAPI releases (0.121, say) have no such module and ignore the argument
+    from fastapi.telemetry import TelemetryConfig
 
 #: Driver connections each API process keeps for case transitions on PostgreSQL, beside the
 #: engine's pool: one per transition in flight (they wait on the database, not on a thread).
@@ -76,7 +80,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     return app
 
 
-def _telemetry(settings: Settings) -> dict[str, bool]:
+def _telemetry(settings: Settings) -> TelemetryConfig:
     """FastAPI's native OpenTelemetry, on only when the settings ask for it."""
     enabled = settings.opentelemetry
     return {"tracing": enabled, "metrics": enabled, "logs": enabled}

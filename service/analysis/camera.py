@@ -369,9 +369,7 @@ def _changes(
     params: CameraParams,
     settings: Settings,
 ) -> list[FoundChange]:
-    ground = detection.ground
-    assert isinstance(ground, BaseGeometry)
-    parts = polygons_of(ground)
+    parts = polygons_of(detection.ground)
     total = sum(part.area for part in parts) or 1.0
     chips = _chips(detection, before, data, params, settings)
     return [
@@ -400,9 +398,7 @@ def _chips(
         return None
     reference = before.references.get(before.last_mode) or next(iter(before.references.values()))
     after = decode_snapshot(data, reduce=params.reduce).image
-    outline = detection.outline
-    assert isinstance(outline, BaseGeometry)
-    window = _window(outline, params.reduce, after.shape)
+    window = _window(detection.outline, params.reduce, after.shape)
     if window is None or reference.median.shape[:2] != after.shape[:2]:
         return None
     crop = (slice(window[0], window[1]), slice(window[2], window[3]))

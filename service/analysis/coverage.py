@@ -42,7 +42,9 @@ class FarmlandView:
     parcels: tuple[BaseGeometry, ...] = ()
 
 
-_views: OrderedDict[tuple[bytes, tuple[tuple[int, datetime], ...]], FarmlandView] = OrderedDict()
+# Keyed by the view's WKB and the (id, import time, kind) of each farmland version in force.
+_ViewKey = tuple[bytes, tuple[tuple[int, datetime, LayerKind], ...]]
+_views: OrderedDict[_ViewKey, FarmlandView] = OrderedDict()
 _views_lock = threading.Lock()
 
 
@@ -68,7 +70,7 @@ def farmland_view(geom: BaseGeometry, *, at: datetime, session: Session) -> Farm
     versions = _versions_valid_at(session, at, FARMLAND_KINDS)
     if not versions:
         return FarmlandView((), None)
-    key = (shapely.to_wkb(geom), versions)
+    key: _ViewKey = (shapely.to_wkb(geom), versions)
     with _views_lock:
         view = _views.get(key)
         if view is not None:

@@ -255,7 +255,7 @@ def _claim_visible(
 
 
 @functools.cache
-def _claim_statement(sees_everything: bool) -> Select[tuple[Case, str | None]]:
+def _claim_statement(sees_everything: bool) -> Select[Case, str | None]:
     """The claim of `_claim_visible` with its values as parameters, built once per kind of
     caller; the jurisdictions are those of `queries.scope_clause`, bound as `reach`."""
     reach = (

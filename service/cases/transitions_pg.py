@@ -66,7 +66,9 @@ _CASES = table_of(Case)
 _READ_COLUMNS = tuple(column for column in _CASES.c if column.name != "geom")
 _ROW_FIELDS = tuple(column.name for column in _READ_COLUMNS)
 _TIMES = tuple(c.name for c in _READ_COLUMNS if c.type.python_type is datetime)
-_Claimed = namedtuple("_Claimed", _ROW_FIELDS)  # the claimed case, as plan_transition reads it
+# The claimed case, as plan_transition reads it; its fields are the table's columns, known
+# only once the models are imported, so no static type can name them.
+_Claimed = namedtuple("_Claimed", _ROW_FIELDS)  # type: ignore[misc]
 
 
 class Answer(NamedTuple):
@@ -98,7 +100,8 @@ async def transition(
             await cursor.execute(_SET_SCOPE, {"name": SETTING, "value": scope_value(principal)})
             claim = _claim_sql(principal.sees_everything)
             await cursor.execute(claim, _claim_parameters(case_id, version, principal))
-            row = await cursor.fetchone()
+            # The claim's columns and the joined jurisdiction, assignee and layers, by name.
+            row: Any = await cursor.fetchone()
         if row is None:
             await driver.rollback()
             return None
