@@ -18,7 +18,7 @@ from shapely.geometry import shape
 from shapely.geometry.base import BaseGeometry
 from skimage.segmentation import felzenszwalb
 
-from detection.camera_reference import gray, upsample_field
+from detection.camera_reference import gray, less_upsampled
 from detection.decide import dilate
 from detection.filters import box_mean
 from detection.geolocate import (
@@ -196,8 +196,9 @@ def _inset(valid: NDArray[np.bool_], margin: int) -> NDArray[np.bool_]:
     return inner
 
 
-def _local_mean(image: NDArray[np.float32], window: int) -> NDArray[np.float32]:
-    """Mean of (rows, cols, bands) over about ``window`` pixels, from block means.
+def _local_mean_grid(image: NDArray[np.float32], window: int) -> NDArray[np.float32]:
+    """Mean of (rows, cols, bands) over about ``window`` pixels, as a grid of block means
+    (rows, cols and bands) that `upsample_field` brings back to full size.
 
     Averaging blocks of window/5 pixels, smoothing that small grid over 5 cells and
     interpolating back costs a tenth of a full-resolution box filter of the same size.
@@ -210,7 +211,7 @@ def _local_mean(image: NDArray[np.float32], window: int) -> NDArray[np.float32]:
     by_rows = trimmed.reshape(rows, factor, cols * factor * bands).sum(axis=1)
     coarse = by_rows.reshape(rows, cols, factor, bands).sum(axis=2) / (factor * factor)
     coarse = ndimage.uniform_filter(coarse, size=(5, 5, 1), mode="nearest")
-    return upsample_field(coarse.astype(np.float32), (image.shape[0], image.shape[1]))
+    return coarse.astype(np.float32, copy=False)
 
 
 def _norm(rgb: NDArray[np.float32]) -> NDArray[np.float32]:
@@ -293,8 +294,7 @@ def _local_difference(
     # Only change that stands out from its surroundings counts: a whole parcel turning over
     # (ploughing, harvest, a new crop) shifts the local mean too and keeps only its edges,
     # while a building or a dug pit inside the parcel keeps its full contrast.
-    mean = _local_mean(difference, window)
-    local = np.subtract(difference, mean, out=mean)
+    local = less_upsampled(difference, _local_mean_grid(difference, window))
     if smooth > 1:
         # Averaging the signed difference before taking its length lets frame noise cancel
         # while an object's change, the same sign over all its pixels, keeps its full size.

@@ -65,6 +65,46 @@ def apply_lighting(
     return out.reshape(image.shape)
 
 
+@numba.njit(nogil=True, cache=True)
+def _less_field_rows(
+    image: np.ndarray,
+    field: np.ndarray,
+    top: np.ndarray,
+    bottom: np.ndarray,
+    down: np.ndarray,
+    out: np.ndarray,
+) -> None:
+    for row in range(out.shape[0]):
+        upper, lower, weight = top[row], bottom[row], down[row]
+        for value in range(out.shape[1]):
+            up = field[upper, value]
+            out[row, value] = image[row, value] - ((field[lower, value] - up) * weight + up)
+
+
+def less_field(
+    image: NDArray[np.float32],
+    field: NDArray[np.float32],
+    top: NDArray[np.intp],
+    bottom: NDArray[np.intp],
+    down: NDArray[np.float32],
+) -> NDArray[np.float32]:
+    """``image`` less a field interpolated between rows, as a new array.
+
+    Parameters
+    ----------
+    image : ndarray of shape (rows, cols, bands), float32
+    field : ndarray of shape (grid_rows, cols × bands), float32
+        Already interpolated along the columns, one row per grid row.
+    top, bottom, down : ndarray of shape (rows,)
+        As for :func:`apply_lighting`.
+    """
+    rows = image.shape[0]
+    flat = np.ascontiguousarray(image).reshape(rows, -1)
+    out = np.empty_like(flat)
+    _less_field_rows(flat, field, top, bottom, down, out)
+    return out.reshape(image.shape)
+
+
 @numba.njit(nogil=True, cache=True, inline="always")
 def _median_of_five(
     v0: np.uint8, v1: np.uint8, v2: np.uint8, v3: np.uint8, v4: np.uint8
@@ -138,18 +178,82 @@ def keep_background(
     _keep_where(frame.reshape(-1, bands), flat, np.ascontiguousarray(keep).reshape(-1))
 
 
+@numba.njit(nogil=True, cache=True)
+def _noise_rows(
+    noise: np.ndarray,
+    residual: np.ndarray,
+    where: np.ndarray,
+    scale: np.float32,
+    cap_offset: np.float32,
+    learned: bool,
+    rise: np.float32,
+    fall: np.float32,
+    out: np.ndarray,
+) -> None:
+    full, three, zero = np.float32(255.0), np.float32(3.0), np.float32(0.0)
+    for value in range(out.shape[0]):
+        if not where[value]:
+            out[value] = noise[value]
+            continue
+        old = np.float32(noise[value])
+        new = min(residual[value] * scale, full)
+        if learned:
+            new = min(new, three * old + cap_offset)
+        step = new - old
+        step = step * (rise if step > zero else fall)
+        out[value] = np.uint8(min(max(np.rint(step + old), zero), full))
+
+
+def updated_noise(
+    noise: NDArray[np.uint8],
+    residual: NDArray[np.float32],
+    where: NDArray[np.bool_],
+    *,
+    scale: float,
+    cap_offset: float,
+    learned: bool,
+    rates: tuple[float, float],
+) -> NDArray[np.uint8]:
+    """A background's residual noise (rows, cols) moved towards one snapshot's, in one pass.
+
+    Where ``where`` holds: the residual in noise units (``residual · scale``, at most 255;
+    once ``learned``, also at most ``3 · noise + cap_offset``), the noise moved towards it by
+    ``rates[0]`` of the gap when it rises and ``rates[1]`` when it falls, rounded half to even
+    and kept within 0–255. Elsewhere the noise stays. See `ReferenceModel.with_residual`.
+    """
+    out = np.empty(noise.size, dtype=np.uint8)
+    _noise_rows(
+        np.ascontiguousarray(noise).reshape(-1),
+        np.ascontiguousarray(residual, dtype=np.float32).reshape(-1),
+        np.ascontiguousarray(where).reshape(-1),
+        np.float32(scale),
+        np.float32(cap_offset),
+        learned,
+        np.float32(rates[0]),
+        np.float32(rates[1]),
+        out,
+    )
+    return out.reshape(noise.shape)
+
+
 def load_passes() -> None:
     """Load every pass (from Numba's cache, or compile it) for the types the detector calls
     it with, so that a worker pays for it before its first snapshot instead of during it.
 
     The passes are called through the detector's own code on small frames: the lighting
-    match builds its inputs the way a snapshot's do, and the other two take C-ordered arrays
-    only, whatever the caller gives them.
+    match and the local mean's removal build their inputs the way a snapshot's do, and the
+    others take C-ordered arrays and fixed scalar types only, whatever the caller gives them.
     """
-    from detection.camera_reference import match_illumination
+    from detection.camera_reference import less_upsampled, match_illumination
 
     image = np.full((16, 16, 3), 0.5, dtype=np.float32)
     match_illumination(image, image, grid=(2, 2), max_gain=2.0)
+    less_upsampled(image, np.zeros((2, 2, 3), dtype=np.float32))
     statistics_of_five(np.zeros((5, 4, 4, 3), dtype=np.uint8))
     frame = np.zeros((4, 4, 3), dtype=np.uint8)
     keep_background(frame, frame.copy(), np.zeros((4, 4), dtype=bool))
+    plane = np.zeros((4, 4), dtype=np.float32)
+    noise = np.zeros((4, 4), dtype=np.uint8)
+    updated_noise(
+        noise, plane, np.ones((4, 4), dtype=bool), scale=1, cap_offset=0, learned=True, rates=(1, 1)
+    )

@@ -97,22 +97,19 @@ class ReferenceModel:
         each residual is capped at three times the estimate plus two grey levels, so one sudden
         change barely moves it. The first snapshots, with no estimate yet, are averaged in.
         """
-        # In place on two full-size buffers; the arithmetic is unchanged.
-        old = self.noise.astype(np.float32)
-        new = residual * np.float32(255 * NOISE_UNITS)
-        np.minimum(new, np.float32(255), out=new)
+        # One compiled pass (Numba is loaded on first use: see match_illumination).
+        from detection.camera_kernels import updated_noise
+
         learned = self.added > 2
-        if learned:
-            cap = 3 * old
-            cap += 2 * NOISE_UNITS
-            np.minimum(new, cap, out=new)
-        rates = (rise, fall) if learned else (1.0 / self.added,) * 2
-        step = np.subtract(new, old, out=new)
-        step *= np.where(step > 0, np.float32(rates[0]), np.float32(rates[1]))
-        updated = np.add(step, old, out=step)
-        np.copyto(updated, old, where=~where)
-        np.round(updated, out=updated)
-        noise = np.clip(updated, 0, 255, out=updated).astype(np.uint8)
+        noise = updated_noise(
+            self.noise,
+            residual,
+            where,
+            scale=255 * NOISE_UNITS,
+            cap_offset=2 * NOISE_UNITS,
+            learned=learned,
+            rates=(rise, fall) if learned else (1.0 / self.added,) * 2,
+        )
         return replace(self, noise=noise)
 
     def adopting(self, image: NDArray[np.uint8], where: NDArray[np.bool_]) -> ReferenceModel:
@@ -286,6 +283,18 @@ def upsample_field(field: NDArray[np.float32], shape: tuple[int, int]) -> NDArra
     out *= down[:, None]
     out += upper
     return out.reshape(shape[0], shape[1], field.shape[2])
+
+
+def less_upsampled(image: NDArray[np.float32], field: NDArray[np.float32]) -> NDArray[np.float32]:
+    """``image - upsample_field(field, image.shape[:2])`` in one compiled pass, the same values.
+
+    ``image`` is (rows, cols, bands) and ``field`` (grid_rows, grid_cols, bands), float32.
+    """
+    # Imported here, as in match_illumination: the API never needs Numba.
+    from detection.camera_kernels import less_field
+
+    top, bottom, down = _interpolation_steps(image.shape[0], field.shape[0])
+    return less_field(image, _across_columns(field, image.shape[1]), top, bottom, down)
 
 
 def lighting_fields(

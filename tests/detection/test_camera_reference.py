@@ -1,6 +1,6 @@
 """The per-pixel median of a preset's ring of frames, while the ring fills and once full; the
-compiled passes (the ring's statistics, the lighting match, the kept background) against
-the NumPy expressions they stand for."""
+compiled passes (the ring's statistics, the lighting match, the local mean's removal, the
+noise update, the kept background) against the NumPy expressions they stand for."""
 
 from __future__ import annotations
 
@@ -9,7 +9,9 @@ import pytest
 
 from detection.camera_kernels import keep_background
 from detection.camera_reference import (
+    NOISE_UNITS,
     ReferenceModel,
+    less_upsampled,
     lighting_fields,
     match_illumination,
     median_of_frames,
@@ -87,3 +89,56 @@ def test_keeping_the_background_refuses_a_frame_it_could_not_write_in_place() ->
     frame = np.zeros((8, 10, 3), dtype=np.uint8)[:, ::2]
     with pytest.raises(ValueError, match="C-contiguous"):
         keep_background(frame, np.ones((8, 5, 3), dtype=np.uint8), np.ones((8, 5), dtype=bool))
+
+
+@pytest.mark.parametrize("shape", [(270, 480), (97, 131)])
+def test_removing_an_upsampled_field_is_the_numpy_expression_bit_for_bit(
+    shape: tuple[int, int],
+) -> None:
+    rng = np.random.default_rng(shape[1])
+    image = rng.normal(0, 0.2, (*shape, 3)).astype(np.float32)
+    field = rng.normal(0, 0.2, (shape[0] // 10, shape[1] // 10, 3)).astype(np.float32)
+    found = less_upsampled(image, field)
+    assert found.dtype == np.float32 and found.shape == image.shape
+    assert np.array_equal(found, image - upsample_field(field, shape))
+
+
+def _noise_in_numpy(
+    noise: np.ndarray, residual: np.ndarray, where: np.ndarray, *, added: int
+) -> np.ndarray:
+    # The update as NumPy expressions, one array operation at a time.
+    old = noise.astype(np.float32)
+    new = np.minimum(residual * np.float32(255 * NOISE_UNITS), np.float32(255))
+    learned = added > 2
+    if learned:
+        cap = 3 * old
+        cap += 2 * NOISE_UNITS
+        new = np.minimum(new, cap)
+    rise, fall = (0.5, 0.25) if learned else (1.0 / added,) * 2
+    step = new - old
+    step *= np.where(step > 0, np.float32(rise), np.float32(fall))
+    updated = np.where(where, step + old, old)
+    return np.clip(np.round(updated), 0, 255).astype(np.uint8)
+
+
+@pytest.mark.parametrize("added", [1, 2, 3, 40])
+def test_the_noise_update_is_the_numpy_expression_bit_for_bit(added: int) -> None:
+    rng = np.random.default_rng(added)
+    noise = rng.integers(0, 256, size=(60, 80), dtype=np.uint8)
+    residual = rng.uniform(0, 0.4, size=(60, 80)).astype(np.float32)
+    # Exact halves after the step, which round to the even neighbour: a residual one noise
+    # unit above a noise of 10 (or 11) moves it by a half at a rate of 0.5.
+    noise[:2] = [[10], [11]]
+    residual[:2] = (noise[:2].astype(np.float32) + 1) / np.float32(255 * NOISE_UNITS)
+    where = rng.uniform(0, 1, size=(60, 80)) < 0.7
+    where[:2] = True
+    model = ReferenceModel.from_frames(
+        np.zeros((5, 60, 80, 3), dtype=np.uint8), count=5, added=added, noise=noise
+    )
+    found = model.with_residual(residual, where, rise=0.5, fall=0.25).noise
+    expected = _noise_in_numpy(noise, residual, where, added=added)
+    assert found.dtype == np.uint8
+    assert np.array_equal(found, expected)
+    assert np.array_equal(found[~where], noise[~where])
+    if added > 2:
+        assert set(found[:2, 0]) == {10, 12}  # 10.5 → 10 and 11.5 → 12
