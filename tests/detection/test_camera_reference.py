@@ -1,6 +1,6 @@
 """The per-pixel median of a preset's ring of frames, while the ring fills and once full; the
 compiled passes (the ring's statistics, the lighting match, the local mean's removal, the
-noise update, the kept background) against the NumPy expressions they stand for."""
+noise update, the band mean, the kept background) against the NumPy expressions they stand for."""
 
 from __future__ import annotations
 
@@ -11,6 +11,7 @@ from detection.camera_kernels import keep_background
 from detection.camera_reference import (
     NOISE_UNITS,
     ReferenceModel,
+    gray,
     less_upsampled,
     lighting_fields,
     match_illumination,
@@ -142,3 +143,17 @@ def test_the_noise_update_is_the_numpy_expression_bit_for_bit(added: int) -> Non
     assert np.array_equal(found[~where], noise[~where])
     if added > 2:
         assert set(found[:2, 0]) == {10, 12}  # 10.5 → 10 and 11.5 → 12
+
+
+def test_the_band_mean_is_the_numpy_expression_bit_for_bit() -> None:
+    rng = np.random.default_rng(3)
+    image = rng.uniform(0, 1, (97, 131, 3)).astype(np.float32)
+    for view in (image, image[::4, ::3]):  # a frame, and a sample of one (not contiguous)
+        expected = view[..., 0] + view[..., 1]
+        expected += view[..., 2]
+        expected *= np.float32(1 / 3)
+        found = gray(view)
+        assert found.dtype == np.float32 and found.shape == view.shape[:2]
+        assert np.array_equal(found, expected)
+    # Other images (not float32 RGB) take the NumPy form itself.
+    assert gray(image.astype(np.float64)).dtype == np.float64
