@@ -121,6 +121,23 @@ def band_mean(image: NDArray[np.float32]) -> NDArray[np.float32]:
     return out.reshape(rows, cols)
 
 
+@numba.njit(nogil=True, cache=True)
+def _band_norms(pixels: np.ndarray, out: np.ndarray) -> None:
+    third = np.float32(1 / 3)
+    for pixel in range(out.shape[0]):
+        red, green, blue = pixels[pixel, 0], pixels[pixel, 1], pixels[pixel, 2]
+        out[pixel] = np.sqrt((red * red + green * green + blue * blue) * third)
+
+
+def band_rms(image: NDArray[np.float32]) -> NDArray[np.float32]:
+    """The root-mean-square of the three bands of a (rows, cols, 3) float32 image, as (rows,
+    cols): squares of the first two bands added, then the third's, times float32 1/3, root."""
+    rows, cols = image.shape[0], image.shape[1]
+    out = np.empty(rows * cols, dtype=np.float32)
+    _band_norms(np.ascontiguousarray(image).reshape(-1, 3), out)
+    return out.reshape(rows, cols)
+
+
 @numba.njit(nogil=True, cache=True, inline="always")
 def _median_of_five(
     v0: np.uint8, v1: np.uint8, v2: np.uint8, v3: np.uint8, v4: np.uint8
@@ -269,6 +286,7 @@ def load_passes() -> None:
     frame = np.zeros((4, 4, 3), dtype=np.uint8)
     keep_background(frame, frame.copy(), np.zeros((4, 4), dtype=bool))
     band_mean(image)
+    band_rms(image)
     plane = np.zeros((4, 4), dtype=np.float32)
     noise = np.zeros((4, 4), dtype=np.uint8)
     updated_noise(

@@ -1,13 +1,14 @@
 """The per-pixel median of a preset's ring of frames, while the ring fills and once full; the
 compiled passes (the ring's statistics, the lighting match, the local mean's removal, the
-noise update, the band mean, the kept background) against the NumPy expressions they stand for."""
+noise update, the band mean and root-mean-square, the kept background) against the NumPy
+expressions they stand for."""
 
 from __future__ import annotations
 
 import numpy as np
 import pytest
 
-from detection.camera_kernels import keep_background
+from detection.camera_kernels import band_rms, keep_background
 from detection.camera_reference import (
     NOISE_UNITS,
     ReferenceModel,
@@ -157,3 +158,16 @@ def test_the_band_mean_is_the_numpy_expression_bit_for_bit() -> None:
         assert np.array_equal(found, expected)
     # Other images (not float32 RGB) take the NumPy form itself.
     assert gray(image.astype(np.float64)).dtype == np.float64
+
+
+def test_the_band_rms_is_the_numpy_expression_bit_for_bit() -> None:
+    rng = np.random.default_rng(4)
+    image = rng.normal(0, 0.3, (97, 131, 3)).astype(np.float32)
+    red, green, blue = image[..., 0], image[..., 1], image[..., 2]
+    total = red * red
+    total += green * green
+    total += blue * blue
+    total *= np.float32(1 / 3)
+    found = band_rms(image)
+    assert found.dtype == np.float32 and found.shape == image.shape[:2]
+    assert np.array_equal(found, np.sqrt(total))
