@@ -440,8 +440,11 @@ def _analyse(
 
 
 def image_of(frame: NDArray[np.float32]) -> NDArray[np.uint8]:
-    """Back to uint8 (rows, cols, 3) from [0, 1] floats."""
-    return np.round(frame * 255.0).astype(np.uint8)
+    """Back to uint8 (rows, cols, 3) from [0, 1] floats: ``np.round(frame * 255.0)`` cast, in
+    one compiled pass (Numba is loaded on first use: see match_illumination)."""
+    from detection.camera_kernels import to_levels
+
+    return to_levels(frame)
 
 
 def _after_failure(
@@ -493,8 +496,7 @@ def _absorb(
 ) -> CameraState:
     accepted = state.accepted + 1
     state = replace(state, accepted=accepted)
-    levels = matched * 255.0
-    frame = np.round(levels, out=levels).astype(np.uint8)
+    frame = image_of(matched)
     if adopt is not None and adopt.any():
         reference = reference.adopting(frame, adopt & valid)
     if warm or accepted % params.reference_every == 0:

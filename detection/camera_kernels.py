@@ -138,6 +138,21 @@ def band_rms(image: NDArray[np.float32]) -> NDArray[np.float32]:
     return out.reshape(rows, cols)
 
 
+@numba.njit(nogil=True, cache=True)
+def _levels_of(values: np.ndarray, out: np.ndarray) -> None:
+    full = np.float32(255.0)
+    for value in range(out.shape[0]):
+        out[value] = np.uint8(np.rint(values[value] * full))
+
+
+def to_levels(image: NDArray[np.float32]) -> NDArray[np.uint8]:
+    """A float32 image in [0, 1] (any shape) as uint8 levels: times 255 in float32, rounded
+    half to even, in one pass."""
+    out = np.empty(image.size, dtype=np.uint8)
+    _levels_of(np.ascontiguousarray(image).reshape(-1), out)
+    return out.reshape(image.shape)
+
+
 @numba.njit(nogil=True, cache=True, inline="always")
 def _median_of_five(
     v0: np.uint8, v1: np.uint8, v2: np.uint8, v3: np.uint8, v4: np.uint8
@@ -287,6 +302,7 @@ def load_passes() -> None:
     keep_background(frame, frame.copy(), np.zeros((4, 4), dtype=bool))
     band_mean(image)
     band_rms(image)
+    to_levels(image)
     plane = np.zeros((4, 4), dtype=np.float32)
     noise = np.zeros((4, 4), dtype=np.uint8)
     updated_noise(

@@ -1,14 +1,14 @@
 """The per-pixel median of a preset's ring of frames, while the ring fills and once full; the
 compiled passes (the ring's statistics, the lighting match, the local mean's removal, the
-noise update, the band mean and root-mean-square, the kept background) against the NumPy
-expressions they stand for."""
+noise update, the band mean and root-mean-square, the rounding to levels, the kept
+background) against the NumPy expressions they stand for."""
 
 from __future__ import annotations
 
 import numpy as np
 import pytest
 
-from detection.camera_kernels import band_rms, keep_background
+from detection.camera_kernels import band_rms, keep_background, to_levels
 from detection.camera_reference import (
     NOISE_UNITS,
     ReferenceModel,
@@ -171,3 +171,12 @@ def test_the_band_rms_is_the_numpy_expression_bit_for_bit() -> None:
     found = band_rms(image)
     assert found.dtype == np.float32 and found.shape == image.shape[:2]
     assert np.array_equal(found, np.sqrt(total))
+
+
+def test_levels_are_numpys_rounding_bit_for_bit() -> None:
+    rng = np.random.default_rng(5)
+    image = rng.uniform(0, 1, (97, 131, 3)).astype(np.float32)
+    image[0, :6, 0] = np.array([0.5, 1.5, 2.5, 253.5, 0, 255], dtype=np.float32) / 255  # halves
+    found = to_levels(image)
+    assert found.dtype == np.uint8 and found.shape == image.shape
+    assert np.array_equal(found, np.round(image * 255.0).astype(np.uint8))
