@@ -236,13 +236,10 @@ def _norm(rgb: NDArray[np.float32]) -> NDArray[np.float32]:
 
 def _edge_change(difference: NDArray[np.float32]) -> NDArray[np.float32]:
     """Local mean gradient magnitude of a (rows, cols) difference: new or lost edges, texture."""
-    gradient = np.zeros_like(difference)
-    # Steps along rows are written straight into the gradient rather than through temporaries.
-    across = gradient[:, 1:]
-    np.subtract(difference[:, 1:], difference[:, :-1], out=across)
-    np.abs(across, out=across)
-    gradient[1:, :] += np.abs(np.diff(difference, axis=0))
-    return box_mean(gradient, 5)
+    # Numba is loaded on first use: see camera_reference.match_illumination.
+    from detection.camera_kernels import step_sum
+
+    return box_mean(step_sum(difference), 5)
 
 
 def _block_texture(gray_image: NDArray[np.float32], block: int) -> NDArray[np.float32]:

@@ -153,6 +153,26 @@ def to_levels(image: NDArray[np.float32]) -> NDArray[np.uint8]:
     return out.reshape(image.shape)
 
 
+@numba.njit(nogil=True, cache=True)
+def _step_sums(plane: np.ndarray, out: np.ndarray) -> None:
+    zero = np.float32(0.0)
+    for row in range(plane.shape[0]):
+        for col in range(plane.shape[1]):
+            step = abs(plane[row, col] - plane[row, col - 1]) if col > 0 else zero
+            if row > 0:
+                step = step + abs(plane[row, col] - plane[row - 1, col])
+            out[row, col] = step
+
+
+def step_sum(plane: NDArray[np.float32]) -> NDArray[np.float32]:
+    """Each value's absolute step from its left neighbour plus that from the one above, for a
+    (rows, cols) float32 plane (zero where there is none), in one pass."""
+    plane = np.ascontiguousarray(plane)
+    out = np.empty_like(plane)
+    _step_sums(plane, out)
+    return out
+
+
 @numba.njit(nogil=True, cache=True, inline="always")
 def _median_of_five(
     v0: np.uint8, v1: np.uint8, v2: np.uint8, v3: np.uint8, v4: np.uint8
@@ -308,3 +328,4 @@ def load_passes() -> None:
     updated_noise(
         noise, plane, np.ones((4, 4), dtype=bool), scale=1, cap_offset=0, learned=True, rates=(1, 1)
     )
+    step_sum(plane)

@@ -1,14 +1,14 @@
 """The per-pixel median of a preset's ring of frames, while the ring fills and once full; the
 compiled passes (the ring's statistics, the lighting match, the local mean's removal, the
-noise update, the band mean and root-mean-square, the rounding to levels, the kept
-background) against the NumPy expressions they stand for."""
+noise update, the band mean and root-mean-square, the rounding to levels, the step sum,
+the kept background) against the NumPy expressions they stand for."""
 
 from __future__ import annotations
 
 import numpy as np
 import pytest
 
-from detection.camera_kernels import band_rms, keep_background, to_levels
+from detection.camera_kernels import band_rms, keep_background, step_sum, to_levels
 from detection.camera_reference import (
     NOISE_UNITS,
     ReferenceModel,
@@ -180,3 +180,14 @@ def test_levels_are_numpys_rounding_bit_for_bit() -> None:
     found = to_levels(image)
     assert found.dtype == np.uint8 and found.shape == image.shape
     assert np.array_equal(found, np.round(image * 255.0).astype(np.uint8))
+
+
+def test_the_step_sum_is_the_numpy_expression_bit_for_bit() -> None:
+    rng = np.random.default_rng(6)
+    plane = rng.normal(0, 0.2, (97, 131)).astype(np.float32)
+    expected = np.zeros_like(plane)
+    expected[:, 1:] = np.abs(plane[:, 1:] - plane[:, :-1])
+    expected[1:, :] += np.abs(np.diff(plane, axis=0))
+    found = step_sum(plane)
+    assert found.dtype == np.float32 and found.shape == plane.shape
+    assert np.array_equal(found, expected)
