@@ -333,11 +333,10 @@ def threshold_regions(
     if not above_high.any():
         return np.zeros(score.shape, dtype=bool)
     labels, count = ndimage.label(score > min(low, high))
-    sizes = np.bincount(labels.ravel(), minlength=count + 1)
-    reaches_high = np.bincount(labels[above_high], minlength=count + 1) > 0
-    kept = reaches_high & (sizes >= min_area_px)
-    kept[0] = False
-    return kept[labels]
+    # Numba is loaded on first use: see camera_reference.match_illumination.
+    from detection.camera_kernels import kept_regions
+
+    return kept_regions(labels, score, high=high, count=count, min_area_px=min_area_px)
 
 
 def score_change(

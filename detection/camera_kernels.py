@@ -173,6 +173,52 @@ def step_sum(plane: NDArray[np.float32]) -> NDArray[np.float32]:
     return out
 
 
+@numba.njit(nogil=True, cache=True)
+def _kept_regions(
+    labels: np.ndarray,
+    score: np.ndarray,
+    high: np.float32,
+    count: int,
+    min_area_px: int,
+    out: np.ndarray,
+) -> None:
+    sizes = np.zeros(count + 1, dtype=np.int64)
+    reaches = np.zeros(count + 1, dtype=np.bool_)
+    for value in range(labels.shape[0]):
+        label = labels[value]
+        sizes[label] += 1
+        if score[value] > high:
+            reaches[label] = True
+    reaches[0] = False
+    for label in range(count + 1):
+        reaches[label] = reaches[label] and sizes[label] >= min_area_px
+    for value in range(labels.shape[0]):
+        out[value] = reaches[labels[value]]
+
+
+def kept_regions(
+    labels: NDArray[np.int32],
+    score: NDArray[np.float32],
+    *,
+    high: float,
+    count: int,
+    min_area_px: int,
+) -> NDArray[np.bool_]:
+    """Pixels (rows, cols) of the labelled regions (1 to ``count``) that hold at least
+    ``min_area_px`` pixels and a ``score`` above ``high`` (compared in float32), in two
+    passes."""
+    out = np.empty(labels.size, dtype=np.bool_)
+    _kept_regions(
+        np.ascontiguousarray(labels).reshape(-1),
+        np.ascontiguousarray(score).reshape(-1),
+        np.float32(high),
+        count,
+        min_area_px,
+        out,
+    )
+    return out.reshape(labels.shape)
+
+
 @numba.njit(nogil=True, cache=True, inline="always")
 def _median_of_five(
     v0: np.uint8, v1: np.uint8, v2: np.uint8, v3: np.uint8, v4: np.uint8
@@ -329,3 +375,5 @@ def load_passes() -> None:
         noise, plane, np.ones((4, 4), dtype=bool), scale=1, cap_offset=0, learned=True, rates=(1, 1)
     )
     step_sum(plane)
+    labels = np.zeros((4, 4), dtype=np.int32)
+    kept_regions(labels, plane, high=1.0, count=int(labels.max()), min_area_px=1)
