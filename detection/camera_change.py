@@ -197,8 +197,8 @@ def _inset(valid: NDArray[np.bool_], margin: int) -> NDArray[np.bool_]:
 
 
 def _local_mean_grid(image: NDArray[np.float32], window: int) -> NDArray[np.float32]:
-    """Mean of (rows, cols, bands) over about ``window`` pixels, as a grid of block means
-    (rows, cols and bands) that `upsample_field` brings back to full size.
+    """Mean of (rows, cols, bands) over about ``window`` pixels, as the grid of smoothed block
+    means (grid rows, grid cols, bands) that `upsample_field` brings back to full size.
 
     Averaging blocks of window/5 pixels, smoothing that small grid over 5 cells and
     interpolating back costs a tenth of a full-resolution box filter of the same size.
