@@ -17,6 +17,7 @@ from scipy import ndimage
 from detection.camera_change import (
     ChangeScore,
     local_residual,
+    mask_box,
     outline_detections,
     region_of_interest,
     score_change,
@@ -582,12 +583,12 @@ def _release_gone(
     count, any other resets it. After `open_release_after` quiet snapshots in a row the change
     is gone (pulled down, the land restored) and its pixels are watched again.
     """
-    rows, cols = np.flatnonzero(open_mask.any(axis=1)), np.flatnonzero(open_mask.any(axis=0))
-    if rows.size == 0:
+    box = mask_box(open_mask)
+    if box is None:
         return open_mask, open_quiet
     # Reported changes are small and the frame is not: each change is judged in its own box.
-    top, left = rows[0], cols[0]
-    labels, _ = ndimage.label(open_mask[top : rows[-1] + 1, left : cols[-1] + 1])
+    top, left = box[0].start, box[1].start
+    labels, _ = ndimage.label(open_mask[box])
     kept, kept_counts = open_mask.copy(), np.zeros_like(open_quiet)
     for index, (r, c) in enumerate(ndimage.find_objects(labels), start=1):
         change = labels[r, c] == index
@@ -664,17 +665,23 @@ def _same_colour(
     """
     if params.colour_agreement <= -1.0 or not continuing.any():
         return continuing
-    labels, count = ndimage.label(candidates)
-    index = labels[continuing]
-    now = local[continuing]
-    before = stored[continuing].astype(np.float32)
+    # Candidates are a sliver of the frame: labelled in their box (see `mask_box`).
+    box = mask_box(candidates)
+    assert box is not None  # it holds `continuing`
+    labels, count = ndimage.label(candidates[box])
+    inside = continuing[box]
+    index = labels[inside]
+    now = local[box][inside]
+    before = stored[box][inside].astype(np.float32)
     sums_now = np.stack([np.bincount(index, now[:, b], count + 1) for b in range(3)], axis=1)
     sums_before = np.stack([np.bincount(index, before[:, b], count + 1) for b in range(3)], 1)
     dot = (sums_now * sums_before).sum(axis=1)
     lengths = np.sqrt((sums_now**2).sum(axis=1) * (sums_before**2).sum(axis=1))
     unknown = ~sums_before.any(axis=1)
     keeps = unknown | (dot >= params.colour_agreement * lengths)
-    return continuing & keeps[labels]
+    agrees = np.zeros_like(continuing)
+    agrees[box] = inside & keeps[labels]
+    return agrees
 
 
 def analyse_snapshot_bytes(

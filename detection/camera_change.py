@@ -318,6 +318,18 @@ def local_residual(
     return _norm(_local_difference(matched, background, window, smooth)[1])
 
 
+def mask_box(mask: NDArray[np.bool_]) -> tuple[slice, slice] | None:
+    """The smallest (rows, cols) box holding every True pixel of ``mask``; None when none is.
+
+    Labelling the box instead of the frame gives the same labels (its pixels keep their
+    raster order) at the cost of the box: the detector's masks are sparse.
+    """
+    rows, cols = np.flatnonzero(mask.any(axis=1)), np.flatnonzero(mask.any(axis=0))
+    if rows.size == 0:
+        return None
+    return slice(int(rows[0]), int(rows[-1]) + 1), slice(int(cols[0]), int(cols[-1]) + 1)
+
+
 def threshold_regions(
     score: NDArray[np.float32], *, low: float, high: float, min_area_px: int
 ) -> NDArray[np.bool_]:
@@ -329,14 +341,18 @@ def threshold_regions(
     two: a region kept by hysteresis is a whole region of the low mask, so its size is
     known from that labelling. Most snapshots have nothing above ``high`` and need none.
     """
-    above_high = score > high
-    if not above_high.any():
-        return np.zeros(score.shape, dtype=bool)
-    labels, count = ndimage.label(score > min(low, high))
+    kept = np.zeros(score.shape, dtype=bool)
+    if not (score > high).any():
+        return kept
+    region = score > min(low, high)
+    box = mask_box(region)
+    assert box is not None  # it holds the pixels above high
+    labels, count = ndimage.label(region[box])
     # Numba is loaded on first use: see camera_reference.match_illumination.
     from detection.camera_kernels import kept_regions
 
-    return kept_regions(labels, score, high=high, count=count, min_area_px=min_area_px)
+    kept[box] = kept_regions(labels, score[box], high=high, count=count, min_area_px=min_area_px)
+    return kept
 
 
 def score_change(
