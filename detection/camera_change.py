@@ -396,26 +396,21 @@ def score_change(
     # Pixels that vary a lot in the background (wind in trees, water, misregistered texture),
     # or whose residual keeps varying after lighting matching (parcel edges under evening
     # light and haze), need more to count; both are noisy per pixel, so they are pooled.
-    # (Numba is loaded on first use: see camera_reference.match_illumination.)
-    from detection.camera_kernels import change_scores, weighted_sum
-
-    variability = weighted_sum(spread, noise, params.noise_factor, params.residual_factor)
+    variability = params.noise_factor * spread + params.residual_factor * noise
     pooled: NDArray[np.float32] = box_mean(variability, 5)
-    # Colour carries the decision; agreeing structure (new edges, lost texture) adds to it:
-    # score = min(colour, structure) / 2 + colour, colour = residual / (colour threshold +
-    # pooled), structure = edge change / structure threshold. The plain difference has no
-    # halo around an object: it draws the outlines and shows how far a change reaches (farm
-    # work). It keeps its own allowance (plain threshold + pooled): seasonal drift and light
+    colour_score = params.colour_threshold + pooled
+    np.divide(residual, colour_score, out=colour_score)
+    # The plain difference has no halo around an object: it draws the outlines and shows how
+    # far a change reaches (farm work). It keeps its own threshold: seasonal drift and light
     # shift whole parcels by more than a faint object stands out locally.
-    score, allowance = change_scores(
-        residual,
-        pooled,
-        _edge_change(gray(difference)),
-        colour_threshold=params.colour_threshold,
-        plain_threshold=params.plain_threshold,
-        structure_threshold=params.structure_threshold,
-    )
-    score = box_mean(score, 3)
+    allowance = params.plain_threshold + pooled
+    structure_score = _edge_change(gray(difference))
+    structure_score /= params.structure_threshold
+    # Colour carries the decision; agreeing structure (new edges, lost texture) adds to it.
+    score = np.minimum(colour_score, structure_score, out=structure_score)
+    score *= 0.5
+    score += colour_score
+    score = box_mean(score.astype(np.float32, copy=False), 3)
     # Pixels near the edge of the registered content see the fill through the filters.
     inner = _inset(valid, 4)
     roi = region_of_interest(calibration, shape=score.shape, params=params) & inner

@@ -219,77 +219,6 @@ def kept_regions(
     return out.reshape(labels.shape)
 
 
-@numba.njit(nogil=True, cache=True)
-def _weighted_sums(
-    first: np.ndarray, second: np.ndarray, a: np.float32, b: np.float32, out: np.ndarray
-) -> None:
-    for value in range(out.shape[0]):
-        out[value] = a * first[value] + b * second[value]
-
-
-def weighted_sum(
-    first: NDArray[np.float32], second: NDArray[np.float32], a: float, b: float
-) -> NDArray[np.float32]:
-    """``a · first + b · second`` for float32 arrays of one shape, a and b taken as float32."""
-    out = np.empty(first.size, dtype=np.float32)
-    _weighted_sums(
-        np.ascontiguousarray(first).reshape(-1),
-        np.ascontiguousarray(second).reshape(-1),
-        np.float32(a),
-        np.float32(b),
-        out,
-    )
-    return out.reshape(first.shape)
-
-
-@numba.njit(nogil=True, cache=True)
-def _change_scores(
-    residual: np.ndarray,
-    pooled: np.ndarray,
-    edges: np.ndarray,
-    colour_threshold: np.float32,
-    plain_threshold: np.float32,
-    structure_threshold: np.float32,
-    score: np.ndarray,
-    allowance: np.ndarray,
-) -> None:
-    half = np.float32(0.5)
-    for value in range(score.shape[0]):
-        colour = residual[value] / (colour_threshold + pooled[value])
-        allowance[value] = plain_threshold + pooled[value]
-        structure = edges[value] / structure_threshold
-        score[value] = min(colour, structure) * half + colour
-
-
-def change_scores(
-    residual: NDArray[np.float32],
-    pooled: NDArray[np.float32],
-    edges: NDArray[np.float32],
-    *,
-    colour_threshold: float,
-    plain_threshold: float,
-    structure_threshold: float,
-) -> tuple[NDArray[np.float32], NDArray[np.float32]]:
-    """The change score before smoothing and the plain difference's allowance, (rows, cols)
-    float32 each: colour = residual / (colour_threshold + pooled), structure = edges /
-    structure_threshold, score = min(colour, structure) · 0.5 + colour, and allowance =
-    plain_threshold + pooled, the thresholds taken as float32."""
-    shape = residual.shape
-    score = np.empty(residual.size, dtype=np.float32)
-    allowance = np.empty_like(score)
-    _change_scores(
-        np.ascontiguousarray(residual).reshape(-1),
-        np.ascontiguousarray(pooled).reshape(-1),
-        np.ascontiguousarray(edges).reshape(-1),
-        np.float32(colour_threshold),
-        np.float32(plain_threshold),
-        np.float32(structure_threshold),
-        score,
-        allowance,
-    )
-    return score.reshape(shape), allowance.reshape(shape)
-
-
 @numba.njit(nogil=True, cache=True, inline="always")
 def _median_of_five(
     v0: np.uint8, v1: np.uint8, v2: np.uint8, v3: np.uint8, v4: np.uint8
@@ -517,10 +446,6 @@ def load_passes() -> None:
         noise, plane, np.ones((4, 4), dtype=bool), scale=1, cap_offset=0, learned=True, rates=(1, 1)
     )
     step_sum(plane)
-    weighted_sum(plane, plane, 1.0, 1.0)
-    change_scores(
-        plane, plane, plane, colour_threshold=1.0, plain_threshold=1.0, structure_threshold=1.0
-    )
     labels = np.zeros((4, 4), dtype=np.int32)
     kept_regions(labels, plane, high=1.0, count=int(labels.max()), min_area_px=1)
     flags = np.zeros((4, 4), dtype=bool)

@@ -1,8 +1,7 @@
 """The per-pixel median of a preset's ring of frames, while the ring fills and once full; the
 compiled passes (the ring's statistics, the lighting match, the local mean's removal, the
 noise update, the band mean and root-mean-square, the rounding to levels, the step sum,
-the streak update, the change scores, the kept background) against the NumPy expressions
-they stand for."""
+the streak update, the kept background) against the NumPy expressions they stand for."""
 
 from __future__ import annotations
 
@@ -11,12 +10,10 @@ import pytest
 
 from detection.camera_kernels import (
     band_rms,
-    change_scores,
     keep_background,
     next_streaks,
     step_sum,
     to_levels,
-    weighted_sum,
 )
 from detection.camera_reference import (
     NOISE_UNITS,
@@ -260,29 +257,3 @@ def test_the_streak_update_is_the_numpy_assignments() -> None:
         assert got.dtype == want.dtype and got.shape == want.shape
         assert np.array_equal(got, want)
     assert (found[0][0, :5][~hidden[0, :5]] == 255).all()
-
-
-def test_the_change_scores_are_the_numpy_expressions_bit_for_bit() -> None:
-    rng = np.random.default_rng(9)
-    spread, noise, residual, edges = (
-        rng.uniform(0, 0.2, (70, 90)).astype(np.float32) for _ in range(4)
-    )
-    variability = weighted_sum(spread, noise, 1.7, 0.45)
-    assert np.array_equal(variability, 1.7 * spread + 0.45 * noise)
-    pooled = variability
-    score, allowance = change_scores(
-        residual,
-        pooled,
-        edges,
-        colour_threshold=0.06,
-        plain_threshold=0.11,
-        structure_threshold=0.035,
-    )
-    colour = residual / (0.06 + pooled)
-    structure = edges / 0.035
-    expected = np.minimum(colour, structure)
-    expected *= 0.5
-    expected += colour
-    assert score.dtype == np.float32 and allowance.dtype == np.float32
-    assert np.array_equal(score, expected)
-    assert np.array_equal(allowance, 0.11 + pooled)
