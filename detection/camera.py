@@ -623,20 +623,29 @@ def _next_streaks(
     difference), waits where ``hidden`` and ends everywhere else. ``agrees`` lies inside
     ``candidates``, which do not meet ``hidden``.
     """
-    # One compiled pass over the frame (Numba is loaded on first use: see
-    # camera_reference.match_illumination).
-    from detection.camera_kernels import next_streaks
+    fresh = candidates & ~agrees
+    kept = candidates | hidden
+    # Candidates and hidden rows are usually a small part of the frame: starting from zeros and
+    # writing only their pixels costs a fraction of whole-frame `where` passes, most of all on
+    # the (rows, cols, 3) colours, and gives the same arrays.
+    streak = np.zeros(state.shape, dtype=np.uint8)
+    streak[agrees] = np.minimum(state.streak[agrees].astype(np.int16) + 1, 255)
+    streak[fresh] = 1
+    streak[hidden] = state.streak[hidden]
+    start = np.zeros(state.shape, dtype=np.int64)
+    start[kept] = state.streak_start[kept]
+    start[fresh] = timestamp
+    colour = np.zeros((*state.shape, 3), dtype=np.int8)
+    by_pixel = colour.reshape(-1, 3)
+    kept_at, fresh_at = np.flatnonzero(kept), np.flatnonzero(fresh)
+    by_pixel[kept_at] = state.streak_colour.reshape(-1, 3)[kept_at]
+    by_pixel[fresh_at] = _quantised(local.reshape(-1, 3)[fresh_at])
+    return streak, start, colour
 
-    return next_streaks(
-        state.streak,
-        state.streak_start,
-        state.streak_colour,
-        agrees=agrees,
-        candidates=candidates,
-        hidden=hidden,
-        local=local,
-        timestamp=timestamp,
-    )
+
+def _quantised(local: NDArray[np.float32]) -> NDArray[np.int8]:
+    """A local colour difference (rows, cols, 3) in [-1, 1] as int8 steps of two grey levels."""
+    return np.clip(np.round(local * (255 / 2)), -127, 127).astype(np.int8)
 
 
 def _same_colour(

@@ -350,77 +350,6 @@ def updated_noise(
     return out.reshape(noise.shape)
 
 
-@numba.njit(nogil=True, cache=True)
-def _streak_rows(
-    streak: np.ndarray,
-    start: np.ndarray,
-    colour: np.ndarray,
-    agrees: np.ndarray,
-    candidates: np.ndarray,
-    hidden: np.ndarray,
-    local: np.ndarray,
-    timestamp: np.int64,
-    out_streak: np.ndarray,
-    out_start: np.ndarray,
-    out_colour: np.ndarray,
-) -> None:
-    half_range, low, high = np.float32(255 / 2), np.float32(-127.0), np.float32(127.0)
-    for pixel in range(streak.shape[0]):
-        fresh = candidates[pixel] and not agrees[pixel]
-        kept = candidates[pixel] or hidden[pixel]
-        length = np.uint8(0)
-        if agrees[pixel]:
-            length = np.uint8(min(int(streak[pixel]) + 1, 255))
-        if fresh:
-            length = np.uint8(1)
-        if hidden[pixel]:
-            length = streak[pixel]
-        out_streak[pixel] = length
-        out_start[pixel] = timestamp if fresh else (start[pixel] if kept else 0)
-        for band in range(3):
-            if fresh:
-                step = np.rint(local[pixel, band] * half_range)
-                out_colour[pixel, band] = np.int8(min(max(step, low), high))
-            else:
-                out_colour[pixel, band] = colour[pixel, band] if kept else 0
-
-
-def next_streaks(
-    streak: NDArray[np.uint8],
-    start: NDArray[np.int64],
-    colour: NDArray[np.int8],
-    *,
-    agrees: NDArray[np.bool_],
-    candidates: NDArray[np.bool_],
-    hidden: NDArray[np.bool_],
-    local: NDArray[np.float32],
-    timestamp: int,
-) -> tuple[NDArray[np.uint8], NDArray[np.int64], NDArray[np.int8]]:
-    """Each pixel's streak length, start time and start colour after one snapshot, in one pass
-    (see `detection.camera._next_streaks`): continued where it ``agrees`` (one longer, at most
-    255), started afresh at the other ``candidates`` (length 1, ``timestamp``, today's
-    ``local`` colour difference in steps of two grey levels), kept where ``hidden``, and
-    ended (zero) everywhere else; later rules win where masks overlap, as they did in NumPy."""
-    shape = streak.shape
-    out_streak = np.empty(streak.size, dtype=np.uint8)
-    out_start = np.empty(streak.size, dtype=np.int64)
-    out_colour = np.empty((streak.size, 3), dtype=np.int8)
-    _streak_rows(
-        np.ascontiguousarray(streak).reshape(-1),
-        np.ascontiguousarray(start).reshape(-1),
-        np.ascontiguousarray(colour).reshape(-1, 3),
-        np.ascontiguousarray(agrees).reshape(-1),
-        np.ascontiguousarray(candidates).reshape(-1),
-        np.ascontiguousarray(hidden).reshape(-1),
-        np.ascontiguousarray(local, dtype=np.float32).reshape(-1, 3),
-        np.int64(timestamp),
-        out_streak,
-        out_start,
-        out_colour,
-    )
-    return out_streak.reshape(shape), out_start.reshape(shape), out_colour.reshape(*shape, 3)
-
-
 def load_passes() -> None:
     """Load every pass (from Numba's cache, or compile it) for the types the detector calls
     it with, so that a worker pays for it before its first snapshot instead of during it.
@@ -448,14 +377,3 @@ def load_passes() -> None:
     step_sum(plane)
     labels = np.zeros((4, 4), dtype=np.int32)
     kept_regions(labels, plane, high=1.0, count=int(labels.max()), min_area_px=1)
-    flags = np.zeros((4, 4), dtype=bool)
-    next_streaks(
-        noise,
-        np.zeros((4, 4), dtype=np.int64),
-        np.zeros((4, 4, 3), dtype=np.int8),
-        agrees=flags,
-        candidates=flags,
-        hidden=flags,
-        local=image[:4, :4],
-        timestamp=0,
-    )

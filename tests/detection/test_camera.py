@@ -624,7 +624,7 @@ def test_the_passes_loaded_ahead_are_those_the_detector_runs(
         # Inlined into the passes that call it: it is never called on its own.
         and kernel.targetoptions.get("inline") != "always"
     ]
-    assert len(dispatchers) == 11  # the module's passes: finding none would prove nothing
+    assert len(dispatchers) == 10  # the module's passes: finding none would prove nothing
     camera_kernels.load_passes()
     loaded = [list(dispatcher.signatures) for dispatcher in dispatchers]
     assert all(loaded)

@@ -1,20 +1,14 @@
 """The per-pixel median of a preset's ring of frames, while the ring fills and once full; the
 compiled passes (the ring's statistics, the lighting match, the local mean's removal, the
 noise update, the band mean and root-mean-square, the rounding to levels, the step sum,
-the streak update, the kept background) against the NumPy expressions they stand for."""
+the kept background) against the NumPy expressions they stand for."""
 
 from __future__ import annotations
 
 import numpy as np
 import pytest
 
-from detection.camera_kernels import (
-    band_rms,
-    keep_background,
-    next_streaks,
-    step_sum,
-    to_levels,
-)
+from detection.camera_kernels import band_rms, keep_background, step_sum, to_levels
 from detection.camera_reference import (
     NOISE_UNITS,
     ReferenceModel,
@@ -197,63 +191,3 @@ def test_the_step_sum_is_the_numpy_expression_bit_for_bit() -> None:
     found = step_sum(plane)
     assert found.dtype == np.float32 and found.shape == plane.shape
     assert np.array_equal(found, expected)
-
-
-def _streaks_in_numpy(
-    streak: np.ndarray,
-    start: np.ndarray,
-    colour: np.ndarray,
-    agrees: np.ndarray,
-    candidates: np.ndarray,
-    hidden: np.ndarray,
-    local: np.ndarray,
-    timestamp: int,
-) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    # The update as NumPy assignments, in the order the pass applies its rules.
-    fresh = candidates & ~agrees
-    kept = candidates | hidden
-    new_streak = np.zeros_like(streak)
-    new_streak[agrees] = np.minimum(streak[agrees].astype(np.int16) + 1, 255)
-    new_streak[fresh] = 1
-    new_streak[hidden] = streak[hidden]
-    new_start = np.zeros_like(start)
-    new_start[kept] = start[kept]
-    new_start[fresh] = timestamp
-    new_colour = np.zeros_like(colour)
-    new_colour[kept] = colour[kept]
-    quantised = np.clip(np.round(local * (255 / 2)), -127, 127).astype(np.int8)
-    new_colour[fresh] = quantised[fresh]
-    return new_streak, new_start, new_colour
-
-
-def test_the_streak_update_is_the_numpy_assignments() -> None:
-    rng = np.random.default_rng(8)
-    shape = (40, 60)
-    streak = rng.integers(0, 256, shape, dtype=np.uint8)
-    streak[0, :5] = 255  # a streak at the cap stays there
-    start = rng.integers(1_700_000_000, 1_800_000_000, shape, dtype=np.int64)
-    colour = rng.integers(-127, 128, (*shape, 3), dtype=np.int8)
-    candidates = rng.uniform(0, 1, shape) < 0.4
-    candidates[0, :5] = True
-    agrees = candidates & (rng.uniform(0, 1, shape) < 0.5)
-    agrees[0, :5] = True
-    hidden = rng.uniform(0, 1, shape) < 0.2  # overlapping the candidates here and there
-    local = rng.uniform(-1.1, 1.1, (*shape, 3)).astype(np.float32)
-    local[1, :4, 0] = np.array([0.5, 1.5, -2.5, 300.0], dtype=np.float32) / 127.5  # halves, a clip
-    found = next_streaks(
-        streak,
-        start,
-        colour,
-        agrees=agrees,
-        candidates=candidates,
-        hidden=hidden,
-        local=local,
-        timestamp=1_750_000_000,
-    )
-    expected = _streaks_in_numpy(
-        streak, start, colour, agrees, candidates, hidden, local, 1_750_000_000
-    )
-    for got, want in zip(found, expected, strict=True):
-        assert got.dtype == want.dtype and got.shape == want.shape
-        assert np.array_equal(got, want)
-    assert (found[0][0, :5][~hidden[0, :5]] == 255).all()
