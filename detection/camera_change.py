@@ -215,23 +215,11 @@ def _local_mean_grid(image: NDArray[np.float32], window: int) -> NDArray[np.floa
 
 
 def _norm(rgb: NDArray[np.float32]) -> NDArray[np.float32]:
-    """Root-mean-square over the bands of (rows, cols, 3), as (rows, cols).
+    """Root-mean-square over the bands of (rows, cols, 3) float32, as (rows, cols), in one
+    compiled pass (Numba is loaded on first use: see camera_reference.match_illumination)."""
+    from detection.camera_kernels import band_rms
 
-    Float32 goes through one compiled pass with the values of the NumPy form below.
-    """
-    if rgb.dtype == np.float32:
-        from detection.camera_kernels import band_rms
-
-        return band_rms(rgb)
-    # Band by band into two (rows, cols) buffers: squaring the whole image first costs a
-    # full-size temporary and strided reads of it; the sums are the same.
-    red, green, blue = rgb[..., 0], rgb[..., 1], rgb[..., 2]
-    total = red * red
-    squared = green * green
-    total += squared
-    total += np.multiply(blue, blue, out=squared)
-    total *= np.float32(1 / 3)
-    return np.sqrt(total, out=total)
+    return band_rms(rgb)
 
 
 def _edge_change(difference: NDArray[np.float32]) -> NDArray[np.float32]:

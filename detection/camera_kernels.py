@@ -11,9 +11,29 @@ fused). Either way the detector's results do not change.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from typing import Any
+
 import numba
 import numpy as np
 from numpy.typing import NDArray
+
+
+@numba.njit(nogil=True, cache=True, inline="always")
+def _between_rows(
+    field: np.ndarray, upper: np.intp, lower: np.intp, weight: np.float32, value: int
+) -> np.float32:
+    # A field's value between two of its rows, as `upsample_field` blends them.
+    up = field[upper, value]
+    return (field[lower, value] - up) * weight + up
+
+
+def _by_rows(kernel: Callable[..., None], image: NDArray[Any], *args: object) -> NDArray[Any]:
+    """Run a row pass over a (rows, cols, bands) image seen as (rows, cols × bands)."""
+    flat = np.ascontiguousarray(image).reshape(image.shape[0], -1)
+    out = np.empty_like(flat)
+    kernel(flat, *args, out)
+    return out.reshape(image.shape)
 
 
 @numba.njit(nogil=True, cache=True)
@@ -30,10 +50,8 @@ def _lit_rows(
     for row in range(out.shape[0]):
         upper, lower, weight = top[row], bottom[row], down[row]
         for value in range(out.shape[1]):
-            gain_up = gain[upper, value]
-            row_gain = (gain[lower, value] - gain_up) * weight + gain_up
-            offset_up = offset[upper, value]
-            row_offset = (offset[lower, value] - offset_up) * weight + offset_up
+            row_gain = _between_rows(gain, upper, lower, weight, value)
+            row_offset = _between_rows(offset, upper, lower, weight, value)
             lit = row_gain * image[row, value] + row_offset
             out[row, value] = min(max(lit, zero), one)
 
@@ -58,11 +76,7 @@ def apply_lighting(
     down : ndarray of shape (rows,), float32
         The weight of ``bottom`` for each image row.
     """
-    rows = image.shape[0]
-    flat = np.ascontiguousarray(image).reshape(rows, -1)
-    out = np.empty_like(flat)
-    _lit_rows(flat, gain, offset, top, bottom, down, out)
-    return out.reshape(image.shape)
+    return _by_rows(_lit_rows, image, gain, offset, top, bottom, down)
 
 
 @numba.njit(nogil=True, cache=True)
@@ -77,8 +91,7 @@ def _less_field_rows(
     for row in range(out.shape[0]):
         upper, lower, weight = top[row], bottom[row], down[row]
         for value in range(out.shape[1]):
-            up = field[upper, value]
-            out[row, value] = image[row, value] - ((field[lower, value] - up) * weight + up)
+            out[row, value] = image[row, value] - _between_rows(field, upper, lower, weight, value)
 
 
 def less_field(
@@ -98,11 +111,7 @@ def less_field(
     top, bottom, down : ndarray of shape (rows,)
         As for :func:`apply_lighting`.
     """
-    rows = image.shape[0]
-    flat = np.ascontiguousarray(image).reshape(rows, -1)
-    out = np.empty_like(flat)
-    _less_field_rows(flat, field, top, bottom, down, out)
-    return out.reshape(image.shape)
+    return _by_rows(_less_field_rows, image, field, top, bottom, down)
 
 
 @numba.njit(nogil=True, cache=True)

@@ -128,21 +128,14 @@ class ReferenceModel:
 
 
 def gray(image: NDArray[np.float32]) -> NDArray[np.float32]:
-    """Mean of the bands of a (rows, cols, 3) image, as (rows, cols).
+    """Mean of the bands of a (rows, cols, 3) float32 image, as (rows, cols).
 
-    A float32 image of three bands goes through one compiled pass that reads each pixel once
-    (Numba is loaded on first use: see match_illumination); its values are those of the
-    NumPy form below, which other images take. Summing the three planes is several times
-    faster than ``mean(axis=-1)``, which reduces along the innermost, strided axis.
+    One compiled pass that reads each pixel once (Numba is loaded on first use: see
+    match_illumination), the values of summing the three planes in NumPy.
     """
-    if image.dtype == np.float32 and image.ndim == 3 and image.shape[2] == 3:
-        from detection.camera_kernels import band_mean
+    from detection.camera_kernels import band_mean
 
-        return band_mean(image)
-    total = image[..., 0] + image[..., 1]
-    total += image[..., 2]
-    total *= np.float32(1 / 3)
-    return total
+    return band_mean(image)
 
 
 def _median_of_three(stack: NDArray[np.uint8]) -> NDArray[np.uint8]:
