@@ -171,6 +171,15 @@ class CameraParams:
         A reported change is given back to detection (so that a change built there later is
         reported anew, a rebound) after this many consecutive snapshots in which at most this
         share of what was seen of it still differed from the background.
+    placement_frames : int
+        After this many snapshots registered onto a background, it is moved into the
+        calibration's pixel grid by the median of their shifts (see
+        :meth:`~detection.camera_reference.ReferenceModel.placement`), so that outlines,
+        farmland and parcels line up with it wherever sway had put the first frame; 0 keeps
+        the first frame's grid. The simulator's towers sway with a standard deviation of
+        about 14 full-resolution pixels (3.5 working pixels) a snapshot, so the median of 10
+        places the background to within about 1.4 working pixels (one standard error), where
+        its first frame could be 10 off.
     future_tolerance : timedelta
         Capture times further ahead of ``now`` are refused.
     """
@@ -218,6 +227,7 @@ class CameraParams:
     clear_texture: float = 0.5
     hold_score: float = float("inf")
     clear_block_px: int = 16
+    placement_frames: int = 10
     future_tolerance: timedelta = timedelta(minutes=5)
     register: RegisterParams = field(default_factory=RegisterParams)
     geolocate: GeolocateParams = field(default_factory=GeolocateParams)
@@ -389,8 +399,13 @@ def _analyse(
         )
         return _after_failure(state, kind, image_of(frame), mode, params), failed
     state = replace(state, failures=0)
+    if registration.method == "shift" and params.placement_frames and not reference.placed:
+        reference = reference.with_shift(registration.shift)
     aligned = warp_image(frame, registration)
     valid = warp_valid_mask(frame.shape, registration)
+    # Where the background holds ground the snapshot covers; `valid` alone is learned, so that
+    # a border a placement left without ground fills in.
+    scored = reference.covering(valid)
     matched = match_illumination(
         aligned, background, grid=params.illumination_grid, max_gain=params.max_gain
     )
@@ -402,21 +417,21 @@ def _analyse(
             matched, background, params.object_window_px, params.signal_window_px
         )
         reference = reference.with_residual(
-            residual, valid, rise=params.noise_rise, fall=params.noise_fall
+            residual, scored, rise=params.noise_rise, fall=params.noise_fall
         )
         state = _absorb(state, mode, reference, matched, valid, params, warm=True)
-        return state, result
+        return _placed(state, mode, params), result
     if mode == "ir":
         # Night frames are few, so their background is weeks old and shows every season's
         # change; they keep it current but, like fog, neither confirm nor break a streak.
         state = _absorb(state, mode, reference, matched, valid, params, warm=False)
-        return state, result
+        return _placed(state, mode, params), result
     score = score_change(
         matched,
         background,
         spread=_fraction(reference.spread, 255.0),
         noise=_fraction(reference.noise, 255.0 * NOISE_UNITS),
-        valid=valid,
+        valid=scored,
         calibration=calibration,
         params=params,
     )
@@ -430,14 +445,29 @@ def _analyse(
     # Reported changes are not noise; hidden rows (fog, rain) say nothing about it either.
     reference = reference.with_residual(
         score.residual,
-        valid & clear & ~state.open_mask,
+        scored & clear & ~state.open_mask,
         rise=params.noise_rise,
         fall=params.noise_fall,
     )
     state = _absorb(
         state, mode, reference, matched, valid, params, warm=False, adopt=farm_work, held=held
     )
-    return state, replace(result, detections=detections, candidates=score.candidates)
+    placed = _placed(state, mode, params)
+    return placed, replace(result, detections=detections, candidates=score.candidates)
+
+
+def _placed(state: CameraState, mode: str, params: CameraParams) -> CameraState:
+    """The state with the background of `mode` moved into the calibration's grid once it has
+    registered enough snapshots, and the change memory moved with a daylight background."""
+    reference = state.references[mode]
+    if reference.placed or len(reference.shifts) < max(params.placement_frames, 1):
+        return state
+    move = reference.placement()
+    state = replace(state, references=state.references | {mode: reference.placed_at(move)})
+    # Streaks and reported changes are kept in the grid of the daylight snapshots (infrared
+    # ones neither confirm nor break them). With time-of-day buckets each bucket's background
+    # is placed in turn, and they share the grid only once all are placed.
+    return state if mode == "ir" else state.moved_by(move)
 
 
 def image_of(frame: NDArray[np.float32]) -> NDArray[np.uint8]:

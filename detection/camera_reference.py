@@ -8,6 +8,8 @@ from functools import lru_cache
 import numpy as np
 from numpy.typing import NDArray
 
+from detection.camera_grid import shift_image, shift_valid_mask
+
 # Residual noise is stored in quarter grey levels: far fields sit at 1–2 levels.
 NOISE_UNITS = 4
 
@@ -34,6 +36,16 @@ class ReferenceModel:
         difference from the background) on ordinary snapshots, in 1/``NOISE_UNITS`` grey levels.
         A pixel whose residual keeps varying (parcel edges under changing light and haze)
         needs more to count as change than one whose residual stays at the sensor noise.
+    placed : bool
+        Whether the background has been moved into the calibration's pixel grid (see
+        :meth:`placed_at`). It starts in the grid of its first frame, wherever sway or an
+        imprecise preset return had put the camera at that moment.
+    shifts : tuple of (float, float)
+        Until placed, the (rows, cols) shift that registered each snapshot onto it.
+    border : tuple of int
+        (rows, cols) of the placement's move and how many more frames must be added before no
+        frame of the ring holds the border it uncovered (repeated content, not the ground);
+        (0, 0, 0) when none does.
     """
 
     frames: NDArray[np.uint8]
@@ -42,6 +54,9 @@ class ReferenceModel:
     median: NDArray[np.uint8]
     spread: NDArray[np.uint8]
     noise: NDArray[np.uint8]
+    placed: bool = False
+    shifts: tuple[tuple[float, float], ...] = ()
+    border: tuple[int, int, int] = (0, 0, 0)
 
     @classmethod
     def start(cls, image: NDArray[np.uint8], *, depth: int) -> ReferenceModel:
@@ -78,7 +93,16 @@ class ReferenceModel:
         frames[self.added % depth] = image
         count = min(self.count + 1, depth)
         median, spread = _statistics(frames[:count])
-        return ReferenceModel(frames, count, self.added + 1, median, spread, self.noise)
+        rows, cols, to_go = self.border
+        return replace(
+            self,
+            frames=frames,
+            count=count,
+            added=self.added + 1,
+            median=median,
+            spread=spread,
+            border=(rows, cols, to_go - 1) if to_go > 1 else (0, 0, 0),
+        )
 
     def with_residual(
         self,
@@ -124,7 +148,47 @@ class ReferenceModel:
         median[where] = image[where]
         spread = self.spread.copy()
         spread[where] = 0
-        return ReferenceModel(frames, self.count, self.added, median, spread, self.noise)
+        return replace(self, frames=frames, median=median, spread=spread)
+
+    def with_shift(self, shift: tuple[float, float]) -> ReferenceModel:
+        """Return the model remembering one more snapshot's registration shift (rows, cols)."""
+        return replace(self, shifts=(*self.shifts, (float(shift[0]), float(shift[1]))))
+
+    def placement(self) -> tuple[int, int]:
+        """Whole-pixel (rows, cols) move from this background's grid to the calibration's.
+
+        A tower sways about its mast and a preset returns about its set pose, so the camera's
+        positions average out at the pose it was calibrated in: the median of the shifts that
+        registered snapshots onto the background is where the background's first frame stood
+        off that pose (the median, so that a gust or a misregistered frame does not pull it).
+        """
+        rows, cols = np.median(np.asarray(self.shifts), axis=0)
+        return -round(float(rows)), -round(float(cols))
+
+    def placed_at(self, move: tuple[int, int]) -> ReferenceModel:
+        """Return the model moved by whole pixels (rows, cols) and marked placed.
+
+        Borders uncovered by the move repeat the nearest content, as a registered snapshot's
+        do; they are not the ground until a ring's worth of frames has been added since (see
+        :meth:`covering`).
+        """
+        return replace(
+            self,
+            frames=np.stack([shift_image(frame, move) for frame in self.frames]),
+            median=shift_image(self.median, move),
+            spread=shift_image(self.spread, move),
+            noise=shift_image(self.noise, move),
+            placed=True,
+            shifts=(),
+            border=(move[0], move[1], self.frames.shape[0]) if any(move) else (0, 0, 0),
+        )
+
+    def covering(self, valid: NDArray[np.bool_]) -> NDArray[np.bool_]:
+        """`valid` (rows, cols) less the border a recent placement left without ground."""
+        rows, cols, to_go = self.border
+        if not to_go:
+            return valid
+        return valid & shift_valid_mask(valid.shape, (rows, cols))
 
 
 def gray(image: NDArray[np.float32]) -> NDArray[np.float32]:

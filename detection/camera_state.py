@@ -8,7 +8,7 @@ import struct
 import zipfile
 import zlib
 from collections.abc import Callable, Iterator, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 from functools import cached_property
 from typing import TYPE_CHECKING, Any
@@ -18,6 +18,7 @@ import xxhash
 import zstandard
 from numpy.typing import NDArray
 
+from detection.camera_grid import shift_image
 from detection.camera_reference import NOISE_UNITS, ReferenceModel
 
 if TYPE_CHECKING:  # only named in annotations: loading the state needs no geometry library
@@ -31,9 +32,11 @@ if TYPE_CHECKING:  # only named in annotations: loading the state needs no geome
 # with Zstandard chunks; format 5 adds `open_quiet` (older states load with none counted yet);
 # format 6 drops each background's median and spread, computed again from its frames when
 # read (`ReferenceModel.from_frames`): they changed with every snapshot, so they were half of
-# what each write compressed.
-_STATE_FORMAT = 6
-_READABLE_FORMATS = (1, 2, 3, 4, 5, 6)
+# what each write compressed; format 7 adds whether each background has been placed in the
+# calibration's grid, its snapshots' registration shifts until it is and the border its move
+# left (older states load unplaced, with none seen yet).
+_STATE_FORMAT = 7
+_READABLE_FORMATS = (1, 2, 3, 4, 5, 6, 7)
 _NPZ_MAGIC = b"PK"
 _MAGIC = b"TXCAMST\x00"
 # A state's header alone, its chunks kept apart by content key (`EncodedState.manifest`).
@@ -112,6 +115,9 @@ class _StoredReference:
     entries: Mapping[str, Mapping[str, Any]]  # by array name ("day_frames", ...)
     parts: Mapping[str, bytes]  # compressed chunk by key
     state_format: int
+    placed: bool = False
+    shifts: tuple[tuple[float, float], ...] = ()
+    border: tuple[int, int, int] = (0, 0, 0)
 
     def decode(self, mode: str) -> ReferenceModel:
         arrays = {
@@ -124,7 +130,7 @@ class _StoredReference:
             for name, entry in self.entries.items()
         }
         return _references(
-            {"format": self.state_format, "references": {mode: [self.count, self.added]}},
+            {"format": self.state_format, "references": {mode: _reference_header(self)}},
             arrays.__getitem__,
             lambda name: arrays[f"{name}_noise"],
         )[mode]
@@ -167,12 +173,13 @@ class References(Mapping[str, ReferenceModel]):
         merged._order = [*self._order, *(m for m in other if m not in self._order)]
         return merged
 
-    def sizes(self) -> dict[str, tuple[int, int]]:
-        """(count, added) of every background, decoded or not."""
+    def headers(self) -> dict[str, list[Any]]:
+        """What a state's header says of every background, decoded or not: count, added and
+        placement (placed, the shifts seen until then, the border it left)."""
         return {
-            mode: (self._models[mode].count, self._models[mode].added)
-            if mode in self._models
-            else (self._stored[mode].count, self._stored[mode].added)
+            mode: _reference_header(
+                self._models[mode] if mode in self._models else self._stored[mode]
+            )
             for mode in self._order
         }
 
@@ -249,13 +256,25 @@ class CameraState:
             open_quiet=np.zeros(shape, dtype=np.uint8),
         )
 
+    def moved_by(self, move: tuple[int, int]) -> CameraState:
+        """The streaks and reported changes moved by whole pixels (rows, cols), as their
+        background was; what moves out of the frame is dropped, and none start in the border."""
+        return replace(
+            self,
+            streak=shift_image(self.streak, move, fill=0),
+            streak_start=shift_image(self.streak_start, move, fill=0),
+            streak_colour=shift_image(self.streak_colour, move, fill=0),
+            open_mask=shift_image(self.open_mask, move, fill=False),
+            open_quiet=shift_image(self.open_quiet, move, fill=0),
+        )
+
     def to_bytes(self) -> bytes:
-        """Serialise for storage between snapshots (format 6, no pickles)."""
+        """Serialise for storage between snapshots (format 7, no pickles)."""
         return encode_state(self).data
 
     @classmethod
     def from_bytes(cls, data: bytes) -> CameraState:
-        """Inverse of :meth:`to_bytes`; states of formats 1 to 5 load too."""
+        """Inverse of :meth:`to_bytes`; states of formats 1 to 6 load too."""
         return decode_state(data).state
 
 
@@ -296,7 +315,7 @@ class EncodedState:
 
 
 def encode_state(state: CameraState, reuse: Mapping[str, bytes] | None = None) -> EncodedState:
-    """Serialise `state` as format 6; chunks found in `reuse` are not compressed again.
+    """Serialise `state` as format 7; chunks found in `reuse` are not compressed again.
 
     From one snapshot to the next most of a state stays the same (one frame of a ring is
     replaced), so passing the previous `EncodedState.chunks` as `reuse` leaves only the changed
@@ -352,7 +371,7 @@ def _as_read(references: References) -> dict[str, _StoredReference]:
 
 def decode_state(data: bytes, chunks: Mapping[str, bytes] | None = None) -> EncodedState:
     """Inverse of `encode_state`: from the whole form, or from a manifest and its `chunks` by
-    key. Formats 1 to 5 load too (formats 1 and 2 come back encoded in the current format;
+    key. Formats 1 to 6 load too (formats 1 and 2 come back encoded in the current format;
     after format 3 the next encoding compresses every chunk anew)."""
     if data.startswith(_NPZ_MAGIC):
         return encode_state(_from_npz(data))
@@ -393,14 +412,42 @@ def _stored_references(
 ) -> dict[str, _StoredReference]:
     """Each background's arrays in `meta`, to be decoded when first used."""
     stored = {}
-    for mode, (count, added) in meta["references"].items():
+    for mode, header in meta["references"].items():
+        count, added, placement = _parsed_reference_header(header)
         names = [f"{mode}_{suffix}" for suffix in _REFERENCE_ARRAYS]
         entries = {name: meta["arrays"][name] for name in names if name in meta["arrays"]}
         used = {key for entry in entries.values() for key in entry["keys"]}
         stored[mode] = _StoredReference(
-            count, added, entries, {key: parts[key] for key in used}, meta["format"]
+            count, added, entries, {key: parts[key] for key in used}, meta["format"], **placement
         )
     return stored
+
+
+def _reference_header(reference: ReferenceModel | _StoredReference) -> list[Any]:
+    return [
+        reference.count,
+        reference.added,
+        reference.placed,
+        [list(shift) for shift in reference.shifts],
+        list(reference.border),
+    ]
+
+
+def _parsed_reference_header(header: list[Any]) -> tuple[int, int, dict[str, Any]]:
+    """Count, added and the placement fields of a background; before format 7 it had only
+    the first two, and was not placed."""
+    count, added, *placement = header
+    placed, shifts, border = placement if placement else (False, [], [0, 0, 0])
+    rows, cols, to_go = border
+    return (
+        int(count),
+        int(added),
+        {
+            "placed": bool(placed),
+            "shifts": tuple((float(r), float(c)) for r, c in shifts),
+            "border": (int(rows), int(cols), int(to_go)),
+        },
+    )
 
 
 def _header(data: bytes, magic: bytes) -> tuple[bytes, memoryview]:
@@ -445,21 +492,25 @@ def _references(
 ) -> dict[str, ReferenceModel]:
     """The backgrounds listed in `meta`, their arrays looked up by name (any format)."""
     stored_statistics = meta["format"] < 6
-    return {
-        mode: ReferenceModel(
-            frames=array(f"{mode}_frames"),
-            count=count,
-            added=added,
-            median=array(f"{mode}_median"),
-            spread=array(f"{mode}_spread"),
-            noise=noise(mode),
+    models = {}
+    for mode, header in meta["references"].items():
+        count, added, placement = _parsed_reference_header(header)
+        model = (
+            ReferenceModel(
+                frames=array(f"{mode}_frames"),
+                count=count,
+                added=added,
+                median=array(f"{mode}_median"),
+                spread=array(f"{mode}_spread"),
+                noise=noise(mode),
+            )
+            if stored_statistics
+            else ReferenceModel.from_frames(
+                array(f"{mode}_frames"), count=count, added=added, noise=noise(mode)
+            )
         )
-        if stored_statistics
-        else ReferenceModel.from_frames(
-            array(f"{mode}_frames"), count=count, added=added, noise=noise(mode)
-        )
-        for mode, (count, added) in meta["references"].items()
-    }
+        models[mode] = replace(model, **placement)
+    return models
 
 
 def _meta(state: CameraState) -> dict[str, object]:
@@ -471,7 +522,7 @@ def _meta(state: CameraState) -> dict[str, object]:
         "accepted": state.accepted,
         "next_detection_id": state.next_detection_id,
         "failures": state.failures,
-        "references": {m: list(size) for m, size in state.references.sizes().items()},
+        "references": state.references.headers(),
     }
 
 

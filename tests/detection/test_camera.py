@@ -11,6 +11,7 @@ import pytest
 import shapely
 from numpy.typing import NDArray
 from shapely.geometry import Polygon
+from shapely.geometry.base import BaseGeometry
 
 from detection import camera_kernels
 from detection.camera import (
@@ -86,6 +87,67 @@ def test_a_known_sway_is_recovered(scene: Scene, calibration: Calibration) -> No
     assert results[-1].registration == "shift"
     np.testing.assert_allclose(results[-1].shift_px, (4.0, -7.0), atol=0.3)
     assert not results[-1].candidates.any()
+
+
+def test_a_background_started_off_the_calibrated_pose_is_placed_on_it(
+    scene: Scene, calibration: Calibration
+) -> None:
+    # The first frame caught the tower swayed by (3, -5) working pixels; later ones scatter
+    # about the pose the calibration was made in.
+    sway = [(0, 0), (1, -1), (-1, 1), (0, 1), (1, 0), (-1, 0), (0, -1), (1, 1), (-1, -1), (0, 0)]
+    first = scene.render(noise_seed=0, shift=(3, -5))
+    frames = [first] + [scene.render(noise_seed=1 + i, shift=s) for i, s in enumerate(sway)]
+    state, results = run(frames, calibration)
+    np.testing.assert_allclose(results[1].shift_px, (3.0, -5.0), atol=0.3)
+    assert state.references["day"].placed
+    _, after = run([scene.render(noise_seed=50)], calibration, state, start=len(frames))
+    np.testing.assert_allclose(after[0].shift_px, (0.0, 0.0), atol=0.3)
+    assert not after[0].candidates.any()
+
+
+def test_pending_and_reported_changes_move_with_their_background() -> None:
+    state = CameraState.empty((20, 30))
+    streak = np.zeros((20, 30), dtype=np.uint8)
+    streak[5:8, 10:14] = 2
+    colour = np.zeros((20, 30, 3), dtype=np.int8)
+    colour[streak > 0] = 7
+    state = replace(
+        state,
+        streak=streak,
+        streak_start=np.where(streak > 0, 1_700_000_000, 0).astype(np.int64),
+        streak_colour=colour,
+        open_mask=np.pad(np.ones((3, 3), dtype=bool), ((0, 17), (0, 27))),
+        open_quiet=np.pad(np.full((3, 3), 4, dtype=np.uint8), ((0, 17), (0, 27))),
+    )
+    moved = state.moved_by((-2, 3))
+    np.testing.assert_array_equal(moved.streak[3:6, 13:17], 2)
+    assert moved.streak.sum() == streak.sum()
+    assert (moved.streak_start > 0).sum() == 12 and (moved.streak_colour == 7).sum() == 36
+    # The reported change in the top corner moved partly out of the frame; nothing came in.
+    np.testing.assert_array_equal(np.argwhere(moved.open_mask), [[0, 3], [0, 4], [0, 5]])
+    assert moved.open_quiet.sum() == 3 * 4
+
+
+def iou_on_ground(calibration: Calibration, found: BaseGeometry, truth: BaseGeometry) -> float:
+    overlap = ground_area_m2(calibration, found.intersection(truth))
+    return overlap / ground_area_m2(calibration, found.union(truth))
+
+
+def test_a_change_is_mapped_where_it_stands_whatever_pose_the_first_frame_had(
+    scene: Scene, calibration: Calibration
+) -> None:
+    sway = [(0, 0), (1, -1), (-1, 1), (0, 1), (1, 0), (-1, 0), (0, -1), (1, 1), (-1, -1), (0, 0)]
+    frames = [scene.render(noise_seed=0, shift=(3, -5))]
+    frames += [scene.render(noise_seed=1 + i, shift=s) for i, s in enumerate(sway)]
+    frames += [scene.render(noise_seed=20 + i, patches=[PATCH]) for i in range(3)]
+    truth = Polygon(scene.lonlat(np.array([[-10, 190], [10, 190], [10, 210], [-10, 210]])))
+    _, results = run(frames, calibration)
+    [(_, placed)] = detections(results)
+    assert iou_on_ground(calibration, placed.ground, truth) >= 0.7
+    # Kept in its first frame's grid, the background maps the same change off its ground.
+    _, results = run(frames, calibration, params=replace(PARAMS, placement_frames=0))
+    [(_, unplaced)] = detections(results)
+    assert iou_on_ground(calibration, unplaced.ground, truth) < 0.5
 
 
 def test_a_change_persisting_over_the_persistence_is_detected_with_its_onset(

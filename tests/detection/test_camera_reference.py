@@ -1,9 +1,12 @@
-"""The per-pixel median of a preset's ring of frames, while the ring fills and once full; the
-compiled passes (the ring's statistics, the lighting match, the local mean's removal, the
-noise update, the band mean and root-mean-square, the rounding to levels, the step sum,
-the kept background) against the NumPy expressions they stand for."""
+"""The per-pixel median of a preset's ring of frames, while the ring fills and once full; its
+placement in the calibration's grid; the compiled passes (the ring's statistics, the lighting
+match, the local mean's removal, the noise update, the band mean and root-mean-square, the
+rounding to levels, the step sum, the kept background) against the NumPy expressions they
+stand for."""
 
 from __future__ import annotations
+
+from dataclasses import replace
 
 import numpy as np
 import pytest
@@ -55,6 +58,54 @@ def test_the_median_is_a_new_array_not_a_view_of_the_ring() -> None:
     median = median_of_frames(stack)
     median[:] = 9
     assert not stack.any()
+
+
+def test_placement_undoes_the_median_of_the_registration_shifts() -> None:
+    model = ReferenceModel.start(np.zeros((20, 30, 3), dtype=np.uint8), depth=3)
+    # Sway scattered about (2, -3), and one gust far off that the median ignores.
+    for shift in [(2.4, -3.2), (1.6, -2.9), (2.2, -3.4), (25.0, 30.0), (1.9, -2.6)]:
+        model = model.with_shift(shift)
+    assert model.placement() == (-2, 3)
+    assert not model.placed
+
+
+def test_placing_moves_every_frame_and_statistic_by_whole_pixels() -> None:
+    rng = np.random.default_rng(3)
+    model = ReferenceModel.start(rng.integers(0, 256, (20, 30, 3), dtype=np.uint8), depth=3)
+    model = model.with_frame(rng.integers(0, 256, (20, 30, 3), dtype=np.uint8))
+    model = replace(model, noise=rng.integers(0, 256, (20, 30), dtype=np.uint8))
+    model = model.with_shift((2.0, -3.0))
+    placed = model.placed_at((-2, 3))
+    assert placed.placed
+    assert placed.shifts == ()
+    assert (placed.count, placed.added) == (model.count, model.added)
+    for name in ("median", "spread", "noise"):
+        before, after = getattr(model, name), getattr(placed, name)
+        np.testing.assert_array_equal(after[:-2, 3:], before[2:, :-3], err_msg=name)
+        np.testing.assert_array_equal(after[-2:, 3:], np.repeat(after[-3:-2, 3:], 2, axis=0))
+        np.testing.assert_array_equal(after[:, :3], np.repeat(after[:, 3:4], 3, axis=1))
+    np.testing.assert_array_equal(placed.frames[:, :-2, 3:], model.frames[:, 2:, :-3])
+    assert placed.border == (-2, 3, 3)
+    # Still the median of its frames, as every model is.
+    again = ReferenceModel.from_frames(
+        placed.frames, count=placed.count, added=placed.added, noise=placed.noise
+    )
+    np.testing.assert_array_equal(again.median, placed.median)
+    np.testing.assert_array_equal(again.spread, placed.spread)
+
+
+def test_the_border_a_placement_uncovers_is_not_scored_until_the_ring_is_renewed() -> None:
+    model = ReferenceModel.start(np.zeros((20, 30, 3), dtype=np.uint8), depth=3)
+    model = model.with_frame(np.zeros((20, 30, 3), dtype=np.uint8)).placed_at((-2, 3))
+    valid = np.ones((20, 30), dtype=bool)
+    expected = np.ones((20, 30), dtype=bool)
+    expected[-2:] = False
+    expected[:, :3] = False
+    for _ in range(3):
+        np.testing.assert_array_equal(model.covering(valid), expected)
+        model = model.with_frame(np.zeros((20, 30, 3), dtype=np.uint8))
+    assert model.border == (0, 0, 0)
+    np.testing.assert_array_equal(model.covering(valid), valid)
 
 
 @pytest.mark.parametrize("shape", [(270, 480), (97, 131), (64, 64)])

@@ -1,4 +1,4 @@
-"""The stored camera state: format 6 round trips, reuses unchanged chunks, reads formats 1–5."""
+"""The stored camera state: format 7 round trips, reuses unchanged chunks, reads formats 1–6."""
 
 from __future__ import annotations
 
@@ -47,7 +47,10 @@ def a_state() -> CameraState:
     streak[10:14, 20:30] = 2
     return CameraState(
         shape=SHAPE,
-        references={"day": reference(1, count=5), "ir": reference(2, count=2)},
+        references={
+            "day": replace(reference(1, count=5), placed=True, border=(-1, 2, 4)),
+            "ir": replace(reference(2, count=2), shifts=((1.5, -2.25), (0.0, 3.0))),
+        },
         streak=streak,
         streak_start=np.where(streak > 0, 1_750_000_000, 0).astype(np.int64),
         streak_colour=rng.integers(-20, 20, (*SHAPE, 3), dtype=np.int8),
@@ -73,6 +76,7 @@ def assert_same(actual: CameraState, expected: CameraState) -> None:
     for mode, ref in expected.references.items():
         got = actual.references[mode]
         assert (got.count, got.added) == (ref.count, ref.added)
+        assert (got.placed, got.shifts, got.border) == (ref.placed, ref.shifts, ref.border)
         for name in ("frames", "median", "spread", "noise"):
             assert getattr(got, name).dtype == getattr(ref, name).dtype
             np.testing.assert_array_equal(getattr(got, name), getattr(ref, name), err_msg=name)
@@ -213,10 +217,32 @@ def test_a_format_2_state_still_loads() -> None:
             f"{mode}_noise": ref.noise,
         }
     decoded = decode_state(_npz(arrays, level=1))
-    assert_same(decoded.state, replace(state, open_quiet=np.zeros(SHAPE, dtype=np.uint8)))
+    expected = replace(unplaced(state), open_quiet=np.zeros(SHAPE, dtype=np.uint8))
+    assert_same(decoded.state, expected)
     # It comes back encoded as the current format, whose chunks serve the next encoding.
     assert decoded.data == decoded.state.to_bytes()
     assert encode_state(decoded.state, reuse=decoded.chunks).data == decoded.data
+
+
+def test_a_format_6_state_loads_with_its_backgrounds_not_yet_placed() -> None:
+    state = a_state()
+    data = state.to_bytes()
+    start = 8 + 4
+    (length,) = struct.unpack_from("<I", data, 8)
+    header = json.loads(data[start : start + length])
+    header["references"] = {m: [r.count, r.added] for m, r in state.references.items()}
+    text = json.dumps(header | {"format": 6}).encode()
+    older = data[:8] + struct.pack("<I", len(text)) + text + data[start + length :]
+    assert_same(decode_state(older).state, unplaced(state))
+
+
+def unplaced(state: CameraState) -> CameraState:
+    """`state` as formats before 7 hold it: no background placed, no shifts seen."""
+    references = {
+        m: replace(r, placed=False, shifts=(), border=(0, 0, 0))
+        for m, r in state.references.items()
+    }
+    return replace(state, references=references)
 
 
 def test_an_unknown_format_header_is_refused() -> None:
