@@ -89,14 +89,18 @@ def test_a_known_sway_is_recovered(scene: Scene, calibration: Calibration) -> No
     assert not results[-1].candidates.any()
 
 
+def started_off_the_pose(scene: Scene) -> list[NDArray[np.uint8]]:
+    """A first frame that caught the tower swayed by (3, -5) working pixels, then ten that
+    scatter about the pose the calibration was made in."""
+    sway = [(0, 0), (1, -1), (-1, 1), (0, 1), (1, 0), (-1, 0), (0, -1), (1, 1), (-1, -1), (0, 0)]
+    first = scene.render(noise_seed=0, shift=(3, -5))
+    return [first] + [scene.render(noise_seed=1 + i, shift=s) for i, s in enumerate(sway)]
+
+
 def test_a_background_started_off_the_calibrated_pose_is_placed_on_it(
     scene: Scene, calibration: Calibration
 ) -> None:
-    # The first frame caught the tower swayed by (3, -5) working pixels; later ones scatter
-    # about the pose the calibration was made in.
-    sway = [(0, 0), (1, -1), (-1, 1), (0, 1), (1, 0), (-1, 0), (0, -1), (1, 1), (-1, -1), (0, 0)]
-    first = scene.render(noise_seed=0, shift=(3, -5))
-    frames = [first] + [scene.render(noise_seed=1 + i, shift=s) for i, s in enumerate(sway)]
+    frames = started_off_the_pose(scene)
     state, results = run(frames, calibration)
     np.testing.assert_allclose(results[1].shift_px, (3.0, -5.0), atol=0.3)
     assert state.references["day"].placed
@@ -136,9 +140,7 @@ def iou_on_ground(calibration: Calibration, found: BaseGeometry, truth: BaseGeom
 def test_a_change_is_mapped_where_it_stands_whatever_pose_the_first_frame_had(
     scene: Scene, calibration: Calibration
 ) -> None:
-    sway = [(0, 0), (1, -1), (-1, 1), (0, 1), (1, 0), (-1, 0), (0, -1), (1, 1), (-1, -1), (0, 0)]
-    frames = [scene.render(noise_seed=0, shift=(3, -5))]
-    frames += [scene.render(noise_seed=1 + i, shift=s) for i, s in enumerate(sway)]
+    frames = started_off_the_pose(scene)
     frames += [scene.render(noise_seed=20 + i, patches=[PATCH]) for i in range(3)]
     truth = Polygon(scene.lonlat(np.array([[-10, 190], [10, 190], [10, 210], [-10, 210]])))
     _, results = run(frames, calibration)
