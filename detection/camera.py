@@ -28,7 +28,7 @@ from detection.camera_reference import (
     ReferenceModel,
     gray,
     illumination_mode,
-    match_illumination,
+    matched_and_levelled,
     signal_level,
 )
 from detection.camera_register import (
@@ -406,7 +406,7 @@ def _analyse(
     # Where the background holds ground the snapshot covers; `valid` alone is learned, so that
     # a border a placement left without ground fills in.
     scored = reference.covering(valid)
-    matched = match_illumination(
+    matched, levelled = matched_and_levelled(
         aligned, background, grid=params.illumination_grid, max_gain=params.max_gain
     )
     result = SnapshotResult(
@@ -419,12 +419,12 @@ def _analyse(
         reference = reference.with_residual(
             residual, scored, rise=params.noise_rise, fall=params.noise_fall
         )
-        state = _absorb(state, mode, reference, matched, valid, params, warm=True)
+        state = _absorb(state, mode, reference, levelled, valid, params, warm=True)
         return _placed(state, mode, params), result
     if mode == "ir":
         # Night frames are few, so their background is weeks old and shows every season's
         # change; they keep it current but, like fog, neither confirm nor break a streak.
-        state = _absorb(state, mode, reference, matched, valid, params, warm=False)
+        state = _absorb(state, mode, reference, levelled, valid, params, warm=False)
         return _placed(state, mode, params), result
     score = score_change(
         matched,
@@ -450,7 +450,7 @@ def _analyse(
         fall=params.noise_fall,
     )
     state = _absorb(
-        state, mode, reference, matched, valid, params, warm=False, adopt=farm_work, held=held
+        state, mode, reference, levelled, valid, params, warm=False, adopt=farm_work, held=held
     )
     placed = _placed(state, mode, params)
     return placed, replace(result, detections=detections, candidates=score.candidates)
@@ -476,7 +476,7 @@ def _placed(state: CameraState, mode: str, params: CameraParams) -> CameraState:
 
 def image_of(frame: NDArray[np.float32]) -> NDArray[np.uint8]:
     """Back to uint8 (rows, cols, 3) from [0, 1] floats: ``np.round(frame * 255.0)`` cast, in
-    one compiled pass (Numba is loaded on first use: see match_illumination)."""
+    one compiled pass (Numba is loaded on first use: see camera_reference._lit)."""
     from detection.camera_kernels import to_levels
 
     return to_levels(frame)
@@ -521,7 +521,7 @@ def _absorb(
     state: CameraState,
     mode: str,
     reference: ReferenceModel,
-    matched: NDArray[np.float32],
+    levelled: NDArray[np.float32],
     valid: NDArray[np.bool_],
     params: CameraParams,
     *,
@@ -529,9 +529,11 @@ def _absorb(
     adopt: NDArray[np.bool_] | None = None,
     held: NDArray[np.bool_] | None = None,
 ) -> CameraState:
+    """The state with the snapshot (brightness levelled to the background, its contrast its
+    own: see `matched_and_levelled`) learned into the background of `mode`."""
     accepted = state.accepted + 1
     state = replace(state, accepted=accepted)
-    frame = image_of(matched)
+    frame = image_of(levelled)
     if adopt is not None and adopt.any():
         reference = reference.adopting(frame, adopt & valid)
     if warm or accepted % params.reference_every == 0:
@@ -539,7 +541,7 @@ def _absorb(
         keep = ~valid if warm else (~valid | (state.streak > 0) | state.open_mask)
         if held is not None:
             keep |= held if adopt is None else held & ~adopt
-        # Numba is loaded on first use: see camera_reference.match_illumination.
+        # Numba is loaded on first use: see camera_reference._lit.
         from detection.camera_kernels import keep_background
 
         keep_background(frame, reference.median, keep)

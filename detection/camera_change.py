@@ -216,7 +216,7 @@ def _local_mean_grid(image: NDArray[np.float32], window: int) -> NDArray[np.floa
 
 def _norm(rgb: NDArray[np.float32]) -> NDArray[np.float32]:
     """Root-mean-square over the bands of (rows, cols, 3) float32, as (rows, cols), in one
-    compiled pass (Numba is loaded on first use: see camera_reference.match_illumination)."""
+    compiled pass (Numba is loaded on first use: see camera_reference._lit)."""
     from detection.camera_kernels import band_rms
 
     return band_rms(rgb)
@@ -224,7 +224,7 @@ def _norm(rgb: NDArray[np.float32]) -> NDArray[np.float32]:
 
 def _edge_change(difference: NDArray[np.float32]) -> NDArray[np.float32]:
     """Local mean gradient magnitude of a (rows, cols) difference: new or lost edges, texture."""
-    # Numba is loaded on first use: see camera_reference.match_illumination.
+    # Numba is loaded on first use: see camera_reference._lit.
     from detection.camera_kernels import step_sum
 
     return box_mean(step_sum(difference), 5)
@@ -336,7 +336,7 @@ def threshold_regions(
     box = mask_box(region)
     assert box is not None  # it holds the pixels above high
     labels, count = ndimage.label(region[box])
-    # Numba is loaded on first use: see camera_reference.match_illumination.
+    # Numba is loaded on first use: see camera_reference._lit.
     from detection.camera_kernels import kept_regions
 
     kept[box] = kept_regions(labels, score[box], high=high, count=count, min_area_px=min_area_px)

@@ -21,7 +21,8 @@ class ReferenceModel:
     Attributes
     ----------
     frames : ndarray of shape (depth, rows, cols, 3), uint8
-        Ring of recent accepted snapshots, registered and matched to the reference lighting.
+        Ring of recent accepted snapshots, registered, their brightness levelled to the
+        reference's (their contrast their own).
     count : int
         How many ring slots hold frames (at most ``depth``); the next frame goes to
         ``count % depth`` once full, overwriting the oldest.
@@ -121,7 +122,7 @@ class ReferenceModel:
         each residual is capped at three times the estimate plus two grey levels, so one sudden
         change barely moves it. The first snapshots, with no estimate yet, are averaged in.
         """
-        # One compiled pass (Numba is loaded on first use: see match_illumination).
+        # One compiled pass (Numba is loaded on first use: see _lit).
         from detection.camera_kernels import updated_noise
 
         learned = self.added > 2
@@ -246,7 +247,7 @@ def _median_of_four(stack: NDArray[np.uint8]) -> NDArray[np.uint8]:
 def _statistics(filled: NDArray[np.uint8]) -> tuple[NDArray[np.uint8], NDArray[np.uint8]]:
     """Median of the filled frames, and their median absolute deviation (largest band)."""
     if filled.shape[0] == 5:  # a full ring: every snapshot after the first few
-        # Numba is loaded on first use: see match_illumination.
+        # Numba is loaded on first use: see _lit.
         from detection.camera_kernels import statistics_of_five
 
         return statistics_of_five(filled)
@@ -353,11 +354,27 @@ def less_upsampled(image: NDArray[np.float32], field: NDArray[np.float32]) -> ND
 
     ``image`` is (rows, cols, bands) and ``field`` (grid_rows, grid_cols, bands), float32.
     """
-    # Imported here, as in match_illumination: the API never needs Numba.
+    # Imported here, as in _lit: the API never needs Numba.
     from detection.camera_kernels import less_field
 
     top, bottom, down = _interpolation_steps(image.shape[0], field.shape[0])
     return less_field(image, _across_columns(field, image.shape[1]), top, bottom, down)
+
+
+def _block_quartiles(image: NDArray[np.float32], grid: tuple[int, int]) -> NDArray[np.float64]:
+    """The 25th, 50th and 75th percentiles of each block and band, (3, grid_rows, grid_cols, 3)."""
+    # Every fourth pixel each way (hundreds per block) gives the quartiles at 1/16 of the cost.
+    return np.percentile(_block_view(image[::4, ::4], grid), (25.0, 50.0, 75.0), axis=2)
+
+
+def _gain_and_offset(
+    q_image: NDArray[np.float64], q_ref: NDArray[np.float64], max_gain: float
+) -> tuple[NDArray[np.float32], NDArray[np.float32]]:
+    iqr_image = np.maximum(q_image[2] - q_image[0], 1e-3)
+    iqr_ref = np.maximum(q_ref[2] - q_ref[0], 1e-3)
+    gain = np.clip(iqr_ref / iqr_image, 1 / max_gain, max_gain).astype(np.float32)
+    offset = (q_ref[1] - gain * q_image[1]).astype(np.float32)
+    return gain, offset
 
 
 def lighting_fields(
@@ -368,15 +385,24 @@ def lighting_fields(
     max_gain: float,
 ) -> tuple[NDArray[np.float32], NDArray[np.float32]]:
     """The gain and offset, (grid_rows, grid_cols, 3) each, that `match_illumination` applies."""
-    quantiles = (25.0, 50.0, 75.0)
-    # Every fourth pixel each way (hundreds per block) gives the quartiles at 1/16 of the cost.
-    q_image = np.percentile(_block_view(image[::4, ::4], grid), quantiles, axis=2)
-    q_ref = np.percentile(_block_view(reference[::4, ::4], grid), quantiles, axis=2)
-    iqr_image = np.maximum(q_image[2] - q_image[0], 1e-3)
-    iqr_ref = np.maximum(q_ref[2] - q_ref[0], 1e-3)
-    gain = np.clip(iqr_ref / iqr_image, 1 / max_gain, max_gain).astype(np.float32)
-    offset = (q_ref[1] - gain * q_image[1]).astype(np.float32)
-    return gain, offset
+    return _gain_and_offset(
+        _block_quartiles(image, grid), _block_quartiles(reference, grid), max_gain
+    )
+
+
+def _lit(
+    image: NDArray[np.float32], gain: NDArray[np.float32], offset: NDArray[np.float32]
+) -> NDArray[np.float32]:
+    # Imported here: the API imports this module (with the state format) but never matches
+    # lighting or updates a ring, and importing Numba would cost each API process about 56 MiB.
+    from detection.camera_kernels import apply_lighting
+
+    # upsample_field(gain) · image + upsample_field(offset), clipped, in one compiled pass.
+    top, bottom, down = _interpolation_steps(image.shape[0], gain.shape[0])
+    cols = image.shape[1]
+    return apply_lighting(
+        image, _across_columns(gain, cols), _across_columns(offset, cols), top, bottom, down
+    )
 
 
 def match_illumination(
@@ -406,17 +432,35 @@ def match_illumination(
     ndarray of shape (rows, cols, 3), float32
         The snapshot in the reference's lighting, clipped to [0, 1].
     """
-    gain, offset = lighting_fields(image, reference, grid=grid, max_gain=max_gain)
-    # Imported here: the API imports this module (with the state format) but never matches
-    # lighting or updates a ring, and importing Numba would cost each API process about 56 MiB.
-    from detection.camera_kernels import apply_lighting
+    return _lit(image, *lighting_fields(image, reference, grid=grid, max_gain=max_gain))
 
-    # upsample_field(gain) · image + upsample_field(offset), clipped, in one compiled pass.
-    top, bottom, down = _interpolation_steps(image.shape[0], gain.shape[0])
-    cols = image.shape[1]
-    return apply_lighting(
-        image, _across_columns(gain, cols), _across_columns(offset, cols), top, bottom, down
-    )
+
+def matched_and_levelled(
+    image: NDArray[np.float32],
+    reference: NDArray[np.float32],
+    *,
+    grid: tuple[int, int],
+    max_gain: float,
+) -> tuple[NDArray[np.float32], NDArray[np.float32]]:
+    """The snapshot in the reference's lighting (what is scored), and with only its
+    brightness levelled to the reference, block by block, keeping its own contrast (what the
+    background learns).
+
+    A background that learned matched snapshots would hold its own contrast for ever,
+    whatever the snapshots show: one started on a foggy frame stays foggy, and as the median
+    of several frames is smoother than any of them, each generation of the ring is flatter
+    than the last (a preset's background on a simulated world lost half its contrast in a
+    year). Every change is then scored squeezed by as much. Levelled snapshots keep the
+    background's brightness in step with the light while its contrast stays the median of
+    what the snapshots themselves show.
+
+    Parameters and clipping as in :func:`match_illumination`; one computation of the block
+    quartiles serves both.
+    """
+    q_image, q_ref = _block_quartiles(image, grid), _block_quartiles(reference, grid)
+    gain, offset = _gain_and_offset(q_image, q_ref, max_gain)
+    level = (q_ref[1] - q_image[1]).astype(np.float32)
+    return _lit(image, gain, offset), _lit(image, np.ones_like(gain), level)
 
 
 def signal_level(image: NDArray[np.float32]) -> tuple[float, float]:

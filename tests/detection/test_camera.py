@@ -89,6 +89,24 @@ def test_a_known_sway_is_recovered(scene: Scene, calibration: Calibration) -> No
     assert not results[-1].candidates.any()
 
 
+def _contrast(frame: NDArray[np.uint8]) -> float:
+    """Spatial standard deviation of brightness over the ground (the lower half)."""
+    return float(frame[frame.shape[0] // 2 :].astype(np.float32).mean(axis=2).std())
+
+
+def test_a_background_started_on_a_hazy_frame_takes_on_the_contrast_of_clear_ones(
+    scene: Scene, calibration: Calibration
+) -> None:
+    hazy = scene.render(noise_seed=0).astype(np.float32)
+    hazy = (0.4 * hazy + 0.6 * 200.0).astype(np.uint8)  # washed towards the airlight
+    frames = [hazy, *[scene.render(noise_seed=i) for i in range(1, 9)]]
+    state, results = run(frames, calibration)
+    assert detections(results) == []
+    learned = state.references["day"].median
+    assert _contrast(learned) >= 0.9 * _contrast(frames[-1])
+    assert _contrast(hazy) < 0.5 * _contrast(frames[-1])
+
+
 def started_off_the_pose(scene: Scene) -> list[NDArray[np.uint8]]:
     """A first frame that caught the tower swayed by (3, -5) working pixels, then ten that
     scatter about the pose the calibration was made in."""

@@ -19,6 +19,7 @@ from detection.camera_reference import (
     less_upsampled,
     lighting_fields,
     match_illumination,
+    matched_and_levelled,
     median_of_frames,
     upsample_field,
 )
@@ -125,6 +126,22 @@ def test_the_lighting_match_is_the_numpy_expression_bit_for_bit(shape: tuple[int
     assert found.dtype == np.float32 and found.shape == image.shape
     assert np.array_equal(found, expected)
     assert found.min() == 0.0 and found.max() == 1.0  # both ends were clipped
+
+
+def test_a_levelled_snapshot_takes_the_references_brightness_and_keeps_its_own_contrast() -> None:
+    rng = np.random.default_rng(11)
+    reference = rng.uniform(0.2, 0.8, (96, 128, 3)).astype(np.float32)
+    # The same ground, hazed: half the contrast, lifted towards the airlight.
+    image = (0.5 * reference + 0.35).astype(np.float32)
+    matched, levelled = matched_and_levelled(image, reference, grid=(3, 4), max_gain=4.0)
+    assert np.array_equal(matched, match_illumination(image, reference, grid=(3, 4), max_gain=4.0))
+    np.testing.assert_allclose(np.median(levelled), np.median(reference), atol=0.01)
+    np.testing.assert_allclose(levelled.std(), image.std(), rtol=0.03)
+    np.testing.assert_allclose(matched.std(), reference.std(), rtol=0.02)
+    # Levelling adds a smooth field of brightness only: neighbouring pixels keep their step.
+    shift = levelled - image
+    assert np.abs(np.diff(shift, axis=0)).max() < 0.005
+    assert np.abs(np.diff(shift, axis=1)).max() < 0.005
 
 
 def test_keeping_the_background_is_numpys_masked_assignment() -> None:
