@@ -167,6 +167,10 @@ class CameraParams:
         Pixels scoring at least this (1 = the detection threshold) keep their background, so
         an abrupt change is not learned before it can be confirmed. Off by default: at 0.4 it
         found one more violation in 61 on two simulated worlds but multiplied false alarms by 5.
+    reported_share : float
+        A confirmed change with at least this share of its pixels already reported is that
+        change's rim showing more fully (light, sway): it joins it without a second
+        detection. A change growing beyond that is reported anew.
     open_release_after, open_release_share :
         A reported change is given back to detection (so that a change built there later is
         reported anew, a rebound) after this many consecutive snapshots in which at most this
@@ -222,6 +226,7 @@ class CameraParams:
         (0.6, 0.92, 1.0, 1.0),
     )
     reseed_after: int = 3
+    reported_share: float = 0.8
     open_release_after: int = 6
     open_release_share: float = 0.1
     clear_texture: float = 0.5

@@ -684,8 +684,15 @@ def outline_detections(
             # off from it by a boundary line or a ditch; it goes with the parcel.
             farm_work[region] |= component
             continue
-        tight = _tight(component, colour[region], params.hysteresis_low)
         full = np.zeros_like(candidates)
+        reported = np.count_nonzero(open_mask[region][component])
+        if reported >= params.reported_share * np.count_nonzero(component):
+            # Mostly a change already reported: its newly confirmed pixels are its rim showing
+            # more fully (light, sway), not a new object. They join it without a second alarm.
+            full[region] = component
+            open_mask |= dilate(full, 2)
+            continue
+        tight = _tight(component, colour[region], params.hysteresis_low)
         full[region] = tight
         outline = _outline(full, scale)
         ground = image_geometry_to_lonlat(calibration, outline).intersection(watched)
