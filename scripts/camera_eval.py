@@ -8,6 +8,9 @@ For every preset it runs the detector over the snapshots in capture order (exact
   it is confirmed at that snapshot or one of the next two (within 3 snapshots of onset); the
   rate is also given for the violations the camera is meant to watch (that many pixels inside
   the calibration's farmland within the watch distance), the detector's region of interest;
+- those counts are per sighting (a violation and a preset that shows it); the distinct counts
+  take each violation once, found in time when any preset found it in time, which is what a
+  monitoring centre watching every camera gets;
 - IoU compares the first such detection's ground polygon with the violation's extent on that
   epoch, clipped to what the preset sees, for violations of at least 50 m²;
 - a detection touching no violation is a false alarm; one on farm work of the same epoch (a
@@ -85,6 +88,13 @@ class CameraScore:
     def detection_rate(self) -> float:
         return self.found_in_time / max(self.violations, 1)
 
+    def distinct_violations(self) -> tuple[int, int]:
+        """(violations sighted by any preset, of those found in time by at least one)."""
+        in_time: dict[str, bool] = {}
+        for row in self.rows:
+            in_time[row["id"]] = in_time.get(row["id"], False) or row["outcome"] == "in_time"
+        return len(in_time), sum(in_time.values())
+
     @property
     def false_alarms_per_1000(self) -> float:
         """False alarms per camera preset per 1,000 of its snapshots."""
@@ -93,8 +103,12 @@ class CameraScore:
     def summary(self) -> dict[str, Any]:
         ious = np.asarray(self.ious)
         data = {k: v for k, v in asdict(self).items() if k not in {"rows", "alarm_rows", "ious"}}
+        distinct, distinct_in_time = self.distinct_violations()
         return data | {
             "detection_rate_within_3": round(self.detection_rate, 3),
+            "distinct_violations": distinct,
+            "distinct_found_in_time": distinct_in_time,
+            "distinct_detection_rate_within_3": round(distinct_in_time / max(distinct, 1), 3),
             "watched_detection_rate_within_3": round(
                 self.watched_in_time / max(self.watched_violations, 1), 3
             ),

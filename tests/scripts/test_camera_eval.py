@@ -74,6 +74,9 @@ def test_detections_matching_the_truth_score_full_marks_and_a_stray_one_is_a_fal
     score = camera_eval.evaluate_world(world_dir, min_visible_px=50)
     assert score.violations > 0, "the small world should show some violation to a camera"
     assert score.found_in_time == score.violations
+    distinct, distinct_in_time = score.distinct_violations()
+    assert 0 < distinct <= score.violations
+    assert distinct_in_time == distinct
     assert score.false_alarms == score.presets  # the stray detection, once per preset
     assert score.ious and min(score.ious) >= 0.95
 
@@ -85,7 +88,23 @@ def test_a_detection_beside_its_violation_is_a_miss_and_a_false_alarm(
     monkeypatch.setattr(camera_eval, "run_sequence", _perfect_detector(world_dir, shift_deg=0.01))
     score = camera_eval.evaluate_world(world_dir, min_visible_px=50)
     assert score.found_in_time == 0
+    assert score.distinct_violations()[1] == 0
     assert score.false_alarms > score.presets
+
+
+def test_a_violation_two_presets_show_counts_once_and_is_found_when_either_finds_it() -> None:
+    score = camera_eval.CameraScore(
+        rows=[
+            {"id": "V1", "camera": "CAM-1/P1", "outcome": "missed"},
+            {"id": "V1", "camera": "CAM-2/P1", "outcome": "in_time"},
+            {"id": "V2", "camera": "CAM-1/P1", "outcome": "late"},
+            {"id": "V2", "camera": "CAM-2/P1", "outcome": "missed"},
+        ]
+    )
+    assert score.distinct_violations() == (2, 1)
+    summary = score.summary()
+    assert (summary["distinct_violations"], summary["distinct_found_in_time"]) == (2, 1)
+    assert summary["distinct_detection_rate_within_3"] == 0.5
 
 
 def test_the_command_prints_the_acceptance_numbers(world_dir: Path) -> None:
@@ -94,7 +113,8 @@ def test_the_command_prints_the_acceptance_numbers(world_dir: Path) -> None:
     report = json.loads(result.output)
     assert report["presets"] == SMALL.cameras
     assert report["snapshots"] == SMALL.cameras * SMALL.epochs * SMALL.snapshots_per_epoch
-    for key in ("detection_rate_within_3", "false_alarms_per_1000_snapshots", "iou_median"):
+    keys = ("detection_rate_within_3", "distinct_detection_rate_within_3")
+    for key in (*keys, "false_alarms_per_1000_snapshots", "iou_median"):
         assert key in report
 
 
