@@ -40,12 +40,20 @@ class GeolocateParams:
         Refuse calibrations whose control-point RMS error on the ground exceeds this, metres.
     max_range_m : float
         The footprint ends this far from the nearest ground the camera sees, metres.
+    max_pixel_area_m2 : float
+        The footprint also ends where one full-resolution pixel covers more ground than this,
+        m²: farther out the camera cannot resolve what it must find, and that farmland is left
+        to remote sensing rather than counted as watched. The default lets a 10 m × 10 m object
+        cover 160 pixels, the 10 working pixels at 1/4 resolution the camera detector needs to
+        report a change (`detection.camera.CameraParams`: ``reduce``, ``min_area_px``);
+        ``math.inf`` keeps all the ground in range.
     max_condition : float
         Refuse homographies whose normalised 3×3 matrix has a larger condition number.
     """
 
     max_rms_m: float = 5.0
     max_range_m: float = 3000.0
+    max_pixel_area_m2: float = 0.625
     max_condition: float = 1e7
 
 
@@ -376,8 +384,9 @@ def visible_image_region(
 ) -> Polygon:
     """The part of the image, in full-resolution (col, row), that shows ground within range.
 
-    The image rectangle is cut by the homography's horizon and by ``params.max_range_m`` from
-    the ground seen at the bottom centre of the image (the nearest ground the camera sees).
+    The image rectangle is cut by the homography's horizon, by where a pixel covers more than
+    ``params.max_pixel_area_m2`` of ground, and by ``params.max_range_m`` from the ground seen
+    at the bottom centre of the image (the nearest ground the camera sees).
     """
     params = params or GeolocateParams()
     footprint = _footprint_local(calibration, params=params)
@@ -392,10 +401,20 @@ def _footprint_local(calibration: Calibration, *, params: GeolocateParams) -> Ba
     w_scale = abs(h[2, 0]) * width + abs(h[2, 1]) * height + abs(h[2, 2])
     margin = 1e-6 * w_scale
     big = 4.0 * (width + height)
-    front = _half_plane(h[2], margin=margin, extent=big)
-    image = box(0, 0, width, height).intersection(front)
+    frame = box(0, 0, width, height)
+    image = frame.intersection(_half_plane(h[2], margin=margin, extent=big))
     if image.is_empty:
         raise CalibrationError("the calibrated homography puts the whole image above the horizon")
+    # A pixel at (col, row) covers |det h| / w³ of ground, so the pixels covering at most
+    # max_pixel_area_m2 are again a half-plane of w, nearer the camera than the horizon.
+    resolving = (abs(float(np.linalg.det(h))) / params.max_pixel_area_m2) ** (1 / 3)
+    if resolving > margin:
+        image = frame.intersection(_half_plane(h[2], margin=resolving, extent=big))
+        if image.is_empty:
+            raise CalibrationError(
+                f"every pixel of this view covers more than {params.max_pixel_area_m2:g} m² "
+                "of ground: too far or too wide to watch farmland; zoom in or tilt down"
+            )
     ground = _transform_geometry(image, lambda xy: image_to_ground(calibration, xy))
     near = image_to_ground(calibration, np.array([[width / 2, height - 0.5]]))[0]
     return ground.intersection(Point(near).buffer(params.max_range_m, quad_segs=32))

@@ -7,7 +7,9 @@ For every preset it runs the detector over the snapshots in capture order (exact
   ``min_visible_px`` full-resolution pixels of it; it is found in time when a detection touching
   it is confirmed at that snapshot or one of the next two (within 3 snapshots of onset); the
   rate is also given for the violations the camera is meant to watch (that many pixels inside
-  the calibration's farmland within the watch distance), the detector's region of interest;
+  the calibration's farmland within its footprint: in range, and near enough for a pixel to
+  cover at most `GeolocateParams.max_pixel_area_m2`), the detector's region of interest;
+  violations farther out still count in the first rate;
 - those counts are per sighting (a violation and a preset that shows it); the distinct counts
   take each violation once, found in time when any preset found it in time, which is what a
   monitoring centre watching every camera gets;
@@ -24,8 +26,9 @@ presets. The detector's time includes decoding; it is wall time on a possibly sh
 from __future__ import annotations
 
 import json
+import math
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Annotated, Any
@@ -282,7 +285,10 @@ def score_preset(
     score.snapshots += len(shots)
     score.rejected += sum(row["status"] == "rejected" for row in run.snapshots)
     score.detections += len(run.detections)
-    seen = ground_footprint(calibration, params=params.geolocate)
+    # A violation counts wherever the frame shows ground, also beyond what the detector is
+    # meant to resolve there (`watched`, the farmland of its footprint).
+    in_frame = replace(params.geolocate, max_pixel_area_m2=math.inf)
+    seen = ground_footprint(calibration, params=in_frame)
     watched = watched_ground(calibration, params=params.geolocate)
     camera = preset_dir.relative_to(world_dir / "cameras").as_posix()
     for violation in violations:

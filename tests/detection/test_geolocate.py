@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import copy
+import math
 
 import numpy as np
 import pytest
-from shapely.geometry import Polygon
+from shapely.geometry import LineString, Polygon
 
 from detection.errors import CalibrationError
 from detection.geolocate import (
@@ -130,7 +131,7 @@ def test_parcels_are_read_in_order_and_drawn_where_the_preset_sees_them(scene: S
 
 def test_footprint_covers_the_ground_in_view_up_to_the_range(scene: Scene) -> None:
     calibration = calibration_from_mapping(scene.calibration_mapping(farmland=False))
-    params = GeolocateParams(max_range_m=1000.0)
+    params = GeolocateParams(max_range_m=1000.0, max_pixel_area_m2=math.inf)
     footprint = ground_footprint(calibration, params=params)
     near = scene.lonlat(np.array([[0.0, 100.0]]))[0]
     beyond = scene.lonlat(np.array([[0.0, 1500.0]]))[0]
@@ -139,6 +140,37 @@ def test_footprint_covers_the_ground_in_view_up_to_the_range(scene: Scene) -> No
     assert not footprint.intersects(Polygon.from_bounds(*beyond, *(beyond + 1e-5)))
     assert not footprint.intersects(Polygon.from_bounds(*behind, *(behind + 1e-5)))
     assert 1e5 < ground_area_m2(calibration, footprint) < np.pi * 1000.0**2
+
+
+def _pixel_area_m2(scene: Scene, north_m: float) -> float:
+    """Ground covered by the full-resolution pixel that shows (0, north_m)."""
+    col, row = scene.pixels_of_ground(np.array([[0.0, north_m]]))[0]
+    corners = np.array([[col, row], [col + 1, row], [col + 1, row + 1], [col, row + 1]])
+    return Polygon(scene.ground_of_pixels(corners)).area
+
+
+@pytest.mark.parametrize("max_pixel_area_m2", [0.3, 0.625, 2.0])
+def test_footprint_ends_where_a_pixel_covers_more_ground_than_the_limit(
+    scene: Scene, max_pixel_area_m2: float
+) -> None:
+    calibration = calibration_from_mapping(scene.calibration_mapping(farmland=False))
+    params = GeolocateParams(max_pixel_area_m2=max_pixel_area_m2)
+    footprint = ground_footprint(calibration, params=params)
+    # Straight ahead, the farthest ground in the footprint is where a pixel reaches the limit.
+    ahead = LineString(scene.lonlat(np.array([[0.0, 60.0], [0.0, 5000.0]])))
+    reach = np.array(ahead.intersection(footprint).coords)
+    far_north = max(scene.ground_of_pixels(lonlat_to_image(calibration, reach))[:, 1])
+    assert _pixel_area_m2(scene, far_north) == pytest.approx(max_pixel_area_m2, rel=0.02)
+    assert _pixel_area_m2(scene, 0.9 * far_north) < max_pixel_area_m2
+    unlimited = ground_footprint(calibration, params=GeolocateParams(max_pixel_area_m2=math.inf))
+    assert footprint.area < unlimited.area
+    assert unlimited.buffer(1e-9).contains(footprint)
+
+
+def test_a_view_whose_every_pixel_covers_too_much_ground_is_refused(scene: Scene) -> None:
+    calibration = calibration_from_mapping(scene.calibration_mapping(farmland=False))
+    with pytest.raises(CalibrationError, match=r"covers more than 0\.001 m²"):
+        ground_footprint(calibration, params=GeolocateParams(max_pixel_area_m2=0.001))
 
 
 def test_watched_ground_is_the_farmland_in_view(scene: Scene) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 from pathlib import Path
 
 import pytest
@@ -10,7 +11,8 @@ from shapely import affinity
 from typer.testing import CliRunner
 
 import scripts.camera_eval as camera_eval
-from detection.camera import CameraDetection
+from detection.camera import CameraDetection, CameraParams
+from detection.geolocate import GeolocateParams
 from scripts.camera_detect import Run
 from scripts.cli import app
 from simulator import WorldParams, generate_world
@@ -90,6 +92,18 @@ def test_a_detection_beside_its_violation_is_a_miss_and_a_false_alarm(
     assert score.found_in_time == 0
     assert score.distinct_violations()[1] == 0
     assert score.false_alarms > score.presets
+
+
+def test_violations_beyond_the_ground_the_camera_resolves_still_count_but_not_as_watched(
+    world_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(camera_eval, "run_sequence", _perfect_detector(world_dir))
+    near_only = CameraParams(geolocate=GeolocateParams(max_pixel_area_m2=2.0))
+    everywhere = CameraParams(geolocate=GeolocateParams(max_pixel_area_m2=math.inf))
+    whole = camera_eval.evaluate_world(world_dir, params=everywhere, min_visible_px=50)
+    cut = camera_eval.evaluate_world(world_dir, params=near_only, min_visible_px=50)
+    assert cut.violations == whole.violations > 0
+    assert 0 < cut.watched_violations < whole.watched_violations == whole.violations
 
 
 def test_a_violation_two_presets_show_counts_once_and_is_found_when_either_finds_it() -> None:
