@@ -167,3 +167,74 @@ def test_the_chain_head_migration_takes_each_case_head_from_its_last_event(db_ur
         command.upgrade(config, "head")
         engine.dispose()
     assert [tuple(h) for h in heads] == [(ids[0], 2, "b" * 64), (ids[1], 0, GENESIS_HASH)]
+
+
+def test_the_footprint_migration_cuts_stored_footprints_where_the_camera_resolves(
+    db_url: str,
+) -> None:
+    import math
+    from datetime import UTC, datetime
+
+    from shapely.geometry import Point
+    from sqlalchemy import insert, select
+
+    from detection.geolocate import GeolocateParams, calibration_from_mapping, ground_footprint
+    from models import Camera, CameraPreset
+    from models.geo import bbox_values
+    from tests.detection.test_camera_scene import Scene
+
+    mapping = Scene().calibration_mapping(farmland=False)
+    calibration = calibration_from_mapping(mapping)
+    unlimited = GeolocateParams(max_pixel_area_m2=math.inf)
+    as_before = ground_footprint(calibration, params=unlimited)
+    resolved = ground_footprint(calibration)
+    assert resolved.area < 0.5 * as_before.area  # the scene's camera sees far beyond its reach
+    now = datetime(2026, 12, 2, tzinfo=UTC)
+    cameras, presets = Camera.__table__, CameraPreset.__table__
+
+    def stored(connection, preset_id):  # type: ignore[no-untyped-def]
+        query = select(presets.c.geom, presets.c.maxy).where(presets.c.id == preset_id)
+        return connection.execute(query).one()
+
+    config = _config(db_url)
+    engine = create_engine(db_url)
+    command.downgrade(config, "0009")
+    try:
+        with engine.begin() as connection:
+            tower = Point(120.1, 30.2)
+            camera_id = connection.execute(
+                insert(cameras)
+                .values(code="MIGRATE-1", name="", health="ok", geom=tower,
+                        created_at=now, updated_at=now, **bbox_values(tower))
+                .returning(cameras.c.id)
+            ).scalar_one()  # fmt: skip
+            calibrated, bare = (
+                connection.execute(
+                    insert(presets)
+                    .values(camera_id=camera_id, preset=name, image_width=1920,
+                            image_height=1080, control_points=points, geom=geom,
+                            detector_state_version=0, created_at=now, updated_at=now,
+                            **bbox_values(geom))
+                    .returning(presets.c.id)
+                ).scalar_one()
+                for name, points, geom in (
+                    ("P1", mapping["control_points"], as_before), ("P2", [], None)
+                )
+            )  # fmt: skip
+        command.upgrade(config, "0010")
+        with engine.connect() as connection:
+            after = stored(connection, calibrated)
+            untouched = stored(connection, bare)
+        command.downgrade(config, "0009")
+        with engine.connect() as connection:
+            back = stored(connection, calibrated)
+        with engine.begin() as connection:
+            connection.execute(presets.delete().where(presets.c.camera_id == camera_id))
+            connection.execute(cameras.delete().where(cameras.c.id == camera_id))
+    finally:
+        command.upgrade(config, "head")
+        engine.dispose()
+    assert after.geom.symmetric_difference(resolved).area < 1e-6 * resolved.area
+    assert after.maxy == resolved.bounds[3]  # the bbox, and so SQLite's R*Tree, follows
+    assert back.geom.symmetric_difference(as_before).area < 1e-6 * as_before.area
+    assert tuple(untouched) == (None, None)
