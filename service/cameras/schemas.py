@@ -7,7 +7,6 @@ from datetime import datetime
 from pydantic import BaseModel, ConfigDict, Field
 from shapely.geometry import mapping
 
-from detection.geolocate import GeolocateParams
 from models.camera import Camera, CameraHealth, CameraPreset
 
 
@@ -54,9 +53,7 @@ class PresetRead(BaseModel):
     rms_error_m: float | None
     calibrated_at: datetime | None
     footprint: dict[str, object] | None = Field(
-        description="The ground the preset watches (in range, and near enough that a pixel "
-        f"covers at most {GeolocateParams().max_pixel_area_m2:g} m²): a GeoJSON Polygon in "
-        "lon/lat."
+        description="The ground the preset sees: a GeoJSON Polygon in lon/lat."
     )
 
     @classmethod
