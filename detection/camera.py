@@ -138,11 +138,6 @@ class CameraParams:
         to frame: it is neither reported nor learned; 1 turns this off. On two simulated worlds
         0.5 cut false alarms by 37–64 % at the same detection (benchmarks/RESULTS.md); an
         object built right on a boundary can be missed.
-    edge_strip_px : int
-        Only a change thin enough to lie along a boundary is held to ``max_edge_share``: one
-        keeping at least ``min_area_px`` pixels when eroded by this many pixels is an object
-        in its own right, whatever crop rows or boundaries cross it; 0 holds every change to
-        it.
     farm_work_reach_px : int
         A confirmed change within this many working pixels of farm work found in the same
         snapshot (a parcel that turned over) is the edge of it, not an object; 0 turns this
@@ -219,7 +214,6 @@ class CameraParams:
     parcel_along: float = 0.3
     context_ratio: float = 3.0
     max_edge_share: float = 0.5
-    edge_strip_px: int = 3
     edge_level: float = 0.03
     farm_work_reach_px: int = 2
     max_ir_chroma: float = 0.03

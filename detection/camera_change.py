@@ -551,14 +551,6 @@ def _plain_change_regions(
     return labels, sizes
 
 
-def _thicker_than(component: NDArray[np.bool_], reach_px: int, min_area_px: int) -> bool:
-    """Whether `component` keeps at least `min_area_px` pixels when eroded by `reach_px`."""
-    if reach_px <= 0:
-        return False
-    core = ndimage.binary_erosion(component, iterations=reach_px)
-    return int(np.count_nonzero(core)) >= min_area_px
-
-
 def _beside(mask: NDArray[np.bool_], reach_px: int) -> NDArray[np.bool_]:
     """`mask` grown by `reach_px` pixels (an empty mask when `reach_px` is 0)."""
     if reach_px <= 0 or not mask.any():
@@ -680,11 +672,7 @@ def outline_detections(
             # Learn the whole parcel that turned over, not only the rim that stood out.
             farm_work |= whole | np.isin(context, touched[touched > 0])
             continue
-        if (
-            params.max_edge_share < 1
-            and edges()[region][component].mean() > params.max_edge_share
-            and not _thicker_than(component, params.edge_strip_px, params.min_area_px)
-        ):
+        if params.max_edge_share < 1 and edges()[region][component].mean() > params.max_edge_share:
             # Light, haze and a fraction of a pixel of sway change a boundary between parcels
             # from frame to frame; a change lying along one is not taken for an object.
             continue

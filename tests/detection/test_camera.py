@@ -561,33 +561,6 @@ def test_a_change_lying_along_a_parcel_boundary_is_not_reported(
     assert bool(outlines.open_mask[changed].all()) is reported
 
 
-@pytest.mark.parametrize(
-    ("rows", "edge_strip_px", "reported"),
-    [
-        (12, 3, True),  # a 12 × 20 px object on a field of crop rows
-        (12, 0, False),  # the same, every change held to the share of edges
-        (3, 3, False),  # a strip three rows thin on the same crop rows
-    ],
-)
-def test_a_change_too_thick_to_lie_along_a_boundary_is_an_object_whatever_edges_cross_it(
-    calibration: Calibration, rows: int, edge_strip_px: int, reported: bool
-) -> None:
-    params = CameraParams(edge_strip_px=edge_strip_px, min_object_area_m2=0.0)
-    background, top, left = _parcel_on_ground(calibration, params)
-    # Crop rows every four pixels across the parcel: each is a strong edge of the background.
-    background[top : top + 20 : 4, left : left + 40] = 0.75
-    changed = np.zeros(background.shape[:2], dtype=bool)
-    changed[top + 4 : top + 4 + rows, left + 10 : left + 30] = True
-    matched = background + 0.2 * changed[..., None]
-    # The parcel is named, so the crop rows are not taken for parcels of their own.
-    named = _with_parcel(calibration, top, left, params)
-
-    outlines = _outlines_of(changed, background, matched, named, params)
-
-    assert len(outlines.found) == int(reported)
-    assert not outlines.farm_work[changed].any()
-
-
 def _with_parcel(
     calibration: Calibration, top: int, left: int, params: CameraParams
 ) -> Calibration:
